@@ -1,0 +1,1 @@
+"""Contracts between the platform's services: event models, topic names and generated gRPC code."""

@@ -1,0 +1,329 @@
+"""Event models: one frozen pydantic model per topic, each with the common envelope.
+
+The models are the single definition of what travels on Kafka: producers build them, consumers
+validate with them, and ``llmops asyncapi`` documents them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmops.contracts import topics
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class Event(BaseModel):
+    """The envelope every event carries. Subclasses set ``topic`` and ``key_field``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    topic: ClassVar[str]
+    # The field whose value is the Kafka key, so one entity's events stay in order.
+    key_field: ClassVar[str]
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Unique id; consumers dedup on it.")
+    occurred_at: datetime = Field(default_factory=_now)
+    schema_version: int = 1
+    trace_id: str = ""
+    producer: str = ""
+
+    def kafka_key(self) -> bytes:
+        return str(getattr(self, self.key_field)).encode()
+
+
+# --- ingestion -------------------------------------------------------------------------------------
+
+
+class DocumentRaw(Event):
+    """A document an app pushes for ingestion."""
+
+    topic = topics.DOCUMENTS_RAW
+    key_field = "document_id"
+
+    document_id: NonEmpty
+    dataset: NonEmpty
+    text: str
+    source: str = ""
+    mime_type: str = "text/plain"
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class DocumentCleaned(Event):
+    """A document that passed the ingestion pipeline (normalised, PII redacted, not a duplicate)."""
+
+    topic = topics.DOCUMENTS_CLEANED
+    key_field = "document_id"
+
+    document_id: NonEmpty
+    dataset: NonEmpty
+    batch_id: NonEmpty
+    text: str
+    content_hash: NonEmpty
+    source: str = ""
+    pii_redacted: dict[str, int] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class IngestionBatchCompleted(Event):
+    topic = topics.INGESTION_BATCH_COMPLETED
+    key_field = "batch_id"
+
+    batch_id: NonEmpty
+    dataset: NonEmpty
+    snapshot_id: str
+    snapshot_uri: str
+    counts: dict[str, int]
+
+
+# --- labeling --------------------------------------------------------------------------------------
+
+
+class LabelCreated(Event):
+    topic = topics.LABELS_CREATED
+    key_field = "task_id"
+
+    label_id: NonEmpty
+    task_id: NonEmpty
+    queue: NonEmpty
+    source: Literal["human", "rule", "judge"]
+    labeler_id: NonEmpty
+    value: str
+    document_id: str = ""
+
+
+class DatasetVersionCreated(Event):
+    topic = topics.DATASETS_VERSION_CREATED
+    key_field = "version_id"
+
+    version_id: NonEmpty
+    dataset: NonEmpty
+    uri: NonEmpty
+    train_count: int
+    eval_count: int
+    snapshot_ids: list[str] = Field(default_factory=list)
+    queues: list[str] = Field(default_factory=list)
+
+
+# --- training --------------------------------------------------------------------------------------
+
+
+class TrainingRequested(Event):
+    topic = topics.TRAINING_REQUESTED
+    key_field = "request_key"
+
+    request_key: NonEmpty = Field(description="Idempotency key: the same key never starts two jobs.")
+    base_model: NonEmpty
+    dataset_version_id: NonEmpty
+    method: Literal["sft_lora", "dpo_lora"] = "sft_lora"
+    model_name: NonEmpty
+    hyperparameters: dict[str, float | int | str | list[str]] = Field(default_factory=dict)
+    resources: dict[str, float | int] = Field(default_factory=dict)
+    reason: str = ""
+
+
+class TrainingProgress(Event):
+    topic = topics.TRAINING_PROGRESS
+    key_field = "job_id"
+
+    job_id: NonEmpty
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    learning_rate: float
+    tokens_per_second: float = 0.0
+
+
+class TrainingCompleted(Event):
+    topic = topics.TRAINING_COMPLETED
+    key_field = "job_id"
+
+    job_id: NonEmpty
+    model_name: NonEmpty
+    base_model: NonEmpty
+    dataset_version_id: NonEmpty
+    adapter_uri: NonEmpty
+    method: str
+    params: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class TrainingFailed(Event):
+    topic = topics.TRAINING_FAILED
+    key_field = "job_id"
+
+    job_id: NonEmpty
+    reason: NonEmpty
+
+
+# --- registry --------------------------------------------------------------------------------------
+
+
+class ModelVersionRegistered(Event):
+    topic = topics.MODELS_VERSION_REGISTERED
+    key_field = "model"
+
+    model: NonEmpty
+    version: int
+    artifact_uri: NonEmpty
+    base_model: NonEmpty
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class ModelAliasChanged(Event):
+    topic = topics.MODELS_ALIAS_CHANGED
+    key_field = "model"
+
+    model: NonEmpty
+    alias: NonEmpty
+    version: int | None = Field(description="The new holder; None when the alias was removed.")
+    previous_version: int | None = None
+    artifact_uri: str = ""
+    base_model: str = ""
+    actor: str = ""
+    reason: str = ""
+
+
+# --- serving and retrieval -------------------------------------------------------------------------
+
+
+class InferenceLogged(Event):
+    """One completed generation, as served."""
+
+    topic = topics.INFERENCE_LOGGED
+    key_field = "request_id"
+
+    request_id: NonEmpty
+    model: NonEmpty
+    model_version: str = ""
+    prompt: str
+    completion: str
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    latency_ms: float = Field(ge=0)
+    time_to_first_token_ms: float = Field(ge=0)
+    finish_reason: str = ""
+    streamed: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class RetrievalLogged(Event):
+    topic = topics.RETRIEVAL_LOGGED
+    key_field = "request_id"
+
+    request_id: NonEmpty
+    collection: NonEmpty
+    query: str
+    top_k: int
+    document_ids: list[str] = Field(default_factory=list)
+    scores: list[float] = Field(default_factory=list)
+    latency_ms: float = 0.0
+
+
+# --- feedback --------------------------------------------------------------------------------------
+
+
+class FeedbackSubmitted(Event):
+    """Feedback as an app publishes it. Business rules are checked by the feedback service, which
+    answers with feedback.accepted or feedback.rejected; a message that is not even this shape goes
+    to the dead-letter topic."""
+
+    topic = topics.FEEDBACK_SUBMITTED
+    key_field = "request_id"
+
+    request_id: str
+    feedback_id: str = ""
+    score: float | None = None
+    thumb: Literal["up", "down"] | None = None
+    comment: str = ""
+    correction: str = ""
+    user_id: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class FeedbackAccepted(Event):
+    topic = topics.FEEDBACK_ACCEPTED
+    key_field = "request_id"
+
+    feedback_id: NonEmpty
+    request_id: NonEmpty
+    score: float = Field(ge=0.0, le=1.0, description="Normalised: thumb up is 1, thumb down is 0.")
+    thumb: Literal["up", "down"] | None = None
+    comment: str = ""
+    correction: str = ""
+    user_id: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+    submitted_event_id: uuid.UUID | None = None
+
+
+class FeedbackRejected(Event):
+    topic = topics.FEEDBACK_REJECTED
+    key_field = "request_id"
+
+    request_id: str
+    feedback_id: str = ""
+    reasons: list[str]
+    submitted_event_id: uuid.UUID | None = None
+
+
+# --- monitoring ------------------------------------------------------------------------------------
+
+
+class DriftDetected(Event):
+    topic = topics.MONITORING_DRIFT_DETECTED
+    key_field = "model"
+
+    model: NonEmpty
+    signal: NonEmpty
+    statistic: str
+    value: float
+    threshold: float
+    window_start: datetime
+    window_end: datetime
+
+
+class AlertRaised(Event):
+    topic = topics.MONITORING_ALERT
+    key_field = "rule"
+
+    rule: NonEmpty
+    severity: Literal["info", "warning", "critical"]
+    message: NonEmpty
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    DocumentRaw,
+    DocumentCleaned,
+    IngestionBatchCompleted,
+    LabelCreated,
+    DatasetVersionCreated,
+    TrainingRequested,
+    TrainingProgress,
+    TrainingCompleted,
+    TrainingFailed,
+    ModelVersionRegistered,
+    ModelAliasChanged,
+    InferenceLogged,
+    RetrievalLogged,
+    FeedbackSubmitted,
+    FeedbackAccepted,
+    FeedbackRejected,
+    DriftDetected,
+    AlertRaised,
+)
+
+EVENT_BY_TOPIC: dict[str, type[Event]] = {e.topic: e for e in ALL_EVENTS}

@@ -1,0 +1,280 @@
+"""The one Kafka broker factory: publishing events and consuming them safely.
+
+Consumers get validated event models and may assume:
+- at-least-once delivery, made idempotent on ``event_id`` (a :class:`ProcessedEvents` store, or a
+  store that is itself safe against redelivery for batch consumers);
+- offsets are committed only after the handler returned;
+- a message that fails validation, or fails processing ``max_attempts`` times, is published to
+  ``<topic>.dlq`` with the original key and value and headers that say what went wrong and where it
+  came from; the consumer then goes on with the next message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiokafka import ConsumerRecord, TopicPartition
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.middlewares import AckPolicy
+from faststream.security import SASLPlaintext, SASLScram256, SASLScram512, BaseSecurity
+from pydantic import ValidationError
+
+from llmops.contracts.events import Event
+from llmops.contracts.topics import dlq
+from llmops.core.dedup import ProcessedEvents
+from llmops.core.metrics import CONSUMER_LAG, EVENT_PROCESSING, EVENTS_CONSUMED, EVENTS_PUBLISHED
+from llmops.core.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+# Header names on dead-lettered messages (Kafka Connect uses the same idea).
+DLQ_ERROR = "dlq.error"
+DLQ_ERROR_TYPE = "dlq.error_type"
+DLQ_TOPIC = "dlq.original_topic"
+DLQ_PARTITION = "dlq.original_partition"
+DLQ_OFFSET = "dlq.original_offset"
+DLQ_GROUP = "dlq.consumer_group"
+DLQ_ATTEMPTS = "dlq.attempts"
+DLQ_FAILED_AT = "dlq.failed_at"
+
+
+def _security(settings: KafkaSettings) -> BaseSecurity | None:
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context() if protocol.endswith("SSL") else None
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context)
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+    cls = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[
+        settings.sasl_mechanism or "PLAIN"
+    ]
+    return cls(username=settings.sasl_username or "", password=password, ssl_context=context)
+
+
+class EventBus:
+    """A service's connection to Kafka: typed publishing and safe consuming."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        service: str,
+        processed: ProcessedEvents | None = None,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self._processed = processed
+        self.broker = KafkaBroker(
+            settings.bootstrap_servers,
+            client_id=f"llmops-{service}",
+            security=_security(settings),
+            enable_idempotence=True,
+            acks="all",
+            logger=logging.getLogger(f"llmops.{service}.kafka"),
+        )
+
+    async def start(self) -> None:
+        try:
+            await self.broker.start()
+        except Exception as exc:
+            raise ConnectionError(
+                f"cannot reach Kafka at {self.settings.bootstrap_servers} ({exc}); is the broker running "
+                "(`make up` starts one) and is LLMOPS_KAFKA_BOOTSTRAP_SERVERS right?"
+            ) from exc
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+    async def publish(self, event: Event) -> None:
+        """Publish ``event`` to its topic, keyed by its entity id; waits for the broker's ack."""
+        await self.broker.publish(
+            event.model_dump_json().encode(),
+            topic=event.topic,
+            key=event.kafka_key(),
+            headers={"content-type": "application/json", "event-type": type(event).__name__},
+        )
+        EVENTS_PUBLISHED.labels(self.service, event.topic).inc()
+
+    # --- consuming ---------------------------------------------------------------------------------
+
+    def consume(
+        self,
+        event_type: type[E],
+        group_id: str,
+        handler: Callable[[E], Awaitable[None]],
+    ) -> None:
+        """Call ``handler`` for each event on ``event_type.topic``, one at a time, in order."""
+        topic = event_type.topic
+
+        @self.broker.subscriber(
+            topic,
+            group_id=group_id,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.ACK,
+            title=f"{group_id}:{topic}",
+        )
+        async def _on_message(msg: KafkaMessage) -> None:
+            record: ConsumerRecord = msg.raw_message  # type: ignore[assignment]
+            self._observe_lag(msg, [record], group_id)
+            started = time.perf_counter()
+            await self._process_one(event_type, group_id, record, handler)
+            EVENT_PROCESSING.labels(self.service, topic).observe(time.perf_counter() - started)
+
+    def consume_batches(
+        self,
+        event_type: type[E],
+        group_id: str,
+        handler: Callable[[list[E]], Awaitable[None]],
+        *,
+        max_records: int = 500,
+        timeout_ms: int = 500,
+    ) -> None:
+        """Call ``handler`` with up to ``max_records`` events at a time (for bulk writes).
+
+        The handler must be safe against redelivery (the store dedups on its own key), since a batch is
+        only committed after it returns. If a batch keeps failing, its events are retried one by one so
+        that only the poisoned ones go to the dead-letter topic.
+        """
+        topic = event_type.topic
+
+        @self.broker.subscriber(
+            topic,
+            group_id=group_id,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.ACK,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=timeout_ms,
+            title=f"{group_id}:{topic}",
+        )
+        async def _on_batch(msg: KafkaMessage) -> None:
+            records: Sequence[ConsumerRecord] = msg.raw_message  # type: ignore[assignment]
+            self._observe_lag(msg, records, group_id)
+            started = time.perf_counter()
+            events: list[E] = []
+            kept: list[ConsumerRecord] = []
+            seen_ids: set[str] = set()
+            for record in records:
+                event = await self._parse_or_dead_letter(event_type, group_id, record)
+                if event is None:
+                    continue
+                if str(event.event_id) in seen_ids:
+                    EVENTS_CONSUMED.labels(self.service, topic, "duplicate").inc()
+                    continue
+                seen_ids.add(str(event.event_id))
+                events.append(event)
+                kept.append(record)
+            if events:
+                try:
+                    await self._with_retries(lambda: handler(events))
+                    EVENTS_CONSUMED.labels(self.service, topic, "processed").inc(len(events))
+                except Exception:
+                    log.warning("batch of %d from %s failed; retrying one by one", len(events), topic)
+                    for event, record in zip(events, kept, strict=True):
+                        await self._handle_parsed(event, group_id, record, lambda e: handler([e]))
+            EVENT_PROCESSING.labels(self.service, topic).observe(time.perf_counter() - started)
+
+    async def _process_one(
+        self,
+        event_type: type[E],
+        group_id: str,
+        record: ConsumerRecord,
+        handler: Callable[[E], Awaitable[None]],
+    ) -> None:
+        event = await self._parse_or_dead_letter(event_type, group_id, record)
+        if event is None:
+            return
+        if self._processed is not None and self._processed.seen(group_id, str(event.event_id)):
+            EVENTS_CONSUMED.labels(self.service, record.topic, "duplicate").inc()
+            log.info("skipping redelivered event %s on %s", event.event_id, record.topic)
+            return
+        await self._handle_parsed(event, group_id, record, handler)
+
+    async def _handle_parsed(
+        self,
+        event: E,
+        group_id: str,
+        record: ConsumerRecord,
+        handler: Callable[[E], Awaitable[None]],
+    ) -> None:
+        try:
+            await self._with_retries(lambda: handler(event))
+        except Exception as exc:
+            await self._dead_letter(record, group_id, exc, self.settings.max_attempts)
+            return
+        if self._processed is not None:
+            self._processed.mark(group_id, str(event.event_id))
+        EVENTS_CONSUMED.labels(self.service, record.topic, "processed").inc()
+
+    async def _parse_or_dead_letter(
+        self, event_type: type[E], group_id: str, record: ConsumerRecord
+    ) -> E | None:
+        try:
+            if record.value is None:
+                raise ValueError("message has no value (tombstone)")
+            return event_type.model_validate_json(record.value)
+        except (ValidationError, ValueError) as exc:
+            # Validation is deterministic: retrying cannot help, so dead-letter at once.
+            await self._dead_letter(record, group_id, exc, attempts=1)
+            return None
+
+    async def _with_retries(self, call: Callable[[], Awaitable[None]]) -> None:
+        attempts = self.settings.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await call()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if attempt == attempts:
+                    raise
+                log.warning("attempt %d/%d failed; retrying", attempt, attempts, exc_info=True)
+                await asyncio.sleep(self.settings.retry_backoff_ms / 1000 * 2 ** (attempt - 1))
+
+    async def _dead_letter(self, record: ConsumerRecord, group_id: str, exc: BaseException, attempts: int) -> None:
+        error = _describe(exc)
+        headers = {
+            DLQ_ERROR: error[:4000],
+            DLQ_ERROR_TYPE: type(exc).__name__,
+            DLQ_TOPIC: record.topic,
+            DLQ_PARTITION: str(record.partition),
+            DLQ_OFFSET: str(record.offset),
+            DLQ_GROUP: group_id,
+            DLQ_ATTEMPTS: str(attempts),
+            DLQ_FAILED_AT: datetime.now(UTC).isoformat(),
+        }
+        await self.broker.publish(record.value or b"", topic=dlq(record.topic), key=record.key, headers=headers)
+        EVENTS_CONSUMED.labels(self.service, record.topic, "dead_lettered").inc()
+        log.error(
+            "message %s[%d]@%d sent to %s: %s", record.topic, record.partition, record.offset, dlq(record.topic), error
+        )
+
+    def _observe_lag(self, msg: KafkaMessage, records: Sequence[ConsumerRecord], group_id: str) -> None:
+        consumer: Any = getattr(msg, "consumer", None)
+        if consumer is None or not hasattr(consumer, "highwater"):
+            return
+        last: dict[tuple[str, int], int] = {}
+        for r in records:
+            last[(r.topic, r.partition)] = max(r.offset, last.get((r.topic, r.partition), -1))
+        for (topic, partition), offset in last.items():
+            highwater = consumer.highwater(TopicPartition(topic, partition))
+            if highwater is not None:
+                lag = max(highwater - offset - 1, 0)
+                CONSUMER_LAG.labels(self.service, topic, str(partition), group_id).set(lag)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        parts = [f"{'.'.join(map(str, e['loc'])) or '<message>'}: {e['msg']}" for e in exc.errors()]
+        return f"invalid {exc.title}: " + "; ".join(parts)
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()

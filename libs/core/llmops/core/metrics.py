@@ -1,0 +1,35 @@
+"""Prometheus metrics every service exposes on its metrics port (``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+GRPC_REQUESTS = Counter(
+    "llmops_grpc_requests_total", "gRPC calls handled.", ["service", "method", "code"]
+)
+GRPC_LATENCY = Histogram(
+    "llmops_grpc_request_seconds",
+    "gRPC call duration (for streams: until the last message).",
+    ["service", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+EVENTS_CONSUMED = Counter(
+    "llmops_events_consumed_total",
+    "Kafka messages consumed, by outcome (processed, duplicate, dead_lettered).",
+    ["service", "topic", "outcome"],
+)
+EVENTS_PUBLISHED = Counter("llmops_events_published_total", "Events published.", ["service", "topic"])
+EVENT_PROCESSING = Histogram(
+    "llmops_event_processing_seconds", "Time to process one message or batch.", ["service", "topic"]
+)
+CONSUMER_LAG = Gauge(
+    "llmops_consumer_lag_messages",
+    "Messages behind the partition's high watermark, as of the last fetch.",
+    ["service", "topic", "partition", "group"],
+)
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Start the ``/metrics`` HTTP endpoint in a background thread (port 0 leaves it off)."""
+    if port:
+        start_http_server(port, addr=host)

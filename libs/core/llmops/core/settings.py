@@ -1,0 +1,160 @@
+"""Settings: the only place that reads the environment.
+
+Each service has one ``Settings`` class (a subclass of :class:`ServiceSettings`, prefix
+``LLMOPS_<SERVICE>_``); the connections they share (Kafka, ClickHouse, Qdrant, Ray, API keys, folders)
+are defined once here with their own prefixes. Bad values fail at start with the setting's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOOPBACK = "127.0.0.1"
+
+
+class PlatformSettings(BaseSettings):
+    """Folders and switches shared by every process (prefix ``LLMOPS_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore")
+
+    data_dir: Path = Field(Path(".data"), description="Where local stores keep their files.")
+    models_dir: Path = Field(Path(".models"), description="Where `make setup` puts prepared models.")
+    run_dir: Path = Field(Path(".run"), description="Pid files, logs and the local API key of `make up`.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("data_dir", "models_dir", "run_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+
+class KafkaSettings(BaseSettings):
+    """The message bus (prefix ``LLMOPS_KAFKA_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = f"{LOOPBACK}:19092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # How often a message is tried before it goes to the dead-letter topic.
+    max_attempts: int = Field(3, ge=1, le=100)
+    retry_backoff_ms: int = Field(200, ge=0)
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                "LLMOPS_KAFKA_SECURITY_PROTOCOL is SASL_* but LLMOPS_KAFKA_SASL_MECHANISM, "
+                "LLMOPS_KAFKA_SASL_USERNAME and LLMOPS_KAFKA_SASL_PASSWORD are not all set"
+            )
+        return self
+
+
+class ClickHouseSettings(BaseSettings):
+    """The analytics store (prefix ``LLMOPS_CLICKHOUSE_``).
+
+    Default: the ClickHouse engine in process (chdb) in ``<data_dir>/clickhouse``. Production: a
+    ``http(s)://user:password@host:8123/database`` DSN for clickhouse-connect.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_CLICKHOUSE_", extra="ignore")
+
+    dsn: str | None = None
+
+    @field_validator("dsn")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("chdb://", "http://", "https://", "clickhouse://")):
+            raise ValueError("LLMOPS_CLICKHOUSE_DSN must start with chdb://, http://, https:// or clickhouse://")
+        return value
+
+    def resolved_dsn(self, platform: PlatformSettings) -> str:
+        return self.dsn or f"chdb://{platform.data_dir / 'clickhouse'}"
+
+
+class QdrantSettings(BaseSettings):
+    """The vector store (prefix ``LLMOPS_QDRANT_``): a server by ``url``, else local mode on disk."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_QDRANT_", extra="ignore")
+
+    url: str | None = None
+    api_key: SecretStr | None = None
+
+
+class RaySettings(BaseSettings):
+    """The training cluster (prefix ``LLMOPS_RAY_``): a cluster by ``address``, else a local Ray."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_RAY_", extra="ignore")
+
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1)
+
+
+class AuthSettings(BaseSettings):
+    """gRPC API keys (prefix ``LLMOPS_``): ``LLMOPS_API_KEYS=key1,key2``."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore")
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    auth_disabled: bool = False
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _keys_or_disabled(self) -> AuthSettings:
+        if not self.api_keys and not self.auth_disabled:
+            raise ValueError(
+                "LLMOPS_API_KEYS is empty: set one or more comma-separated keys "
+                "(or LLMOPS_AUTH_DISABLED=true to serve without authentication)"
+            )
+        if any(len(k.get_secret_value()) < 16 for k in self.api_keys):
+            raise ValueError("LLMOPS_API_KEYS: every key must be at least 16 characters long")
+        return self
+
+
+class ServiceSettings(BaseSettings):
+    """What every service has: where it listens. Subclasses set ``model_config``'s prefix."""
+
+    service_name: ClassVar[str]
+
+    host: str = LOOPBACK
+    grpc_port: int = Field(ge=1, le=65535)
+    metrics_port: int = Field(ge=0, le=65535, description="0 turns the Prometheus endpoint off.")
+    grace_seconds: float = Field(5.0, ge=0)
+
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+
+# Default ports, one place, so `make up`, the CLI and the docs agree.
+DEFAULT_GRPC_PORTS: dict[str, int] = {
+    "ingestion": 50051,
+    "labeling": 50052,
+    "training": 50053,
+    "registry": 50054,
+    "serving": 50055,
+    "retrieval": 50056,
+    "feedback": 50057,
+    "monitoring": 50058,
+}
+DEFAULT_METRICS_PORTS: dict[str, int] = {name: 9100 + i for i, name in enumerate(DEFAULT_GRPC_PORTS, 1)}
+
+
+def service_config(name: str) -> SettingsConfigDict:
+    """The settings config of service ``name`` (prefix ``LLMOPS_<NAME>_``)."""
+    return SettingsConfigDict(env_prefix=f"LLMOPS_{name.upper()}_", extra="ignore")
