@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import time
 import uuid
@@ -137,8 +138,13 @@ def _wrap(handler: grpc.RpcMethodHandler, service: str, method: str, request_id:
         started = enter(context)
         error: BaseException | None = None
         try:
-            async for item in inner_stream(request, context):
-                yield item
+            result = inner_stream(request, context)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    yield item
+            else:
+                # A coroutine handler that writes with context.write() (or aborts).
+                await result
         except BaseException as exc:
             error = exc
             raise

@@ -14,7 +14,8 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from llmops.core.dedup import ProcessedEvents
 from llmops.core.grpc_server import GrpcServer
@@ -24,6 +25,8 @@ from llmops.core.metrics import serve_metrics
 from llmops.core.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=ServiceSettings)
 
 
 class Runtime:
@@ -98,19 +101,19 @@ async def _until_stopped(work: Any, stop: asyncio.Event) -> None:
         pass
 
 
-def main(service: Service, settings_factory: Any) -> None:
+def main(name: str, settings_factory: Callable[[], S], service_factory: Callable[[S], Service]) -> None:
     """Entry point for ``python -m llmops.<service>``: settings errors end the process with a clear line."""
     from pydantic import ValidationError
 
     try:
         settings = settings_factory()
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        print(f"{service.name}: invalid settings\n" + "\n".join(lines), file=sys.stderr)
+        lines = [f"  {'.'.join(map(str, e['loc'])) or exc.title}: {e['msg']}" for e in exc.errors()]
+        print(f"{name}: invalid settings\n" + "\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(service.name, settings.platform.log_level, settings.platform.log_format)
+    configure_logging(name, settings.platform.log_level, settings.platform.log_format)
     try:
-        asyncio.run(serve(service, settings))
+        asyncio.run(serve(service_factory(settings), settings))
     except (ConnectionError, OSError) as exc:
-        log.error("%s failed to start: %s", service.name, exc)
+        log.error("%s failed to start: %s", name, exc)
         raise SystemExit(1) from None

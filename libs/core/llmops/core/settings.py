@@ -158,3 +158,25 @@ DEFAULT_METRICS_PORTS: dict[str, int] = {name: 9100 + i for i, name in enumerate
 def service_config(name: str) -> SettingsConfigDict:
     """The settings config of service ``name`` (prefix ``LLMOPS_<NAME>_``)."""
     return SettingsConfigDict(env_prefix=f"LLMOPS_{name.upper()}_", extra="ignore")
+
+
+class ClientSettings(BaseSettings):
+    """Where clients (the CLI, tests, other services) find each service (prefix ``LLMOPS_``).
+
+    ``LLMOPS_SERVING_ADDRESS=host:port`` and so on; the API key from ``LLMOPS_API_KEY``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore")
+
+    api_key: SecretStr | None = None
+    ingestion_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['ingestion']}"
+    labeling_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['labeling']}"
+    training_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['training']}"
+    registry_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['registry']}"
+    serving_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['serving']}"
+    retrieval_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['retrieval']}"
+    feedback_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['feedback']}"
+    monitoring_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['monitoring']}"
+
+    def address(self, service: str) -> str:
+        return getattr(self, f"{service}_address")

@@ -1,0 +1,250 @@
+"""``llmops``: run the platform locally and talk to its services."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llmops.cli.local import SERVICES, LocalPlatform, PlatformError
+from llmops.core.settings import ClientSettings, PlatformSettings
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+models_app = typer.Typer(help="Packaged models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+err = Console(stderr=True)
+
+
+def _platform() -> LocalPlatform:
+    settings = PlatformSettings()
+    return LocalPlatform(run_dir=settings.run_dir, data_dir=settings.data_dir, models_dir=settings.models_dir)
+
+
+def _api_key() -> str:
+    key = ClientSettings().api_key
+    if key is not None:
+        return key.get_secret_value()
+    path = PlatformSettings().run_dir / "api-key"
+    if path.exists():
+        return path.read_text().strip()
+    err.print("[red]no API key:[/] set LLMOPS_API_KEY (or run `make up`, which makes a local one)")
+    raise typer.Exit(2)
+
+
+def _channel(service: str) -> grpc.Channel:
+    return grpc.insecure_channel(ClientSettings().address(service))
+
+
+def _fail(exc: grpc.RpcError) -> None:
+    err.print(f"[red]{exc.code().name}[/]: {exc.details()}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    only: Annotated[str, typer.Option(help="Comma-separated services to start (default: all).")] = "",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service to be SERVING.")] = 300,
+) -> None:
+    """Start the local broker and the services on 127.0.0.1; wait until all are SERVING."""
+    names = [n.strip() for n in only.split(",") if n.strip()] or list(SERVICES)
+    unknown = sorted(set(names) - set(SERVICES))
+    if unknown:
+        err.print(f"[red]unknown service(s):[/] {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+        raise typer.Exit(2)
+    platform = _platform()
+    try:
+        with console.status("starting the Kafka broker"):
+            platform.start_broker()
+        with console.status(f"starting {', '.join(names)} (the first start of serving loads vLLM: ~1 min)"):
+            platform.start_services(names, timeout)
+    except PlatformError as exc:
+        err.print(f"[red]start-up failed:[/] {exc}")
+        err.print("stopping what did start; logs are in", platform.log_dir)
+        platform.down()
+        raise typer.Exit(1) from None
+    _print_status(platform)
+    console.print(f"API key: {platform.run_dir / 'api-key'}   logs: {platform.log_dir}   stop: make down")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local services and broker by process id."""
+    stopped = _platform().down()
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command()
+def status() -> None:
+    """Show each local process and its health."""
+    _print_status(_platform())
+
+
+def _print_status(platform: LocalPlatform) -> None:
+    table = Table("process", "pid", "health", "address")
+    for name, (pid, health) in platform.status().items():
+        colour = "green" if health in ("SERVING", "UP") else "red"
+        address = platform.bootstrap_servers if name == "kafka" else platform.address(name)
+        table.add_row(name, str(pid or "-"), f"[{colour}]{health}[/]", address)
+    console.print(table)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One read-only statement (SELECT, WITH, SHOW, DESCRIBE...).")],
+    max_rows: Annotated[int, typer.Option(help="Rows to fetch at most.")] = 100,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value for {name:Type}.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+) -> None:
+    """Run read-only SQL on the analytics store (through monitoring's Query) and print the result."""
+    from google.protobuf.json_format import MessageToDict
+
+    from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
+
+    parameters = {}
+    for item in param or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            err.print(f"[red]--param {item!r}[/] is not name=value")
+            raise typer.Exit(2)
+        parameters[name] = value
+    with _channel("monitoring") as channel:
+        try:
+            reply = monitoring_pb2_grpc.MonitoringServiceStub(channel).Query(
+                monitoring_pb2.QueryRequest(sql=query, parameters=parameters, max_rows=max_rows),
+                metadata=(("x-api-key", _api_key()),),
+                timeout=60,
+            )
+        except grpc.RpcError as exc:
+            _fail(exc)
+    names = [c.name for c in reply.columns]
+    rows = [[MessageToDict(v) if v.WhichOneof("kind") else None for v in row.values] for row in reply.rows]
+    if as_json:
+        for row in rows:
+            sys.stdout.write(json.dumps(dict(zip(names, row, strict=True)), default=str) + "\n")
+        return
+    table = Table(*names)
+    for row in rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    console.print(table)
+    more = " (truncated: raise --max-rows)" if reply.truncated else ""
+    console.print(f"{len(rows)} row(s) in {reply.elapsed_ms:.1f} ms{more}")
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The user's message.")],
+    model: Annotated[str, typer.Option(help="Model name or alias (default: the served default).")] = "",
+    max_tokens: Annotated[int, typer.Option(help="0 = server default.")] = 0,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy.")] = None,
+    stream: Annotated[bool, typer.Option(help="Print tokens as they come.")] = True,
+) -> None:
+    """Generate an answer through serving (and log it to monitoring)."""
+    from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
+
+    request = serving_pb2.GenerateRequest(model=model, prompt=prompt, max_tokens=max_tokens)
+    if temperature is not None:
+        request.temperature = temperature
+    metadata = (("x-api-key", _api_key()),)
+    with _channel("serving") as channel:
+        stub = serving_pb2_grpc.ServingServiceStub(channel)
+        try:
+            if stream:
+                last = None
+                for chunk in stub.GenerateStream(request, metadata=metadata, timeout=600):
+                    sys.stdout.write(chunk.delta)
+                    sys.stdout.flush()
+                    last = chunk
+                sys.stdout.write("\n")
+                if last is not None:
+                    _print_usage(last)
+            else:
+                reply = stub.Generate(request, metadata=metadata, timeout=600)
+                console.print(reply.text)
+                _print_usage(reply)
+        except grpc.RpcError as exc:
+            _fail(exc)
+
+
+def _print_usage(reply: object) -> None:
+    r = reply  # GenerateResponse or the last GenerateStreamResponse
+    err.print(
+        f"request_id={r.request_id} model={r.model} finish={r.finish_reason} "  # type: ignore[attr-defined]
+        f"tokens={r.usage.prompt_tokens}+{r.usage.completion_tokens} "  # type: ignore[attr-defined]
+        f"ttft={r.timing.time_to_first_token_ms:.0f}ms total={r.timing.total_ms:.0f}ms"  # type: ignore[attr-defined]
+    )
+
+
+@app.command()
+def feedback(
+    request_id: Annotated[str, typer.Argument(help="The request_id of the answer.")],
+    score: Annotated[float | None, typer.Option(help="0..1")] = None,
+    thumb: Annotated[str | None, typer.Option(help="up or down")] = None,
+    comment: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Submit feedback on an answer (through FeedbackService.Submit)."""
+    from llmops.contracts.rpc.feedback.v1 import feedback_pb2, feedback_pb2_grpc
+
+    request = feedback_pb2.SubmitFeedbackRequest(request_id=request_id, comment=comment)
+    if score is not None:
+        request.score = score
+    if thumb is not None:
+        if thumb not in ("up", "down"):
+            err.print("[red]--thumb[/] must be up or down")
+            raise typer.Exit(2)
+        request.thumb = feedback_pb2.THUMB_UP if thumb == "up" else feedback_pb2.THUMB_DOWN
+    with _channel("feedback") as channel:
+        try:
+            reply = feedback_pb2_grpc.FeedbackServiceStub(channel).Submit(
+                request, metadata=(("x-api-key", _api_key()),), timeout=30
+            )
+        except grpc.RpcError as exc:
+            _fail(exc)
+    console.print(f"accepted: feedback_id={reply.feedback_id} score={reply.score}")
+
+
+@models_app.command("prepare")
+def models_prepare() -> None:
+    """Make the packaged models ready (converts SmolLM2 to safetensors once)."""
+    from llmops.core.model_assets import ModelAssetError, prepare_all
+
+    try:
+        with console.status("preparing packaged models (first time: about a minute)"):
+            paths = prepare_all(PlatformSettings().models_dir)
+    except ModelAssetError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    for name, path in paths.items():
+        console.print(f"{name}: {path}")
+
+
+@app.command()
+def asyncapi(
+    output: Annotated[Path | None, typer.Option("-o", help="Write here instead of stdout.")] = None,
+    check: Annotated[bool, typer.Option(help="Fail if OUTPUT differs from the models.")] = False,
+) -> None:
+    """Write the AsyncAPI document of every event topic."""
+    from llmops.contracts.asyncapi import render
+
+    text = render()
+    if check:
+        if output is None or not output.exists() or output.read_text() != text:
+            err.print(f"[red]{output} is stale:[/] run `make asyncapi` and commit it")
+            raise typer.Exit(1)
+        console.print(f"{output} is up to date")
+    elif output is None:
+        sys.stdout.write(text)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        console.print(f"wrote {output}")
+
+
+def main() -> None:
+    app()

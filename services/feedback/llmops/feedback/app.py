@@ -1,0 +1,44 @@
+"""Feedback service: feedback.submitted in, feedback.accepted or feedback.rejected out."""
+
+from __future__ import annotations
+
+import logging
+
+from llmops.contracts.events import FeedbackAccepted, FeedbackSubmitted
+from llmops.contracts.rpc.feedback.v1 import feedback_pb2_grpc
+from llmops.core.service import Runtime
+from llmops.feedback.domain.review import review
+from llmops.feedback.grpc_server import FeedbackServicer
+from llmops.feedback.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "llmops-feedback"
+
+
+class FeedbackService:
+    name = "feedback"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def register(self, runtime: Runtime) -> None:
+        runtime.grpc.add(
+            feedback_pb2_grpc.add_FeedbackServiceServicer_to_server,
+            FeedbackServicer(runtime.bus, self.settings.max_text_chars),
+            "llmops.feedback.v1.FeedbackService",
+        )
+
+        async def on_submitted(event: FeedbackSubmitted) -> None:
+            outcome = review(event, max_text_chars=self.settings.max_text_chars, producer=self.name)
+            await runtime.bus.publish(outcome)
+            if not isinstance(outcome, FeedbackAccepted):
+                log.info("rejected feedback for %s: %s", event.request_id, "; ".join(outcome.reasons))
+
+        runtime.bus.consume(FeedbackSubmitted, CONSUMER_GROUP, on_submitted)
+
+    async def start(self, runtime: Runtime) -> None:
+        """Nothing to open: the service keeps no state beyond the processed-events table."""
+
+    async def stop(self) -> None:
+        """Nothing to close."""

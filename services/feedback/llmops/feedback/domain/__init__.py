@@ -1,0 +1,1 @@
+"""Feedback rules, without I/O."""

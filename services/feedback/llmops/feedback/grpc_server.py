@@ -1,0 +1,40 @@
+"""FeedbackService over gRPC."""
+
+from __future__ import annotations
+
+import grpc
+
+from llmops.contracts.events import FeedbackAccepted, FeedbackSubmitted
+from llmops.contracts.rpc.feedback.v1 import feedback_pb2, feedback_pb2_grpc
+from llmops.core.logging import request_id_var
+from llmops.core.messaging import EventBus
+from llmops.feedback.domain.review import review
+
+_THUMBS = {feedback_pb2.THUMB_UP: "up", feedback_pb2.THUMB_DOWN: "down"}
+
+
+class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
+    def __init__(self, bus: EventBus, max_text_chars: int) -> None:
+        self._bus = bus
+        self._max_text_chars = max_text_chars
+
+    async def Submit(
+        self, request: feedback_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> feedback_pb2.SubmitFeedbackResponse:
+        submitted = FeedbackSubmitted(
+            request_id=request.request_id,
+            feedback_id=request.feedback_id,
+            score=request.score if request.HasField("score") else None,
+            thumb=_THUMBS.get(request.thumb),
+            comment=request.comment,
+            correction=request.correction,
+            user_id=request.user_id,
+            metadata=dict(request.metadata),
+            trace_id=request_id_var.get(),
+            producer="feedback",
+        )
+        outcome = review(submitted, max_text_chars=self._max_text_chars, producer="feedback")
+        await self._bus.publish(outcome)
+        if not isinstance(outcome, FeedbackAccepted):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(outcome.reasons))
+        return feedback_pb2.SubmitFeedbackResponse(feedback_id=outcome.feedback_id, score=outcome.score)

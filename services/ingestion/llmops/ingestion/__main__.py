@@ -1,0 +1,6 @@
+from llmops.core.service import main
+from llmops.ingestion.app import IngestionService
+from llmops.ingestion.settings import Settings
+
+if __name__ == "__main__":
+    main("ingestion", Settings, IngestionService)

@@ -1,0 +1,6 @@
+from llmops.core.service import main
+from llmops.labeling.app import LabelingService
+from llmops.labeling.settings import Settings
+
+if __name__ == "__main__":
+    main("labeling", Settings, LabelingService)

@@ -1,0 +1,15 @@
+"""Labeling service settings (prefix ``LLMOPS_LABELING_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from llmops.core.settings import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, ServiceSettings, service_config
+
+
+class Settings(ServiceSettings):
+    model_config = service_config("labeling")
+    service_name = "labeling"
+
+    grpc_port: int = Field(DEFAULT_GRPC_PORTS["labeling"], ge=1, le=65535)
+    metrics_port: int = Field(DEFAULT_METRICS_PORTS["labeling"], ge=0, le=65535)

@@ -1,0 +1,6 @@
+from llmops.core.service import main
+from llmops.retrieval.app import RetrievalService
+from llmops.retrieval.settings import Settings
+
+if __name__ == "__main__":
+    main("retrieval", Settings, RetrievalService)
