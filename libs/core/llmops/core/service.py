@@ -78,6 +78,10 @@ async def serve(service: Service, settings: ServiceSettings) -> None:
         log.info("%s is stopping", service.name)
     finally:
         await runtime.grpc.stop(settings.grace_seconds)
+        drain = getattr(service, "drain", None)
+        if started_service and drain is not None:
+            # Work the finished calls left behind (e.g. events still being published) needs the bus.
+            await drain()
         if started_bus:
             await runtime.bus.stop()
         if started_service:
@@ -113,7 +117,12 @@ def main(name: str, settings_factory: Callable[[], S], service_factory: Callable
         raise SystemExit(2) from None
     configure_logging(name, settings.platform.log_level, settings.platform.log_format)
     try:
-        asyncio.run(serve(service_factory(settings), settings))
+        service = service_factory(settings)
+    except Exception as exc:  # noqa: BLE001 - any set-up error ends the process with its message
+        log.error("%s cannot start: %s", name, exc)
+        raise SystemExit(1) from None
+    try:
+        asyncio.run(serve(service, settings))
     except (ConnectionError, OSError) as exc:
         log.error("%s failed to start: %s", name, exc)
         raise SystemExit(1) from None

@@ -1,0 +1,94 @@
+"""Start the real local platform (broker and service processes) on free ports in a temporary folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from llmops.cli.local import SERVICES, LocalPlatform, free_port
+from llmops.core.settings import PlatformSettings
+
+
+def make_platform(root: Path, **extra_env: str) -> LocalPlatform:
+    """A LocalPlatform under ``root`` with free ports, using the models that `make setup` prepared."""
+    return LocalPlatform(
+        run_dir=root / "run",
+        data_dir=root / "data",
+        models_dir=PlatformSettings().models_dir,
+        kafka_port=free_port(),
+        grpc_ports={name: free_port() for name in SERVICES},
+        metrics_ports={name: free_port() for name in SERVICES},
+        extra_env=extra_env,
+    )
+
+
+@contextmanager
+def running_platform(root: Path, services: Iterable[str] = SERVICES, **extra_env: str) -> Iterator[LocalPlatform]:
+    """Broker plus ``services`` as processes; everything is stopped by pid afterwards, even on failure."""
+    platform = make_platform(root, **extra_env)
+    try:
+        platform.up(services)
+        yield platform
+    finally:
+        platform.down()
+
+
+def auth(platform: LocalPlatform) -> tuple[tuple[str, str], ...]:
+    return (("x-api-key", platform.api_key()),)
+
+
+async def publish_raw(bootstrap: str, topic: str, values: Iterable[bytes], key: bytes | None = None) -> None:
+    """Publish bytes with a plain aiokafka producer, as an app would."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30) -> list:
+    """Read ``count`` records from the start of ``topic`` (fails after ``timeout`` seconds)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    records: list = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    if len(records) < count:
+        raise AssertionError(f"expected {count} records on {topic} within {timeout}s, got {len(records)}")
+    return records
+
+
+def as_json(value: dict) -> bytes:
+    return json.dumps(value).encode()
+
+
+async def eventually(check, timeout: float = 30, interval: float = 0.5):  # noqa: ANN001, ANN201
+    """Call ``check`` (sync or async) until it returns something truthy; fail with its last error."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+        except (AssertionError, grpc.RpcError) as exc:
+            last_error = exc
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last error: {last_error})")

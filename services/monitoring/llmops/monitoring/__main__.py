@@ -1,0 +1,6 @@
+from llmops.core.service import main
+from llmops.monitoring.app import MonitoringService
+from llmops.monitoring.settings import Settings
+
+if __name__ == "__main__":
+    main("monitoring", Settings, MonitoringService)

@@ -1,0 +1,75 @@
+"""MonitoringService over gRPC: read-only SQL for analysts and tools."""
+
+from __future__ import annotations
+
+import grpc
+from clickhouse_connect.driver.exceptions import DatabaseError
+from google.protobuf import struct_pb2
+
+from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
+from llmops.core.clickhouse import ReadOnlyQueryError
+from llmops.monitoring.settings import Settings
+from llmops.monitoring.store.analytics import AnalyticsStore
+
+_EXACT_INT = 2**53
+
+
+def to_value(value: object) -> struct_pb2.Value:
+    """One cell as a protobuf Value; integers a double cannot hold exactly travel as strings."""
+    if value is None:
+        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+    if isinstance(value, bool):
+        return struct_pb2.Value(bool_value=value)
+    if isinstance(value, int):
+        if abs(value) > _EXACT_INT:
+            return struct_pb2.Value(string_value=str(value))
+        return struct_pb2.Value(number_value=value)
+    if isinstance(value, float):
+        return struct_pb2.Value(number_value=value)
+    if isinstance(value, (list, tuple)):
+        return struct_pb2.Value(list_value=struct_pb2.ListValue(values=[to_value(v) for v in value]))
+    if isinstance(value, dict):
+        return struct_pb2.Value(
+            struct_value=struct_pb2.Struct(fields={str(k): to_value(v) for k, v in value.items()})
+        )
+    return struct_pb2.Value(string_value=str(value))
+
+
+class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
+    def __init__(self, settings: Settings, store: AnalyticsStore) -> None:
+        self._settings = settings
+        self._store = store
+
+    async def Query(
+        self, request: monitoring_pb2.QueryRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.QueryResponse:
+        if not request.sql.strip():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "sql is empty")
+        max_rows = request.max_rows or self._settings.default_max_rows
+        if max_rows > self._settings.max_rows_limit:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"max_rows must be at most {self._settings.max_rows_limit}, got {max_rows}",
+            )
+        try:
+            result = await self._store.query(request.sql, dict(request.parameters), max_rows)
+        except ReadOnlyQueryError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except DatabaseError as exc:
+            # Bad SQL, unknown tables or columns: the engine's own first line says what is wrong.
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"query failed: {message}")
+        return monitoring_pb2.QueryResponse(
+            columns=[monitoring_pb2.Column(name=n, type=t) for n, t in result.columns],
+            rows=[monitoring_pb2.Row(values=[to_value(v) for v in row]) for row in result.rows],
+            truncated=result.truncated,
+            elapsed_ms=result.elapsed_ms,
+        )
+
+    async def DriftReport(
+        self, request: monitoring_pb2.DriftReportRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.DriftReportResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "MonitoringService.DriftReport is not implemented yet (planned with drift analysis)",
+        )

@@ -1,0 +1,185 @@
+"""ServingService over gRPC: validation, generation on the engine, and the inference log."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
+from llmops.core.logging import request_id_var
+from llmops.serving.domain.requests import InvalidRequest, check_fits_context, validate_generation
+from llmops.serving.engine import GenerationChunk, GenerationParams, TextEngine
+from llmops.serving.inference_log import InferenceLogWriter
+from llmops.serving.settings import Settings
+
+
+@dataclass
+class _Prepared:
+    request_id: str
+    model: str
+    prompt_text: str
+    prompt_tokens: int
+    params: GenerationParams
+    started: float
+
+
+class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
+    def __init__(self, settings: Settings, engine: TextEngine, log: InferenceLogWriter) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._log = log
+
+    def _served(self) -> list[str]:
+        return [self._settings.served_model_name]
+
+    async def _prepare(
+        self, request: serving_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> _Prepared:
+        started = time.perf_counter()
+        model = request.model or self._settings.served_model_name
+        if model not in self._served():
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"unknown model {request.model!r}; this server serves: {', '.join(self._served())}",
+            )
+        try:
+            if request.raw_prompt and request.messages:
+                raise InvalidRequest("raw_prompt applies to `prompt` only; send messages without raw_prompt")
+            conversation, params = validate_generation(
+                request.prompt,
+                [(m.role, m.content) for m in request.messages],
+                request.max_tokens,
+                request.temperature if request.HasField("temperature") else None,
+                request.top_p if request.HasField("top_p") else None,
+                list(request.stop),
+                default_max_tokens=self._settings.default_max_tokens,
+                max_tokens_limit=self._settings.max_tokens_limit,
+            )
+            if request.HasField("seed"):
+                params = GenerationParams(
+                    max_tokens=params.max_tokens,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    stop=params.stop,
+                    seed=request.seed,
+                )
+            if request.raw_prompt:
+                prompt_text = request.prompt
+            elif isinstance(conversation, str):
+                prompt_text = self._engine.format_chat([{"role": "user", "content": conversation}])
+            else:
+                prompt_text = self._engine.format_chat(conversation)
+            prompt_tokens = self._engine.count_tokens(prompt_text)
+            check_fits_context(prompt_tokens, params.max_tokens, self._engine.max_model_len)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        request_id = request.request_id or request_id_var.get()
+        if request_id in ("", "-"):
+            request_id = str(uuid.uuid4())
+        return _Prepared(request_id, model, prompt_text, prompt_tokens, params, started)
+
+    async def _chunks(self, prepared: _Prepared) -> AsyncIterator[tuple[GenerationChunk, float | None]]:
+        """Engine chunks, each with the time to first token (ms) once known."""
+        first_token_ms: float | None = None
+        # vLLM request ids must be unique among requests in flight; the caller's id may be reused.
+        engine_id = f"{prepared.request_id}-{uuid.uuid4().hex[:8]}"
+        async for chunk in self._engine.generate(prepared.prompt_text, prepared.params, engine_id):
+            if first_token_ms is None and (chunk.delta or chunk.completion_tokens):
+                first_token_ms = (time.perf_counter() - prepared.started) * 1000
+            yield chunk, first_token_ms
+
+    def _finish(
+        self,
+        prepared: _Prepared,
+        request: serving_pb2.GenerateRequest,
+        text: str,
+        last: GenerationChunk,
+        first_token_ms: float | None,
+        streamed: bool,
+    ) -> tuple[serving_pb2.Usage, serving_pb2.Timing]:
+        total_ms = (time.perf_counter() - prepared.started) * 1000
+        ttft = first_token_ms if first_token_ms is not None else total_ms
+        usage = serving_pb2.Usage(prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens)
+        timing = serving_pb2.Timing(total_ms=total_ms, time_to_first_token_ms=ttft)
+        self._log.record(
+            request_id=prepared.request_id,
+            model=prepared.model,
+            prompt=request.prompt or "\n".join(f"{m.role}: {m.content}" for m in request.messages),
+            completion=text,
+            prompt_tokens=last.prompt_tokens,
+            completion_tokens=last.completion_tokens,
+            latency_ms=total_ms,
+            time_to_first_token_ms=ttft,
+            finish_reason=last.finish_reason,
+            streamed=streamed,
+            params=prepared.params,
+            metadata=dict(request.metadata),
+        )
+        return usage, timing
+
+    async def Generate(
+        self, request: serving_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> serving_pb2.GenerateResponse:
+        prepared = await self._prepare(request, context)
+        parts: list[str] = []
+        last: GenerationChunk | None = None
+        first_token_ms: float | None = None
+        async for chunk, first_token_ms in self._chunks(prepared):
+            parts.append(chunk.delta)
+            last = chunk
+        if last is None or not last.finished:
+            await context.abort(grpc.StatusCode.INTERNAL, "the engine ended the request without finishing it")
+        text = "".join(parts)
+        usage, timing = self._finish(prepared, request, text, last, first_token_ms, streamed=False)
+        return serving_pb2.GenerateResponse(
+            request_id=prepared.request_id,
+            model=prepared.model,
+            model_version=self._settings.served_model_name,
+            text=text,
+            finish_reason=last.finish_reason,
+            usage=usage,
+            timing=timing,
+        )
+
+    async def GenerateStream(
+        self, request: serving_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[serving_pb2.GenerateStreamResponse]:
+        prepared = await self._prepare(request, context)
+        parts: list[str] = []
+        async for chunk, first_token_ms in self._chunks(prepared):
+            parts.append(chunk.delta)
+            reply = serving_pb2.GenerateStreamResponse(
+                request_id=prepared.request_id,
+                model=prepared.model,
+                model_version=self._settings.served_model_name,
+                delta=chunk.delta,
+            )
+            if chunk.finished:
+                usage, timing = self._finish(
+                    prepared, request, "".join(parts), chunk, first_token_ms, streamed=True
+                )
+                reply.finish_reason = chunk.finish_reason
+                reply.usage.CopyFrom(usage)
+                reply.timing.CopyFrom(timing)
+            yield reply
+
+    async def ListModels(
+        self, request: serving_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> serving_pb2.ListModelsResponse:
+        s = self._settings
+        return serving_pb2.ListModelsResponse(
+            models=[
+                serving_pb2.ModelInfo(
+                    name=s.served_model_name,
+                    version=s.served_model_name,
+                    base_model=s.served_model_name,
+                    is_adapter=False,
+                    is_default=True,
+                    max_model_len=self._engine.max_model_len,
+                    max_tokens_limit=s.max_tokens_limit,
+                )
+            ]
+        )

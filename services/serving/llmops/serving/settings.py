@@ -1,0 +1,41 @@
+"""Serving settings (prefix ``LLMOPS_SERVING_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from llmops.core.model_assets import SMOLLM2_NAME
+from llmops.core.settings import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, ServiceSettings, service_config
+from pydantic import Field, model_validator
+
+
+class Settings(ServiceSettings):
+    model_config = service_config("serving")
+    service_name = "serving"
+
+    grpc_port: int = Field(DEFAULT_GRPC_PORTS["serving"], ge=1, le=65535)
+    metrics_port: int = Field(DEFAULT_METRICS_PORTS["serving"], ge=0, le=65535)
+
+    model_path: Path | None = Field(
+        None, description="A Hugging Face model folder; default: the packaged SmolLM2 prepared by `make setup`."
+    )
+    served_model_name: str = SMOLLM2_NAME
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="float32 on CPU (bf16 takes slow paths there); bfloat16 or auto on GPUs."
+    )
+    max_model_len: int = Field(2048, ge=128)
+    default_max_tokens: int = Field(256, ge=1)
+    max_tokens_limit: int = Field(1024, ge=1)
+    kv_cache_gib: int = Field(1, ge=1, description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE).")
+    enable_lora: bool = True
+    max_loras: int = Field(4, ge=1)
+    max_lora_rank: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _limits(self) -> Settings:
+        if self.default_max_tokens > self.max_tokens_limit:
+            raise ValueError("LLMOPS_SERVING_DEFAULT_MAX_TOKENS is larger than LLMOPS_SERVING_MAX_TOKENS_LIMIT")
+        if self.max_tokens_limit >= self.max_model_len:
+            raise ValueError("LLMOPS_SERVING_MAX_TOKENS_LIMIT must be smaller than LLMOPS_SERVING_MAX_MODEL_LEN")
+        return self
