@@ -1,1 +1,1 @@
-"""serving service."""
+"""Serving: text generation on vLLM with LoRA adapters."""

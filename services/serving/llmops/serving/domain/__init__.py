@@ -1,0 +1,1 @@
+"""Serving rules without I/O: request validation."""
