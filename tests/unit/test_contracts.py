@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from llmops.contracts import topics
+from llmops.contracts.asyncapi import build
+from llmops.contracts.events import ALL_EVENTS, EVENT_BY_TOPIC, FeedbackAccepted, InferenceLogged
+
+
+def test_every_topic_has_exactly_one_event_and_follows_the_naming_rule() -> None:
+    names = {v for k, v in vars(topics).items() if k.isupper() and k != "DLQ_SUFFIX"}
+    assert names == set(EVENT_BY_TOPIC)
+    assert len(EVENT_BY_TOPIC) == len(ALL_EVENTS)
+    for name in names:
+        assert re.fullmatch(r"llmops\.[a-z]+\.[a-z_]+\.v\d+", name), name
+    assert topics.dlq(topics.FEEDBACK_SUBMITTED) == "llmops.feedback.submitted.v1.dlq"
+
+
+def test_envelope_defaults_key_and_immutability() -> None:
+    event = InferenceLogged(
+        request_id="r-1", model="m", prompt="p", completion="c", prompt_tokens=3, completion_tokens=4,
+        latency_ms=10, time_to_first_token_ms=2,
+    )
+    assert isinstance(event.event_id, uuid.UUID) and event.occurred_at.tzinfo is not None
+    assert event.schema_version == 1 and event.kafka_key() == b"r-1"
+    with pytest.raises(ValidationError):
+        event.request_id = "other"  # type: ignore[misc]
+    again = InferenceLogged.model_validate_json(event.model_dump_json())
+    assert again == event
+
+
+def test_events_reject_bad_values_with_the_field_name() -> None:
+    with pytest.raises(ValidationError, match="score"):
+        FeedbackAccepted(feedback_id="f", request_id="r", score=1.5)
+    with pytest.raises(ValidationError, match="prompt_tokens"):
+        InferenceLogged(
+            request_id="r", model="m", prompt="", completion="", prompt_tokens=-1, completion_tokens=0,
+            latency_ms=0, time_to_first_token_ms=0,
+        )
+
+
+def test_asyncapi_documents_every_topic_with_its_schema() -> None:
+    doc = build()
+    assert doc["asyncapi"] == "3.0.0"
+    addresses = {c["address"] for c in doc["channels"].values()}
+    assert addresses == set(EVENT_BY_TOPIC)
+    schema = doc["components"]["schemas"]["InferenceLogged"]
+    assert {"request_id", "prompt_tokens", "event_id"} <= set(schema["properties"])
+    json.dumps(doc)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from llmops.core.settings import AuthSettings, ClickHouseSettings, KafkaSettings, PlatformSettings
+from llmops.feedback.settings import Settings as FeedbackSettings
+from llmops.serving.settings import Settings as ServingSettings
+
+KEY = "k" * 20
+
+
+def test_api_keys_are_required_unless_auth_is_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLMOPS_API_KEYS", raising=False)
+    with pytest.raises(ValidationError, match="LLMOPS_API_KEYS is empty"):
+        AuthSettings()
+    monkeypatch.setenv("LLMOPS_AUTH_DISABLED", "true")
+    assert AuthSettings().api_keys == []
+
+
+def test_api_keys_split_on_commas_and_short_keys_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMOPS_API_KEYS", f"{KEY}, {'x' * 16}")
+    assert [k.get_secret_value() for k in AuthSettings().api_keys] == [KEY, "x" * 16]
+    monkeypatch.setenv("LLMOPS_API_KEYS", "short")
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        AuthSettings()
+
+
+def test_sasl_needs_credentials() -> None:
+    with pytest.raises(ValidationError, match="LLMOPS_KAFKA_SASL_MECHANISM"):
+        KafkaSettings(security_protocol="SASL_SSL")
+    ok = KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u", sasl_password="p")
+    assert ok.security_protocol == "SASL_SSL"
+
+
+def test_clickhouse_dsn_defaults_to_the_engine_in_process(tmp_path) -> None:  # noqa: ANN001
+    platform = PlatformSettings(data_dir=tmp_path)
+    assert ClickHouseSettings().resolved_dsn(platform) == f"chdb://{tmp_path / 'clickhouse'}"
+    assert ClickHouseSettings(dsn="https://u:p@ch:8443/db").resolved_dsn(platform) == "https://u:p@ch:8443/db"
+    with pytest.raises(ValidationError, match="LLMOPS_CLICKHOUSE_DSN"):
+        ClickHouseSettings(dsn="mysql://x")
+
+
+def test_service_ports_come_from_the_service_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMOPS_API_KEYS", KEY)
+    monkeypatch.setenv("LLMOPS_FEEDBACK_GRPC_PORT", "6001")
+    settings = FeedbackSettings()
+    assert settings.grpc_port == 6001 and settings.host == "127.0.0.1"
+    monkeypatch.setenv("LLMOPS_FEEDBACK_GRPC_PORT", "70000")
+    with pytest.raises(ValidationError, match="grpc_port"):
+        FeedbackSettings()
+
+
+def test_serving_limits_must_be_consistent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMOPS_API_KEYS", KEY)
+    monkeypatch.setenv("LLMOPS_SERVING_MAX_TOKENS_LIMIT", "4096")
+    with pytest.raises(ValidationError, match="MAX_TOKENS_LIMIT must be smaller"):
+        ServingSettings()
