@@ -1,0 +1,1 @@
+"""The monitoring service's stores: the ClickHouse analytics store."""

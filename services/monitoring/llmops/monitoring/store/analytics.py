@@ -1,0 +1,151 @@
+"""The analytics store: inference logs and feedback in ClickHouse, and read-only SQL over them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from clickhouse_connect.driver import Client
+from llmops.contracts.events import FeedbackAccepted, InferenceLogged
+from llmops.core.clickhouse import (
+    QueryResult,
+    apply_migrations,
+    connect,
+    insert_rows,
+    migrations_dir,
+    run_read_only_query,
+)
+
+T = TypeVar("T")
+
+INFERENCE_TABLE = "inference_log"
+FEEDBACK_TABLE = "feedback"
+INFERENCE_COLUMNS = (
+    "event_id", "request_id", "occurred_at", "model", "model_version", "prompt", "completion",
+    "prompt_tokens", "completion_tokens", "latency_ms", "time_to_first_token_ms", "finish_reason",
+    "streamed", "temperature", "top_p", "max_tokens", "metadata", "trace_id", "producer",
+)  # fmt: skip
+FEEDBACK_COLUMNS = (
+    "event_id", "feedback_id", "request_id", "occurred_at", "score", "thumb", "comment", "correction",
+    "user_id", "metadata", "trace_id", "producer",
+)  # fmt: skip
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # A producer may send a naive time; the platform's times are UTC.
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def inference_row(event: InferenceLogged) -> list[Any]:
+    """``event`` as an ``inference_log`` row, in :data:`INFERENCE_COLUMNS` order."""
+    return [
+        event.event_id, event.request_id, _utc(event.occurred_at), event.model, event.model_version,
+        event.prompt, event.completion, event.prompt_tokens, event.completion_tokens, event.latency_ms,
+        event.time_to_first_token_ms, event.finish_reason, event.streamed, event.temperature, event.top_p,
+        event.max_tokens, dict(event.metadata), event.trace_id, event.producer,
+    ]  # fmt: skip
+
+
+def feedback_row(event: FeedbackAccepted) -> list[Any]:
+    """``event`` as a ``feedback`` row, in :data:`FEEDBACK_COLUMNS` order."""
+    return [
+        event.event_id, event.feedback_id, event.request_id, _utc(event.occurred_at), event.score,
+        event.thumb or "", event.comment, event.correction, event.user_id, dict(event.metadata),
+        event.trace_id, event.producer,
+    ]  # fmt: skip
+
+
+class AnalyticsStore:
+    """ClickHouse for the monitoring service, driven from asyncio through one worker thread.
+
+    chdb has no async client and wants one thread at a time, so every ClickHouse call goes through a
+    single-worker executor (in order). Writes and reads use two clients: the reader only ever runs
+    read-only queries, so no session state an analyst's query might leave behind can reach ingestion.
+    """
+
+    def __init__(self, dsn: str, migrations: Path | None = None) -> None:
+        """Args:
+        dsn: ``chdb:///abs/folder`` or ``http(s)://user:password@host:8123/database``.
+        migrations: the migrations folder; by default the repository's deploy/clickhouse/migrations.
+        """
+        self._dsn = dsn
+        self._migrations = migrations
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self._writer: Client | None = None
+        self._reader: Client | None = None
+        self._closed = False
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    def _clients(self) -> tuple[Client, Client]:
+        if self._closed:
+            raise RuntimeError("AnalyticsStore is closed")
+        if self._writer is None or self._reader is None:
+            raise RuntimeError("AnalyticsStore.open() must be awaited before it is used")
+        return self._writer, self._reader
+
+    async def open(self) -> list[str]:
+        """Connect and apply pending migrations; returns the migrations applied now."""
+        if self._closed:
+            raise RuntimeError("AnalyticsStore is closed")
+        return await self._call(self._open)
+
+    def _open(self) -> list[str]:
+        if self._writer is not None:
+            return []
+        folder = migrations_dir(self._migrations)
+        writer = connect(self._dsn)
+        try:
+            applied = apply_migrations(writer, folder)
+            reader = connect(self._dsn)
+        except BaseException:
+            writer.close()
+            raise
+        self._writer, self._reader = writer, reader
+        return applied
+
+    async def insert_inference(self, events: Sequence[InferenceLogged]) -> int:
+        """Store ``events`` in ``inference_log``; returns rows written. Redelivered events collapse."""
+        if not events:
+            return 0
+        writer, _ = self._clients()
+        rows = [inference_row(e) for e in events]
+        return await self._call(insert_rows, writer, INFERENCE_TABLE, INFERENCE_COLUMNS, rows)
+
+    async def insert_feedback(self, events: Sequence[FeedbackAccepted]) -> int:
+        """Store ``events`` in ``feedback``; returns rows written. Redelivered events collapse."""
+        if not events:
+            return 0
+        writer, _ = self._clients()
+        rows = [feedback_row(e) for e in events]
+        return await self._call(insert_rows, writer, FEEDBACK_TABLE, FEEDBACK_COLUMNS, rows)
+
+    async def query(
+        self, sql: str, parameters: Mapping[str, str] | None = None, max_rows: int = 1000
+    ) -> QueryResult:
+        """Run one read-only statement (see :func:`llmops.core.clickhouse.run_read_only_query`)."""
+        _, reader = self._clients()
+        return await self._call(run_read_only_query, reader, sql, dict(parameters or {}), max_rows)
+
+    async def close(self) -> None:
+        """Close both clients and the worker thread; the store cannot be reopened."""
+        if self._closed:
+            return
+        # New calls are refused from here on; calls already queued run first, since the single
+        # worker takes them in order, so the shutdown below does not wait.
+        self._closed = True
+        await self._call(self._close_clients)
+        self._executor.shutdown(wait=True)
+
+    def _close_clients(self) -> None:
+        for client in (self._reader, self._writer):
+            if client is not None:
+                client.close()
+        self._writer = self._reader = None
