@@ -8,6 +8,7 @@ period). Tests use the same class with their own folders and free ports.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -33,10 +34,36 @@ class PlatformError(RuntimeError):
     """A process did not start, or did not become healthy in time."""
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range.
+
+    Ports the kernel hands out for ``bind(0)`` come from the same range it uses for outgoing
+    connections, so one may be taken again before the process that should listen on it starts.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randint(20000, min(low, 32768) - 1)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise PlatformError("no free loopback port found between 20000 and the ephemeral range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,179 @@
+"""The first real path, end to end, with the processes `make up` starts.
+
+Generate and GenerateStream on vLLM over gRPC -> inference.logged on Kafka -> monitoring writes it to
+ClickHouse; an app publishes feedback.submitted with plain aiokafka -> feedback accepts it ->
+monitoring stores it; Query joins the two by request id.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from llmops.cli.local import SERVICES, LocalPlatform
+from llmops.contracts import topics
+from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
+from llmops.contracts.rpc.registry.v1 import registry_pb2, registry_pb2_grpc
+from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
+from llmops.testing.platform import as_json, auth, eventually, publish_raw, running_platform
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    with running_platform(tmp_path_factory.mktemp("e2e")) as platform:
+        yield platform
+    # `make down` semantics: every process was stopped by its pid.
+    assert all(platform.pid(name) is None for name in (*SERVICES, "kafka"))
+
+
+@pytest.fixture(scope="module")
+def serving(platform: LocalPlatform) -> Iterator[serving_pb2_grpc.ServingServiceStub]:
+    with grpc.insecure_channel(platform.address("serving")) as channel:
+        yield serving_pb2_grpc.ServingServiceStub(channel)
+
+
+def _query(platform: LocalPlatform, sql: str, **parameters: str) -> monitoring_pb2.QueryResponse:
+    with grpc.insecure_channel(platform.address("monitoring")) as channel:
+        return monitoring_pb2_grpc.MonitoringServiceStub(channel).Query(
+            monitoring_pb2.QueryRequest(sql=sql, parameters=parameters), metadata=auth(platform), timeout=30
+        )
+
+
+def _rows(reply: monitoring_pb2.QueryResponse) -> list[dict]:
+    names = [c.name for c in reply.columns]
+    out = []
+    for row in reply.rows:
+        values = []
+        for v in row.values:
+            kind = v.WhichOneof("kind")
+            values.append(None if kind == "null_value" else getattr(v, kind))
+        out.append(dict(zip(names, values, strict=True)))
+    return out
+
+
+def test_all_services_report_serving(platform: LocalPlatform) -> None:
+    assert {name: platform.health(name) for name in SERVICES} == {name: "SERVING" for name in SERVICES}
+
+
+async def test_generate_stream_and_feedback_are_joined_in_sql(
+    platform: LocalPlatform, serving: serving_pb2_grpc.ServingServiceStub
+) -> None:
+    unary = serving.Generate(
+        serving_pb2.GenerateRequest(
+            prompt="What is the capital of France?", max_tokens=24, temperature=0, metadata={"app": "e2e"}
+        ),
+        metadata=auth(platform),
+        timeout=120,
+    )
+    assert unary.text.strip() and unary.request_id
+    assert unary.finish_reason in ("stop", "length")
+    assert 0 < unary.usage.completion_tokens <= 24 and unary.usage.prompt_tokens > 5
+    assert 0 < unary.timing.time_to_first_token_ms <= unary.timing.total_ms
+
+    stream_id = f"stream-{uuid.uuid4()}"
+    chunks = list(
+        serving.GenerateStream(
+            serving_pb2.GenerateRequest(
+                prompt="What is the capital of France?", max_tokens=24, temperature=0, request_id=stream_id
+            ),
+            metadata=auth(platform),
+            timeout=120,
+        )
+    )
+    assert len(chunks) > 1 and all(c.request_id == stream_id for c in chunks)
+    streamed_text = "".join(c.delta for c in chunks)
+    # Same greedy request, same answer, whether streamed or not.
+    assert streamed_text == unary.text
+    assert chunks[-1].finish_reason == unary.finish_reason
+    assert chunks[-1].usage.completion_tokens == unary.usage.completion_tokens
+    assert not any(c.finish_reason for c in chunks[:-1])
+
+    # An app publishes feedback on the unary answer with a plain Kafka producer.
+    await publish_raw(
+        platform.bootstrap_servers,
+        topics.FEEDBACK_SUBMITTED,
+        [as_json({"request_id": unary.request_id, "thumb": "up", "comment": "correct"})],
+        key=unary.request_id.encode(),
+    )
+
+    sql = (
+        "SELECT request_id, model, completion, completion_tokens, score, comment "
+        "FROM inference_with_feedback WHERE request_id = {r:String}"
+    )
+    rows = await eventually(lambda: [r for r in _rows(_query(platform, sql, r=unary.request_id)) if r["score"] is not None], timeout=60)
+    assert rows == [
+        {
+            "request_id": unary.request_id,
+            "model": unary.model,
+            "completion": unary.text,
+            "completion_tokens": float(unary.usage.completion_tokens),
+            "score": 1.0,
+            "comment": "correct",
+        }
+    ]
+    streamed_rows = await eventually(
+        lambda: _rows(_query(platform, "SELECT streamed, completion FROM inference_log_v WHERE request_id = {r:String}", r=stream_id))
+    )
+    assert streamed_rows == [{"streamed": True, "completion": streamed_text}]
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "metadata_kind", "code", "message"),
+    [
+        ({"prompt": ""}, "key", grpc.StatusCode.INVALID_ARGUMENT, "prompt is empty"),
+        ({"prompt": "hi", "max_tokens": 5000}, "key", grpc.StatusCode.INVALID_ARGUMENT, "max_tokens"),
+        ({"prompt": "hi", "top_p": 0.0}, "key", grpc.StatusCode.INVALID_ARGUMENT, "top_p"),
+        ({"prompt": "hi", "model": "no-such-model"}, "key", grpc.StatusCode.NOT_FOUND, "unknown model"),
+        ({"prompt": "hi"}, "none", grpc.StatusCode.UNAUTHENTICATED, "missing API key"),
+        ({"prompt": "hi"}, "wrong", grpc.StatusCode.UNAUTHENTICATED, "invalid API key"),
+    ],
+)
+def test_invalid_generate_requests_get_clear_errors(
+    platform: LocalPlatform,
+    serving: serving_pb2_grpc.ServingServiceStub,
+    request_fields: dict,
+    metadata_kind: str,
+    code: grpc.StatusCode,
+    message: str,
+) -> None:
+    metadata = {"key": auth(platform), "none": (), "wrong": (("x-api-key", "not-the-key-00000000"),)}[metadata_kind]
+    for call in (serving.Generate, lambda r, **kw: list(serving.GenerateStream(r, **kw))):
+        with pytest.raises(grpc.RpcError) as err:
+            call(serving_pb2.GenerateRequest(**request_fields), metadata=metadata, timeout=30)
+        assert err.value.code() == code
+        assert message in err.value.details()
+
+
+def test_query_refuses_writes(platform: LocalPlatform) -> None:
+    for sql in ("INSERT INTO feedback (request_id) VALUES ('x')", "DROP TABLE inference_log", "SELECT 1; SELECT 2"):
+        with pytest.raises(grpc.RpcError) as err:
+            _query(platform, sql)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, sql
+
+
+def test_list_models_and_planned_rpcs(platform: LocalPlatform, serving: serving_pb2_grpc.ServingServiceStub) -> None:
+    models = serving.ListModels(serving_pb2.ListModelsRequest(), metadata=auth(platform), timeout=10).models
+    assert [m.name for m in models] == ["SmolLM2-135M-Instruct"] and models[0].is_default
+    with grpc.insecure_channel(platform.address("registry")) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            registry_pb2_grpc.RegistryServiceStub(channel).Promote(
+                registry_pb2.PromoteRequest(model="m", version=1), metadata=auth(platform), timeout=10
+            )
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "not implemented yet" in err.value.details()
+
+
+def test_metrics_endpoint_counts_requests(platform: LocalPlatform) -> None:
+    url = f"http://127.0.0.1:{platform.metrics_ports['serving']}/metrics"
+    body = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert 'llmops_grpc_requests_total{code="OK",method="Generate",service="serving"}' in body
+    assert "llmops_grpc_request_seconds_bucket" in body
+    feedback_metrics = urllib.request.urlopen(
+        f"http://127.0.0.1:{platform.metrics_ports['monitoring']}/metrics", timeout=5
+    ).read().decode()
+    assert "llmops_events_consumed_total" in feedback_metrics
