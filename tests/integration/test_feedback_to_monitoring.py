@@ -37,17 +37,24 @@ def _plain(value):  # noqa: ANN001, ANN202
     return None if kind == "null_value" else getattr(value, kind)
 
 
-async def test_malformed_feedback_is_dead_lettered_and_the_next_valid_one_is_stored(platform: LocalPlatform) -> None:
+async def test_malformed_feedback_is_dead_lettered_and_the_next_valid_one_is_stored(
+    platform: LocalPlatform,
+) -> None:
     request_id = f"req-{uuid.uuid4()}"
     await publish_raw(
         platform.bootstrap_servers,
         topics.FEEDBACK_SUBMITTED,
-        [b"this is not json", as_json({"request_id": request_id, "thumb": "down", "comment": "wrong answer"})],
+        [
+            b"this is not json",
+            as_json({"request_id": request_id, "thumb": "down", "comment": "wrong answer"}),
+        ],
         key=request_id.encode(),
     )
     rows = await eventually(
         lambda: _query(
-            platform, "SELECT request_id, score, thumb, comment FROM feedback_v WHERE request_id = {r:String}", r=request_id
+            platform,
+            "SELECT request_id, score, thumb, comment FROM feedback_v WHERE request_id = {r:String}",
+            r=request_id,
         )
     )
     assert rows == [[request_id, 0.0, "down", "wrong answer"]]
@@ -60,12 +67,16 @@ async def test_malformed_feedback_is_dead_lettered_and_the_next_valid_one_is_sto
 async def test_rule_breaking_feedback_is_rejected_with_reasons_not_stored(platform: LocalPlatform) -> None:
     request_id = f"req-{uuid.uuid4()}"
     await publish_raw(
-        platform.bootstrap_servers, topics.FEEDBACK_SUBMITTED, [as_json({"request_id": request_id, "score": 7})]
+        platform.bootstrap_servers,
+        topics.FEEDBACK_SUBMITTED,
+        [as_json({"request_id": request_id, "score": 7})],
     )
     rejected = await read_topic(platform.bootstrap_servers, topics.FEEDBACK_REJECTED, 1)
     reasons = [r for r in rejected if request_id.encode() in r.value]
     assert reasons and b"score must be between 0 and 1, got 7.0" in reasons[0].value
-    assert _query(platform, "SELECT count() FROM feedback_v WHERE request_id = {r:String}", r=request_id) == [[0.0]]
+    assert _query(platform, "SELECT count() FROM feedback_v WHERE request_id = {r:String}", r=request_id) == [
+        [0.0]
+    ]
 
 
 async def test_submit_over_grpc_is_stored_and_redelivery_does_not_duplicate(platform: LocalPlatform) -> None:
@@ -78,10 +89,14 @@ async def test_submit_over_grpc_is_stored_and_redelivery_does_not_duplicate(plat
             reply = stub.Submit(request, metadata=auth(platform), timeout=10)
         assert reply.feedback_id == "fb-1" and reply.score == 0.75
         with pytest.raises(grpc.RpcError) as err:
-            stub.Submit(feedback_pb2.SubmitFeedbackRequest(request_id=request_id), metadata=auth(platform), timeout=10)
+            stub.Submit(
+                feedback_pb2.SubmitFeedbackRequest(request_id=request_id), metadata=auth(platform), timeout=10
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "no signal" in err.value.details()
     rows = await eventually(
-        lambda: _query(platform, "SELECT feedback_id, score FROM feedback_v WHERE request_id = {r:String}", r=request_id)
+        lambda: _query(
+            platform, "SELECT feedback_id, score FROM feedback_v WHERE request_id = {r:String}", r=request_id
+        )
     )
     assert rows == [["fb-1", 0.75]]

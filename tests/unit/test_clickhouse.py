@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver import Client
+
 from llmops.contracts.events import FeedbackAccepted, InferenceLogged
 from llmops.core.clickhouse import (
     MIGRATIONS_TABLE,

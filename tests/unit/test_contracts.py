@@ -23,8 +23,14 @@ def test_every_topic_has_exactly_one_event_and_follows_the_naming_rule() -> None
 
 def test_envelope_defaults_key_and_immutability() -> None:
     event = InferenceLogged(
-        request_id="r-1", model="m", prompt="p", completion="c", prompt_tokens=3, completion_tokens=4,
-        latency_ms=10, time_to_first_token_ms=2,
+        request_id="r-1",
+        model="m",
+        prompt="p",
+        completion="c",
+        prompt_tokens=3,
+        completion_tokens=4,
+        latency_ms=10,
+        time_to_first_token_ms=2,
     )
     assert isinstance(event.event_id, uuid.UUID) and event.occurred_at.tzinfo is not None
     assert event.schema_version == 1 and event.kafka_key() == b"r-1"
@@ -39,8 +45,14 @@ def test_events_reject_bad_values_with_the_field_name() -> None:
         FeedbackAccepted(feedback_id="f", request_id="r", score=1.5)
     with pytest.raises(ValidationError, match="prompt_tokens"):
         InferenceLogged(
-            request_id="r", model="m", prompt="", completion="", prompt_tokens=-1, completion_tokens=0,
-            latency_ms=0, time_to_first_token_ms=0,
+            request_id="r",
+            model="m",
+            prompt="",
+            completion="",
+            prompt_tokens=-1,
+            completion_tokens=0,
+            latency_ms=0,
+            time_to_first_token_ms=0,
         )
 
 

@@ -57,7 +57,10 @@ async def test_api_key_is_required_except_for_health(server: GrpcServer) -> None
     await server.set_serving()
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
-        for metadata, message in [((), "missing API key"), ((("x-api-key", "wrong-key-000000000"),), "invalid API key")]:
+        for metadata, message in [
+            ((), "missing API key"),
+            ((("x-api-key", "wrong-key-000000000"),), "invalid API key"),
+        ]:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.Promote(registry_pb2.PromoteRequest(), metadata=metadata)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -96,4 +99,8 @@ async def test_reflection_lists_the_services(server: GrpcServer) -> None:
         async for reply in replies:
             names = {s.name for s in reply.list_services_response.service}
             break
-    assert {"llmops.registry.v1.RegistryService", "llmops.training.v1.TrainingService", "grpc.health.v1.Health"} <= names
+    assert {
+        "llmops.registry.v1.RegistryService",
+        "llmops.training.v1.TrainingService",
+        "grpc.health.v1.Health",
+    } <= names

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from llmops.serving.domain.requests import (
     MAX_PROMPT_CHARS,
     InvalidRequest,

@@ -29,7 +29,9 @@ def test_api_keys_split_on_commas_and_short_keys_are_refused(monkeypatch: pytest
 def test_sasl_needs_credentials() -> None:
     with pytest.raises(ValidationError, match="LLMOPS_KAFKA_SASL_MECHANISM"):
         KafkaSettings(security_protocol="SASL_SSL")
-    ok = KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u", sasl_password="p")
+    ok = KafkaSettings(
+        security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u", sasl_password="p"
+    )
     assert ok.security_protocol == "SASL_SSL"
 
 

@@ -158,7 +158,11 @@ class LocalPlatform:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env(),
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env(),
             start_new_session=True,
         )
         log.close()
@@ -171,8 +175,18 @@ class LocalPlatform:
             raise PlatformError("the development Kafka broker (noida-db) is not installed; run `make setup`")
         self._spawn(
             BROKER,
-            [binary, "start", "--only", "kafka", "--host", LOOPBACK, "--kafka-port", str(self.kafka_port),
-             "--data-dir", str(self.data_dir / "kafka")],
+            [
+                binary,
+                "start",
+                "--only",
+                "kafka",
+                "--host",
+                LOOPBACK,
+                "--kafka-port",
+                str(self.kafka_port),
+                "--data-dir",
+                str(self.data_dir / "kafka"),
+            ],
         )
         self._wait(BROKER, lambda: _port_open(self.kafka_port), timeout)
 

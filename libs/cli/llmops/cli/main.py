@@ -99,7 +99,9 @@ def _print_status(platform: LocalPlatform) -> None:
 def sql(
     query: Annotated[str, typer.Argument(help="One read-only statement (SELECT, WITH, SHOW, DESCRIBE...).")],
     max_rows: Annotated[int, typer.Option(help="Rows to fetch at most.")] = 100,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value for {name:Type}.")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="name=value for {name:Type}.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
 ) -> None:
     """Run read-only SQL on the analytics store (through monitoring's Query) and print the result."""

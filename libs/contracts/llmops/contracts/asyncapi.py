@@ -34,7 +34,9 @@ PRODUCERS: dict[str, str] = {
 
 
 def build() -> dict[str, Any]:
-    _, schemas = models_json_schema([(e, "serialization") for e in ALL_EVENTS], ref_template="#/components/schemas/{model}")
+    _, schemas = models_json_schema(
+        [(e, "serialization") for e in ALL_EVENTS], ref_template="#/components/schemas/{model}"
+    )
     channels: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -46,7 +48,9 @@ def build() -> dict[str, Any]:
             "summary": (event.__doc__ or name).strip().splitlines()[0],
             "contentType": "application/json",
             "payload": {"$ref": f"#/components/schemas/{name}"},
-            "bindings": {"kafka": {"key": {"type": "string", "description": f"the event's {event.key_field}"}}},
+            "bindings": {
+                "kafka": {"key": {"type": "string", "description": f"the event's {event.key_field}"}}
+            },
         }
         channels[name] = {
             "address": event.topic,

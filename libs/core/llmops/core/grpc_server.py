@@ -30,7 +30,11 @@ from llmops.core.settings import AuthSettings
 
 log = logging.getLogger(__name__)
 
-_OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
+_OPEN_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 
 
 def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
@@ -100,7 +104,9 @@ def _code_of(context: grpc.aio.ServicerContext) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, service: str, method: str, request_id: str) -> grpc.RpcMethodHandler:
+def _wrap(
+    handler: grpc.RpcMethodHandler, service: str, method: str, request_id: str
+) -> grpc.RpcMethodHandler:
     def finish(context: grpc.aio.ServicerContext, started: float, error: BaseException | None) -> None:
         code = _code_of(context)
         if error is not None and code == "OK":
@@ -129,7 +135,11 @@ def _wrap(handler: grpc.RpcMethodHandler, service: str, method: str, request_id:
             finally:
                 finish(context, started, None if _is_abort(error) else error)
 
-        factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
+        factory = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
         return factory(unary, handler.request_deserializer, handler.response_serializer)
 
     inner_stream = handler.unary_stream or handler.stream_stream
@@ -151,7 +161,11 @@ def _wrap(handler: grpc.RpcMethodHandler, service: str, method: str, request_id:
         finally:
             finish(context, started, None if _is_abort(error) else error)
 
-    factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+    factory = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
     return factory(streaming, handler.request_deserializer, handler.response_serializer)
 
 
@@ -178,8 +192,10 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._service_names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
 
-    def add(self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str) -> None:
-        """Register a servicer, e.g. ``add(add_ServingServiceServicer_to_server, servicer, "llmops.serving.v1.ServingService")``."""
+    def add(
+        self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str
+    ) -> None:
+        """Register a servicer with its generated ``add_..._to_server`` and its full name (for reflection)."""
         add_to_server(servicer, self.server)
         self._service_names.append(full_name)
 

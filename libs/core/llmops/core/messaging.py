@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
-from faststream.security import SASLPlaintext, SASLScram256, SASLScram512, BaseSecurity
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
 from llmops.contracts.events import Event
@@ -241,7 +241,9 @@ class EventBus:
                 log.warning("attempt %d/%d failed; retrying", attempt, attempts, exc_info=True)
                 await asyncio.sleep(self.settings.retry_backoff_ms / 1000 * 2 ** (attempt - 1))
 
-    async def _dead_letter(self, record: ConsumerRecord, group_id: str, exc: BaseException, attempts: int) -> None:
+    async def _dead_letter(
+        self, record: ConsumerRecord, group_id: str, exc: BaseException, attempts: int
+    ) -> None:
         error = _describe(exc)
         headers = {
             DLQ_ERROR: error[:4000],
@@ -253,10 +255,17 @@ class EventBus:
             DLQ_ATTEMPTS: str(attempts),
             DLQ_FAILED_AT: datetime.now(UTC).isoformat(),
         }
-        await self.broker.publish(record.value or b"", topic=dlq(record.topic), key=record.key, headers=headers)
+        await self.broker.publish(
+            record.value or b"", topic=dlq(record.topic), key=record.key, headers=headers
+        )
         EVENTS_CONSUMED.labels(self.service, record.topic, "dead_lettered").inc()
         log.error(
-            "message %s[%d]@%d sent to %s: %s", record.topic, record.partition, record.offset, dlq(record.topic), error
+            "message %s[%d]@%d sent to %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            dlq(record.topic),
+            error,
         )
 
     def _observe_lag(self, msg: KafkaMessage, records: Sequence[ConsumerRecord], group_id: str) -> None:

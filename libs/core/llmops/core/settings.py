@@ -74,7 +74,9 @@ class ClickHouseSettings(BaseSettings):
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("chdb://", "http://", "https://", "clickhouse://")):
-            raise ValueError("LLMOPS_CLICKHOUSE_DSN must start with chdb://, http://, https:// or clickhouse://")
+            raise ValueError(
+                "LLMOPS_CLICKHOUSE_DSN must start with chdb://, http://, https:// or clickhouse://"
+            )
         return value
 
     def resolved_dsn(self, platform: PlatformSettings) -> str:

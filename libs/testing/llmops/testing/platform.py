@@ -30,7 +30,9 @@ def make_platform(root: Path, **extra_env: str) -> LocalPlatform:
 
 
 @contextmanager
-def running_platform(root: Path, services: Iterable[str] = SERVICES, **extra_env: str) -> Iterator[LocalPlatform]:
+def running_platform(
+    root: Path, services: Iterable[str] = SERVICES, **extra_env: str
+) -> Iterator[LocalPlatform]:
     """Broker plus ``services`` as processes; everything is stopped by pid afterwards, even on failure."""
     platform = make_platform(root, **extra_env)
     try:
@@ -57,7 +59,9 @@ async def publish_raw(bootstrap: str, topic: str, values: Iterable[bytes], key: 
 
 async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30) -> list:
     """Read ``count`` records from the start of ``topic`` (fails after ``timeout`` seconds)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     records: list = []
     try:

@@ -17,7 +17,11 @@ class IngestionService:
     def register(self, runtime: Runtime) -> None:
         runtime.grpc.add(
             ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-            planned_servicer(ingestion_pb2_grpc.IngestionServiceServicer, "IngestionService", "planned in the data-path issue (#3)"),
+            planned_servicer(
+                ingestion_pb2_grpc.IngestionServiceServicer,
+                "IngestionService",
+                "planned in the data-path issue (#3)",
+            ),
             "llmops.ingestion.v1.IngestionService",
         )
 

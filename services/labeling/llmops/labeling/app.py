@@ -17,7 +17,11 @@ class LabelingService:
     def register(self, runtime: Runtime) -> None:
         runtime.grpc.add(
             labeling_pb2_grpc.add_LabelingServiceServicer_to_server,
-            planned_servicer(labeling_pb2_grpc.LabelingServiceServicer, "LabelingService", "planned in the data-path issue (#3)"),
+            planned_servicer(
+                labeling_pb2_grpc.LabelingServiceServicer,
+                "LabelingService",
+                "planned in the data-path issue (#3)",
+            ),
             "llmops.labeling.v1.LabelingService",
         )
 

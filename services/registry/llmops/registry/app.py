@@ -1,4 +1,5 @@
-"""Registry service: its gRPC contract is served; its behaviour is planned in the training and registry issue (#4)."""
+"""Registry service: its gRPC contract is served;
+its behaviour is planned in the training and registry issue (#4)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ class RegistryService:
     def register(self, runtime: Runtime) -> None:
         runtime.grpc.add(
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-            planned_servicer(registry_pb2_grpc.RegistryServiceServicer, "RegistryService", "planned in the training and registry issue (#4)"),
+            planned_servicer(
+                registry_pb2_grpc.RegistryServiceServicer,
+                "RegistryService",
+                "planned in the training and registry issue (#4)",
+            ),
             "llmops.registry.v1.RegistryService",
         )
 

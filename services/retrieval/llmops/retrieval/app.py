@@ -1,4 +1,5 @@
-"""Retrieval service: its gRPC contract is served; its behaviour is planned with retrieval (RAG over Qdrant)."""
+"""Retrieval service: its gRPC contract is served;
+its behaviour is planned with retrieval (RAG over Qdrant)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ class RetrievalService:
     def register(self, runtime: Runtime) -> None:
         runtime.grpc.add(
             retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
-            planned_servicer(retrieval_pb2_grpc.RetrievalServiceServicer, "RetrievalService", "planned with retrieval (RAG over Qdrant)"),
+            planned_servicer(
+                retrieval_pb2_grpc.RetrievalServiceServicer,
+                "RetrievalService",
+                "planned with retrieval (RAG over Qdrant)",
+            ),
             "llmops.retrieval.v1.RetrievalService",
         )
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
+
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
 from llmops.core.logging import request_id_var
 from llmops.serving.domain.requests import InvalidRequest, check_fits_context, validate_generation
@@ -127,9 +128,9 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
         parts: list[str] = []
         last: GenerationChunk | None = None
         first_token_ms: float | None = None
-        async for chunk, first_token_ms in self._chunks(prepared):
+        async for chunk, ttft in self._chunks(prepared):
             parts.append(chunk.delta)
-            last = chunk
+            last, first_token_ms = chunk, ttft
         if last is None or not last.finished:
             await context.abort(grpc.StatusCode.INTERNAL, "the engine ended the request without finishing it")
         text = "".join(parts)

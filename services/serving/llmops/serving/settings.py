@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field, model_validator
+
 from llmops.core.model_assets import SMOLLM2_NAME
 from llmops.core.settings import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, ServiceSettings, service_config
-from pydantic import Field, model_validator
 
 
 class Settings(ServiceSettings):
@@ -18,7 +19,8 @@ class Settings(ServiceSettings):
     metrics_port: int = Field(DEFAULT_METRICS_PORTS["serving"], ge=0, le=65535)
 
     model_path: Path | None = Field(
-        None, description="A Hugging Face model folder; default: the packaged SmolLM2 prepared by `make setup`."
+        None,
+        description="A Hugging Face model folder; default: the packaged SmolLM2 prepared by `make setup`.",
     )
     served_model_name: str = SMOLLM2_NAME
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
@@ -35,7 +37,11 @@ class Settings(ServiceSettings):
     @model_validator(mode="after")
     def _limits(self) -> Settings:
         if self.default_max_tokens > self.max_tokens_limit:
-            raise ValueError("LLMOPS_SERVING_DEFAULT_MAX_TOKENS is larger than LLMOPS_SERVING_MAX_TOKENS_LIMIT")
+            raise ValueError(
+                "LLMOPS_SERVING_DEFAULT_MAX_TOKENS is larger than LLMOPS_SERVING_MAX_TOKENS_LIMIT"
+            )
         if self.max_tokens_limit >= self.max_model_len:
-            raise ValueError("LLMOPS_SERVING_MAX_TOKENS_LIMIT must be smaller than LLMOPS_SERVING_MAX_MODEL_LEN")
+            raise ValueError(
+                "LLMOPS_SERVING_MAX_TOKENS_LIMIT must be smaller than LLMOPS_SERVING_MAX_MODEL_LEN"
+            )
         return self

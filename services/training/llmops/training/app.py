@@ -1,4 +1,5 @@
-"""Training service: its gRPC contract is served; its behaviour is planned in the training and registry issue (#4)."""
+"""Training service: its gRPC contract is served;
+its behaviour is planned in the training and registry issue (#4)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ class TrainingService:
     def register(self, runtime: Runtime) -> None:
         runtime.grpc.add(
             training_pb2_grpc.add_TrainingServiceServicer_to_server,
-            planned_servicer(training_pb2_grpc.TrainingServiceServicer, "TrainingService", "planned in the training and registry issue (#4)"),
+            planned_servicer(
+                training_pb2_grpc.TrainingServiceServicer,
+                "TrainingService",
+                "planned in the training and registry issue (#4)",
+            ),
             "llmops.training.v1.TrainingService",
         )
 

@@ -12,7 +12,9 @@ _FEEDBACK_NAMESPACE = uuid.UUID("6f1b7c8e-2d4a-4e0b-9a51-0c3f5d1e7a92")
 MAX_ID_CHARS = 128
 
 
-def review(submitted: FeedbackSubmitted, *, max_text_chars: int, producer: str) -> FeedbackAccepted | FeedbackRejected:
+def review(
+    submitted: FeedbackSubmitted, *, max_text_chars: int, producer: str
+) -> FeedbackAccepted | FeedbackRejected:
     """Accept ``submitted`` (normalised: score in [0, 1]) or reject it with every reason found."""
     reasons: list[str] = []
     request_id = submitted.request_id.strip()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from clickhouse_connect.driver import Client
+
 from llmops.contracts.events import FeedbackAccepted, InferenceLogged
 from llmops.core.clickhouse import (
     QueryResult,
