@@ -7,6 +7,10 @@ monitoring stores it; Query joins the two by request id.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -196,3 +200,31 @@ def test_metrics_endpoint_counts_requests(platform: LocalPlatform) -> None:
         .decode()
     )
     assert "llmops_events_consumed_total" in feedback_metrics
+
+
+def test_cli_sql_prints_a_table_and_refuses_writes(platform: LocalPlatform) -> None:
+    env = {
+        **os.environ,
+        "LLMOPS_MONITORING_ADDRESS": platform.address("monitoring"),
+        "LLMOPS_API_KEY": platform.api_key(),
+        "COLUMNS": "200",
+    }
+    cli = [sys.executable, "-m", "llmops.cli"]
+    sql = (
+        "SELECT model, count() AS answers, countIf(score IS NOT NULL) AS rated "
+        "FROM inference_with_feedback GROUP BY model"
+    )
+    shown = subprocess.run([*cli, "sql", sql], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        "SmolLM2-135M-Instruct" in shown.stdout and "answers" in shown.stdout and "1 row(s)" in shown.stdout
+    )
+    as_json_lines = subprocess.run(
+        [*cli, "sql", "--json", sql], env=env, capture_output=True, text=True, timeout=60
+    )
+    row = json.loads(as_json_lines.stdout.splitlines()[0])
+    assert row["model"] == "SmolLM2-135M-Instruct" and row["answers"] >= 2 and row["rated"] >= 1
+    refused = subprocess.run(
+        [*cli, "sql", "DELETE FROM feedback WHERE 1"], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 1 and "INVALID_ARGUMENT" in refused.stderr
