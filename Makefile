@@ -14,6 +14,7 @@ PIP_VERSION := 26.3
 # A new venv brings setuptools 65, which cannot read the SPDX licence field of pyproject.toml.
 SETUPTOOLS_VERSION := 78.1.1
 export HF_HUB_OFFLINE := 1
+comma := ,
 
 .PHONY: help
 help: ## List the targets
@@ -77,7 +78,7 @@ status: ## Show the local processes and their health
 
 .PHONY: bench
 bench: ## Benchmarks, printed as ratios against a baseline measured in the same run
-	deploy/local/loopback-only.sh $(PY) -m tests.bench
+	deploy/local/loopback-only.sh $(PY) -m tests.bench $(subst $(comma), ,$(BENCH))
 
 .PHONY: clean
 clean: ## Remove local state (.run, .data); keeps the venv and models
