@@ -67,6 +67,7 @@ class DocumentCleaned(Event):
     document_id: NonEmpty
     dataset: NonEmpty
     batch_id: NonEmpty
+    snapshot_id: NonEmpty = Field(description="The content-addressed Parquet snapshot that holds it.")
     text: str
     content_hash: NonEmpty
     source: str = ""

@@ -24,6 +24,9 @@ class PlatformSettings(BaseSettings):
     data_dir: Path = Field(Path(".data"), description="Where local stores keep their files.")
     models_dir: Path = Field(Path(".models"), description="Where `make setup` puts prepared models.")
     run_dir: Path = Field(Path(".run"), description="Pid files, logs and the local API key of `make up`.")
+    artifacts_url: str | None = Field(
+        None, description="Root of the artifact store (fsspec URL); default: file://<data_dir>/artifacts."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
@@ -31,6 +34,15 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    def resolved_artifacts_url(self) -> str:
+        return self.artifacts_url or f"file://{self.data_dir / 'artifacts'}"
+
+    def sqlite_url(self, service: str) -> str:
+        """The default metadata database of ``service``: a SQLite file in its data folder."""
+        folder = self.data_dir / service
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / (service + '.sqlite')}"
 
 
 class KafkaSettings(BaseSettings):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cingestion/v1/ingestion.proto\x12\x13llmops.ingestion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x0cIngestHeader\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x1a\n\x12source_description\x18\x02 \x01(\t\x12\x41\n\x08metadata\x18\x03 \x03(\x0b\x32/.llmops.ingestion.v1.IngestHeader.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xda\x01\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nsource_uri\x18\x03 \x01(\t\x12\x30\n\tmime_type\x18\x04 \x01(\x0e\x32\x1d.llmops.ingestion.v1.MimeType\x12=\n\x08metadata\x18\x05 \x03(\x0b\x32+.llmops.ingestion.v1.Document.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x01\n\rIngestRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.llmops.ingestion.v1.IngestHeaderH\x00\x12\x31\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x1d.llmops.ingestion.v1.DocumentH\x00\x42\t\n\x07payload\"\xb9\x01\n\x0eIngestResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.llmops.ingestion.v1.BatchState\x12\x10\n\x08received\x18\x04 \x01(\x03\x12\x0c\n\x04kept\x18\x05 \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x06 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x03\x12\x13\n\x0bsnapshot_id\x18\x08 \x01(\t\"\x9d\x02\n\x11IngestFileRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12/\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1f.llmops.ingestion.v1.FileFormat\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x12\n\ntext_field\x18\x04 \x01(\t\x12\x10\n\x08id_field\x18\x05 \x01(\t\x12\x1a\n\x12source_description\x18\x06 \x01(\t\x12\x46\n\x08metadata\x18\x07 \x03(\x0b\x32\x34.llmops.ingestion.v1.IngestFileRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x0fGetBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\"\xdd\x02\n\x0b\x42\x61tchCounts\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\x12\n\nnormalised\x18\x02 \x01(\x03\x12\x15\n\rhtml_stripped\x18\x03 \x01(\x03\x12\x17\n\x0f\x64ropped_quality\x18\x04 \x01(\x03\x12\x14\n\x0cpii_redacted\x18\x05 \x01(\x03\x12U\n\x14pii_redacted_by_type\x18\x06 \x03(\x0b\x32\x37.llmops.ingestion.v1.BatchCounts.PiiRedactedByTypeEntry\x12\x19\n\x11\x64ropped_exact_dup\x18\x07 \x01(\x03\x12\x18\n\x10\x64ropped_near_dup\x18\x08 \x01(\x03\x12\x0c\n\x04kept\x18\t \x01(\x03\x12\x0e\n\x06\x65rrors\x18\n \x01(\x03\x1a\x38\n\x16PiiRedactedByTypeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"=\n\tItemError\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xda\x03\n\tBatchInfo\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.llmops.ingestion.v1.BatchState\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\x12\x14\n\x0csnapshot_uri\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x06\x63ounts\x18\x08 \x01(\x0b\x32 .llmops.ingestion.v1.BatchCounts\x12.\n\x06\x65rrors\x18\t \x03(\x0b\x32\x1e.llmops.ingestion.v1.ItemError\x12\x1a\n\x12source_description\x18\n \x01(\t\x12>\n\x08metadata\x18\x0b \x03(\x0b\x32,.llmops.ingestion.v1.BatchInfo.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*u\n\x08MimeType\x12\x19\n\x15MIME_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14MIME_TYPE_TEXT_PLAIN\x10\x01\x12\x17\n\x13MIME_TYPE_TEXT_HTML\x10\x02\x12\x1b\n\x17MIME_TYPE_TEXT_MARKDOWN\x10\x03*\xa1\x01\n\nFileFormat\x12\x1b\n\x17\x46ILE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46ILE_FORMAT_AUTO\x10\x01\x12\x15\n\x11\x46ILE_FORMAT_JSONL\x10\x02\x12\x13\n\x0f\x46ILE_FORMAT_CSV\x10\x03\x12\x17\n\x13\x46ILE_FORMAT_PARQUET\x10\x04\x12\x1b\n\x17\x46ILE_FORMAT_TEXT_FOLDER\x10\x05*\x93\x01\n\nBatchState\x12\x1b\n\x17\x42\x41TCH_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42\x41TCH_STATE_RECEIVING\x10\x01\x12\x1a\n\x16\x42\x41TCH_STATE_PROCESSING\x10\x02\x12\x19\n\x15\x42\x41TCH_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12\x42\x41TCH_STATE_FAILED\x10\x04\x32\x94\x02\n\x10IngestionService\x12S\n\x06Ingest\x12\".llmops.ingestion.v1.IngestRequest\x1a#.llmops.ingestion.v1.IngestResponse(\x01\x12Y\n\nIngestFile\x12&.llmops.ingestion.v1.IngestFileRequest\x1a#.llmops.ingestion.v1.IngestResponse\x12P\n\x08GetBatch\x12$.llmops.ingestion.v1.GetBatchRequest\x1a\x1e.llmops.ingestion.v1.BatchInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cingestion/v1/ingestion.proto\x12\x13llmops.ingestion.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x0cIngestHeader\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x1a\n\x12source_description\x18\x02 \x01(\t\x12\x41\n\x08metadata\x18\x03 \x03(\x0b\x32/.llmops.ingestion.v1.IngestHeader.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xec\x01\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nsource_uri\x18\x03 \x01(\t\x12\x30\n\tmime_type\x18\x04 \x01(\x0e\x32\x1d.llmops.ingestion.v1.MimeType\x12=\n\x08metadata\x18\x05 \x03(\x0b\x32+.llmops.ingestion.v1.Document.MetadataEntry\x12\x10\n\x08position\x18\x06 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb8\x01\n\rIngestRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.llmops.ingestion.v1.IngestHeaderH\x00\x12\x31\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x1d.llmops.ingestion.v1.DocumentH\x00\x12\x34\n\nread_error\x18\x03 \x01(\x0b\x32\x1e.llmops.ingestion.v1.ItemErrorH\x00\x42\t\n\x07payload\"\xb9\x01\n\x0eIngestResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.llmops.ingestion.v1.BatchState\x12\x10\n\x08received\x18\x04 \x01(\x03\x12\x0c\n\x04kept\x18\x05 \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x06 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x03\x12\x13\n\x0bsnapshot_id\x18\x08 \x01(\t\"\x9d\x02\n\x11IngestFileRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12/\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1f.llmops.ingestion.v1.FileFormat\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x12\n\ntext_field\x18\x04 \x01(\t\x12\x10\n\x08id_field\x18\x05 \x01(\t\x12\x1a\n\x12source_description\x18\x06 \x01(\t\x12\x46\n\x08metadata\x18\x07 \x03(\x0b\x32\x34.llmops.ingestion.v1.IngestFileRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x0fGetBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\"\xdd\x02\n\x0b\x42\x61tchCounts\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\x12\n\nnormalised\x18\x02 \x01(\x03\x12\x15\n\rhtml_stripped\x18\x03 \x01(\x03\x12\x17\n\x0f\x64ropped_quality\x18\x04 \x01(\x03\x12\x14\n\x0cpii_redacted\x18\x05 \x01(\x03\x12U\n\x14pii_redacted_by_type\x18\x06 \x03(\x0b\x32\x37.llmops.ingestion.v1.BatchCounts.PiiRedactedByTypeEntry\x12\x19\n\x11\x64ropped_exact_dup\x18\x07 \x01(\x03\x12\x18\n\x10\x64ropped_near_dup\x18\x08 \x01(\x03\x12\x0c\n\x04kept\x18\t \x01(\x03\x12\x0e\n\x06\x65rrors\x18\n \x01(\x03\x1a\x38\n\x16PiiRedactedByTypeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"=\n\tItemError\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xda\x03\n\tBatchInfo\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.llmops.ingestion.v1.BatchState\x12\x13\n\x0bsnapshot_id\x18\x04 \x01(\t\x12\x14\n\x0csnapshot_uri\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x06\x63ounts\x18\x08 \x01(\x0b\x32 .llmops.ingestion.v1.BatchCounts\x12.\n\x06\x65rrors\x18\t \x03(\x0b\x32\x1e.llmops.ingestion.v1.ItemError\x12\x1a\n\x12source_description\x18\n \x01(\t\x12>\n\x08metadata\x18\x0b \x03(\x0b\x32,.llmops.ingestion.v1.BatchInfo.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*u\n\x08MimeType\x12\x19\n\x15MIME_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14MIME_TYPE_TEXT_PLAIN\x10\x01\x12\x17\n\x13MIME_TYPE_TEXT_HTML\x10\x02\x12\x1b\n\x17MIME_TYPE_TEXT_MARKDOWN\x10\x03*\xa1\x01\n\nFileFormat\x12\x1b\n\x17\x46ILE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46ILE_FORMAT_AUTO\x10\x01\x12\x15\n\x11\x46ILE_FORMAT_JSONL\x10\x02\x12\x13\n\x0f\x46ILE_FORMAT_CSV\x10\x03\x12\x17\n\x13\x46ILE_FORMAT_PARQUET\x10\x04\x12\x1b\n\x17\x46ILE_FORMAT_TEXT_FOLDER\x10\x05*\x93\x01\n\nBatchState\x12\x1b\n\x17\x42\x41TCH_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42\x41TCH_STATE_RECEIVING\x10\x01\x12\x1a\n\x16\x42\x41TCH_STATE_PROCESSING\x10\x02\x12\x19\n\x15\x42\x41TCH_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12\x42\x41TCH_STATE_FAILED\x10\x04\x32\x94\x02\n\x10IngestionService\x12S\n\x06Ingest\x12\".llmops.ingestion.v1.IngestRequest\x1a#.llmops.ingestion.v1.IngestResponse(\x01\x12Y\n\nIngestFile\x12&.llmops.ingestion.v1.IngestFileRequest\x1a#.llmops.ingestion.v1.IngestResponse\x12P\n\x08GetBatch\x12$.llmops.ingestion.v1.GetBatchRequest\x1a\x1e.llmops.ingestion.v1.BatchInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,40 +42,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHCOUNTS_PIIREDACTEDBYTYPEENTRY']._serialized_options = b'8\001'
   _globals['_BATCHINFO_METADATAENTRY']._loaded_options = None
   _globals['_BATCHINFO_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_MIMETYPE']._serialized_start=2023
-  _globals['_MIMETYPE']._serialized_end=2140
-  _globals['_FILEFORMAT']._serialized_start=2143
-  _globals['_FILEFORMAT']._serialized_end=2304
-  _globals['_BATCHSTATE']._serialized_start=2307
-  _globals['_BATCHSTATE']._serialized_end=2454
+  _globals['_MIMETYPE']._serialized_start=2095
+  _globals['_MIMETYPE']._serialized_end=2212
+  _globals['_FILEFORMAT']._serialized_start=2215
+  _globals['_FILEFORMAT']._serialized_end=2376
+  _globals['_BATCHSTATE']._serialized_start=2379
+  _globals['_BATCHSTATE']._serialized_end=2526
   _globals['_INGESTHEADER']._serialized_start=87
   _globals['_INGESTHEADER']._serialized_end=262
   _globals['_INGESTHEADER_METADATAENTRY']._serialized_start=215
   _globals['_INGESTHEADER_METADATAENTRY']._serialized_end=262
   _globals['_DOCUMENT']._serialized_start=265
-  _globals['_DOCUMENT']._serialized_end=483
+  _globals['_DOCUMENT']._serialized_end=501
   _globals['_DOCUMENT_METADATAENTRY']._serialized_start=215
   _globals['_DOCUMENT_METADATAENTRY']._serialized_end=262
-  _globals['_INGESTREQUEST']._serialized_start=486
-  _globals['_INGESTREQUEST']._serialized_end=616
-  _globals['_INGESTRESPONSE']._serialized_start=619
-  _globals['_INGESTRESPONSE']._serialized_end=804
-  _globals['_INGESTFILEREQUEST']._serialized_start=807
-  _globals['_INGESTFILEREQUEST']._serialized_end=1092
+  _globals['_INGESTREQUEST']._serialized_start=504
+  _globals['_INGESTREQUEST']._serialized_end=688
+  _globals['_INGESTRESPONSE']._serialized_start=691
+  _globals['_INGESTRESPONSE']._serialized_end=876
+  _globals['_INGESTFILEREQUEST']._serialized_start=879
+  _globals['_INGESTFILEREQUEST']._serialized_end=1164
   _globals['_INGESTFILEREQUEST_METADATAENTRY']._serialized_start=215
   _globals['_INGESTFILEREQUEST_METADATAENTRY']._serialized_end=262
-  _globals['_GETBATCHREQUEST']._serialized_start=1094
-  _globals['_GETBATCHREQUEST']._serialized_end=1129
-  _globals['_BATCHCOUNTS']._serialized_start=1132
-  _globals['_BATCHCOUNTS']._serialized_end=1481
-  _globals['_BATCHCOUNTS_PIIREDACTEDBYTYPEENTRY']._serialized_start=1425
-  _globals['_BATCHCOUNTS_PIIREDACTEDBYTYPEENTRY']._serialized_end=1481
-  _globals['_ITEMERROR']._serialized_start=1483
-  _globals['_ITEMERROR']._serialized_end=1544
-  _globals['_BATCHINFO']._serialized_start=1547
-  _globals['_BATCHINFO']._serialized_end=2021
+  _globals['_GETBATCHREQUEST']._serialized_start=1166
+  _globals['_GETBATCHREQUEST']._serialized_end=1201
+  _globals['_BATCHCOUNTS']._serialized_start=1204
+  _globals['_BATCHCOUNTS']._serialized_end=1553
+  _globals['_BATCHCOUNTS_PIIREDACTEDBYTYPEENTRY']._serialized_start=1497
+  _globals['_BATCHCOUNTS_PIIREDACTEDBYTYPEENTRY']._serialized_end=1553
+  _globals['_ITEMERROR']._serialized_start=1555
+  _globals['_ITEMERROR']._serialized_end=1616
+  _globals['_BATCHINFO']._serialized_start=1619
+  _globals['_BATCHINFO']._serialized_end=2093
   _globals['_BATCHINFO_METADATAENTRY']._serialized_start=215
   _globals['_BATCHINFO_METADATAENTRY']._serialized_end=262
-  _globals['_INGESTIONSERVICE']._serialized_start=2457
-  _globals['_INGESTIONSERVICE']._serialized_end=2733
+  _globals['_INGESTIONSERVICE']._serialized_start=2529
+  _globals['_INGESTIONSERVICE']._serialized_end=2805
 # @@protoc_insertion_point(module_scope)

@@ -67,7 +67,7 @@ class IngestHeader(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., source_description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Document(_message.Message):
-    __slots__ = ("id", "text", "source_uri", "mime_type", "metadata")
+    __slots__ = ("id", "text", "source_uri", "mime_type", "metadata", "position")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,20 +80,24 @@ class Document(_message.Message):
     SOURCE_URI_FIELD_NUMBER: _ClassVar[int]
     MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
     source_uri: str
     mime_type: MimeType
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., source_uri: _Optional[str] = ..., mime_type: _Optional[_Union[MimeType, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    position: int
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., source_uri: _Optional[str] = ..., mime_type: _Optional[_Union[MimeType, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., position: _Optional[int] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
-    __slots__ = ("header", "document")
+    __slots__ = ("header", "document", "read_error")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    READ_ERROR_FIELD_NUMBER: _ClassVar[int]
     header: IngestHeader
     document: Document
-    def __init__(self, header: _Optional[_Union[IngestHeader, _Mapping]] = ..., document: _Optional[_Union[Document, _Mapping]] = ...) -> None: ...
+    read_error: ItemError
+    def __init__(self, header: _Optional[_Union[IngestHeader, _Mapping]] = ..., document: _Optional[_Union[Document, _Mapping]] = ..., read_error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
     __slots__ = ("batch_id", "dataset", "state", "received", "kept", "dropped", "errors", "snapshot_id")
