@@ -165,7 +165,8 @@ def _read_csv(path: Path, text_field: str, id_field: str) -> Iterator[Item]:
             lines.append(line.decode("utf-8-sig" if line_no == 1 else "utf-8"))
         except UnicodeDecodeError as exc:
             bad[line_no] = f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
-            lines.append("\n")
+            # A placeholder row (an empty line would be skipped by the CSV reader and the error lost).
+            lines.append("\x00\n")
     reader = csv.DictReader(io.StringIO("".join(lines)))
     if reader.fieldnames is None or text_field not in reader.fieldnames:
         raise UnreadableSource(
