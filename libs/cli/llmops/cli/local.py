@@ -124,6 +124,8 @@ class LocalPlatform:
             {
                 "LLMOPS_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
                 "LLMOPS_API_KEYS": self.api_key(),
+                # The key services use when they call each other (labeling's judge calls serving).
+                "LLMOPS_API_KEY": self.api_key(),
                 "LLMOPS_DATA_DIR": str(self.data_dir),
                 "LLMOPS_MODELS_DIR": str(self.models_dir),
                 "LLMOPS_RUN_DIR": str(self.run_dir),
