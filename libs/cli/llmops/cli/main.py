@@ -221,6 +221,105 @@ def feedback(
     console.print(f"accepted: feedback_id={reply.feedback_id} score={reply.score}")
 
 
+@app.command()
+def ingest(
+    path: Annotated[
+        Path, typer.Argument(help="A .jsonl, .csv or .parquet file, or a folder of .txt/.md/.html.")
+    ],
+    dataset: Annotated[str, typer.Option(help="The dataset the documents belong to.")],
+    fmt: Annotated[str, typer.Option("--format", help="auto, jsonl, csv, parquet or text_folder.")] = "auto",
+    text_field: Annotated[str, typer.Option(help="Field/column with the text.")] = "text",
+    id_field: Annotated[str, typer.Option(help="Field/column with the document id.")] = "id",
+) -> None:
+    """Ingest documents (clean, redact PII, dedup) through the ingestion service, as one batch."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from llmops.contracts.rpc.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+    from llmops.core.documents import ReadError, UnreadableSource, count_items, read_documents
+
+    mime = {
+        "text/html": ingestion_pb2.MIME_TYPE_TEXT_HTML,
+        "text/markdown": ingestion_pb2.MIME_TYPE_TEXT_MARKDOWN,
+    }
+    try:
+        total = count_items(path, fmt) if path.exists() else None
+        items = read_documents(path, fmt, text_field, id_field)
+        first = next(items, None)
+    except UnreadableSource as exc:
+        err.print(f"[red]cannot read {path}:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    progress = Progress(
+        TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    )
+
+    def requests():  # noqa: ANN202 - a generator of IngestRequest
+        yield ingestion_pb2.IngestRequest(
+            header=ingestion_pb2.IngestHeader(dataset=dataset, source_description=str(path))
+        )
+        task = progress.add_task("read", total=total)
+        stream = items if first is None else _chain(first, items)
+        for item in stream:
+            if isinstance(item, ReadError):
+                error = ingestion_pb2.ItemError(
+                    position=item.position, source=item.source, reason=item.reason
+                )
+                yield ingestion_pb2.IngestRequest(read_error=error)
+            else:
+                yield ingestion_pb2.IngestRequest(
+                    document=ingestion_pb2.Document(
+                        id=item.doc_id,
+                        text=item.text,
+                        source_uri=item.source,
+                        mime_type=mime.get(item.mime_type, ingestion_pb2.MIME_TYPE_TEXT_PLAIN),
+                        metadata=item.metadata,
+                        position=item.position,
+                    )
+                )
+            progress.advance(task)
+
+    metadata = (("x-api-key", _api_key()),)
+    with _channel("ingestion") as channel:
+        stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+        try:
+            with progress:
+                reply = stub.Ingest(requests(), metadata=metadata, timeout=3600)
+            info = stub.GetBatch(
+                ingestion_pb2.GetBatchRequest(batch_id=reply.batch_id), metadata=metadata, timeout=30
+            )
+        except grpc.RpcError as exc:
+            _fail(exc)
+    state = ingestion_pb2.BatchState.Name(info.state).removeprefix("BATCH_STATE_")
+    console.print(f"batch {info.batch_id}: {state}, snapshot {info.snapshot_id or '-'}")
+    counts = Table("step", "count")
+    for field_name in (
+        "received",
+        "normalised",
+        "html_stripped",
+        "dropped_quality",
+        "pii_redacted",
+        "dropped_exact_dup",
+        "dropped_near_dup",
+        "kept",
+        "errors",
+    ):
+        counts.add_row(field_name, str(getattr(info.counts, field_name)))
+    for pii_type, n in sorted(info.counts.pii_redacted_by_type.items()):
+        counts.add_row(f"  pii {pii_type}", str(n))
+    console.print(counts)
+    for error in info.errors[:20]:
+        err.print(f"[yellow]item {error.position}[/] ({error.source}): {error.reason}")
+    if len(info.errors) > 20:
+        err.print(f"... and {len(info.errors) - 20} more (GetBatch lists them)")
+    if info.state != ingestion_pb2.BATCH_STATE_SUCCEEDED:
+        raise typer.Exit(1)
+
+
+def _chain(first, rest):  # noqa: ANN001, ANN202
+    yield first
+    yield from rest
+
+
 @models_app.command("prepare")
 def models_prepare() -> None:
     """Make the packaged models ready (converts SmolLM2 to safetensors once)."""

@@ -1,11 +1,42 @@
-"""Ingestion service: its gRPC contract is served; its behaviour is planned in the data-path issue (#3)."""
+"""Ingestion: documents in (gRPC, files, documents.raw), cleaned documents and snapshots out."""
 
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+from llmops.contracts.events import DocumentRaw
 from llmops.contracts.rpc.ingestion.v1 import ingestion_pb2_grpc
+from llmops.core.artifacts import ArtifactStore
+from llmops.core.documents import SourceDocument
 from llmops.core.service import Runtime
-from llmops.core.unimplemented import planned_servicer
+from llmops.ingestion.batches import Ingestor
+from llmops.ingestion.domain.pipeline import PipelineConfig
+from llmops.ingestion.domain.quality import QualityConfig
+from llmops.ingestion.grpc_server import IngestionServicer, dataset_problem
 from llmops.ingestion.settings import Settings
+from llmops.ingestion.store.batches import BatchStore
+
+log = logging.getLogger(__name__)
+
+RAW_GROUP = "llmops-ingestion.raw"
+
+
+def pipeline_config(s: Settings) -> PipelineConfig:
+    return PipelineConfig(
+        quality=QualityConfig(
+            min_chars=s.min_chars,
+            max_chars=s.max_chars,
+            min_words=s.min_words,
+            max_symbol_ratio=s.max_symbol_ratio,
+            max_repeated_line_ratio=s.max_repeated_line_ratio,
+            max_top_word_ratio=s.max_top_word_ratio,
+        ),
+        near_dup_threshold=s.near_dup_threshold,
+        num_perm=s.num_perm,
+        shingle_size=s.shingle_size,
+    )
 
 
 class IngestionService:
@@ -13,20 +44,61 @@ class IngestionService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.ingestor: Ingestor | None = None
 
     def register(self, runtime: Runtime) -> None:
         runtime.grpc.add(
             ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-            planned_servicer(
-                ingestion_pb2_grpc.IngestionServiceServicer,
-                "IngestionService",
-                "planned in the data-path issue (#3)",
-            ),
+            IngestionServicer(self._ingestor, self.settings.roots()),
             "llmops.ingestion.v1.IngestionService",
         )
+        runtime.bus.consume_batches(
+            DocumentRaw,
+            RAW_GROUP,
+            self._on_raw,
+            max_records=self.settings.raw_batch_max_records,
+            timeout_ms=self.settings.raw_batch_timeout_ms,
+        )
+
+    def _ingestor(self) -> Ingestor:
+        if self.ingestor is None:
+            raise RuntimeError("ingestion is not started")
+        return self.ingestor
 
     async def start(self, runtime: Runtime) -> None:
-        """Nothing to open until the service's behaviour lands."""
+        s = self.settings
+        for root in s.roots():
+            root.mkdir(parents=True, exist_ok=True)
+        self.ingestor = Ingestor(
+            pipeline_config(s),
+            BatchStore(s.database_url or s.platform.sqlite_url("ingestion")),
+            ArtifactStore(s.platform.resolved_artifacts_url()),
+            runtime.bus,
+            s.platform.data_dir / "ingestion" / "near_dup_index",
+        )
+
+    async def _on_raw(self, events: list[DocumentRaw]) -> None:
+        by_dataset: dict[str, list[DocumentRaw]] = defaultdict(list)
+        for event in events:
+            if problem := dataset_problem(event.dataset):
+                # The batch consumer retries a failing batch one by one, so only this event is dead-lettered.
+                raise ValueError(problem)
+            by_dataset[event.dataset].append(event)
+        for dataset, group in by_dataset.items():
+
+            async def items(group: list[DocumentRaw] = group) -> AsyncIterator[SourceDocument]:
+                for position, e in enumerate(group, 1):
+                    yield SourceDocument(
+                        position=position,
+                        text=e.text,
+                        doc_id=e.document_id,
+                        source=e.source or f"kafka:{e.document_id}",
+                        mime_type=e.mime_type,
+                        metadata=e.metadata,
+                    )
+
+            record = await self._ingestor().run(dataset, items(), source_description="kafka:documents.raw")
+            log.info("documents.raw batch %s: %s", record.batch_id, record.counts)
 
     async def stop(self) -> None:
-        """Nothing to close."""
+        """The stores hold no open handles beyond SQLAlchemy's pool."""

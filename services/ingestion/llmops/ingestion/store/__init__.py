@@ -1,0 +1,1 @@
+"""Ingestion's own persistence: batch records and the exact-dedup memory."""

@@ -1,0 +1,131 @@
+"""Batch records and the exact-dedup memory, in SQL (SQLite by default, PostgreSQL by URL).
+
+Tables are created with ``metadata.create_all``: the schema is small and additive so far; a migration
+tool comes in when a change needs one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+metadata = MetaData()
+
+batches = Table(
+    "ingestion_batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("dataset", String(200), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("source_description", String(1000), nullable=False, default=""),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("counts", JSON, nullable=False, default=dict),
+    Column("errors", JSON, nullable=False, default=list),
+    Column("snapshot_id", String(80), nullable=False, default=""),
+    Column("snapshot_uri", String(1000), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+)
+
+seen_hashes = Table(
+    "ingestion_seen_hashes",
+    metadata,
+    Column("content_hash", String(64), primary_key=True),
+    Column("document_id", String(500), nullable=False),
+    Column("batch_id", String(64), nullable=False),
+)
+
+RECEIVING, PROCESSING, SUCCEEDED, FAILED = "RECEIVING", "PROCESSING", "SUCCEEDED", "FAILED"
+MAX_STORED_ERRORS = 1000
+
+
+@dataclass
+class BatchRecord:
+    batch_id: str
+    dataset: str
+    state: str
+    source_description: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    errors: list[dict] = field(default_factory=list)
+    snapshot_id: str = ""
+    snapshot_uri: str = ""
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    completed_at: datetime | None = None
+
+
+class BatchStore:
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, future=True)
+        metadata.create_all(self.engine)
+
+    def create(self, record: BatchRecord) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(batches).values(
+                    batch_id=record.batch_id,
+                    dataset=record.dataset,
+                    state=record.state,
+                    source_description=record.source_description,
+                    metadata=record.metadata,
+                    counts=record.counts,
+                    errors=record.errors,
+                    created_at=record.created_at,
+                )
+            )
+
+    def finish(self, record: BatchRecord) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(batches)
+                .where(batches.c.batch_id == record.batch_id)
+                .values(
+                    state=record.state,
+                    counts=record.counts,
+                    errors=record.errors[:MAX_STORED_ERRORS],
+                    snapshot_id=record.snapshot_id,
+                    snapshot_uri=record.snapshot_uri,
+                    completed_at=record.completed_at,
+                )
+            )
+
+    def get(self, batch_id: str) -> BatchRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(batches).where(batches.c.batch_id == batch_id)).mappings().first()
+        if row is None:
+            return None
+        values = dict(row)
+        for key in ("created_at", "completed_at"):
+            if values[key] is not None and values[key].tzinfo is None:
+                values[key] = values[key].replace(tzinfo=UTC)  # SQLite drops the zone
+        return BatchRecord(**values)
+
+    def load_hashes(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {row[0] for row in conn.execute(select(seen_hashes.c.content_hash))}
+
+    def add_hashes(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Remember (content_hash, document_id, batch_id) of kept documents; a known hash is left as is."""
+        values = [{"content_hash": h, "document_id": d, "batch_id": b} for h, d, b in rows]
+        if not values:
+            return
+        dialect = self.engine.dialect.name
+        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(seen_hashes).on_conflict_do_nothing()
+        with self.engine.begin() as conn:
+            conn.execute(stmt, values)
