@@ -1,11 +1,54 @@
-"""Labeling service: its gRPC contract is served; its behaviour is planned in the data-path issue (#3)."""
+"""Labeling service: label queues fed by documents and feedback, human and programmatic labels,
+agreement, and immutable dataset versions."""
 
 from __future__ import annotations
 
+import logging
+
+import grpc
+
+from llmops.contracts.events import DocumentCleaned, FeedbackAccepted
 from llmops.contracts.rpc.labeling.v1 import labeling_pb2_grpc
+from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
+from llmops.core.artifacts import ArtifactStore
 from llmops.core.service import Runtime
-from llmops.core.unimplemented import planned_servicer
+from llmops.labeling import functions
+from llmops.labeling.grpc_server import LabelingServicer
+from llmops.labeling.judge import ServingJudge
+from llmops.labeling.labeling import Labeling
 from llmops.labeling.settings import Settings
+from llmops.labeling.store.sql import LabelingStore
+
+log = logging.getLogger(__name__)
+
+DOCUMENTS_GROUP = "llmops-labeling.documents"
+FEEDBACK_GROUP = "llmops-labeling.feedback"
+
+
+class MonitoringLookup:
+    """Finds the answer a piece of feedback is about, in monitoring's inference log."""
+
+    def __init__(self, address: str, api_key: str) -> None:
+        self._channel = grpc.aio.insecure_channel(address)
+        self._stub = monitoring_pb2_grpc.MonitoringServiceStub(self._channel)
+        self._metadata = (("x-api-key", api_key),)
+
+    async def __call__(self, request_id: str) -> dict[str, str] | None:
+        reply = await self._stub.Query(
+            monitoring_pb2.QueryRequest(
+                sql="SELECT model, prompt, completion FROM inference_log_v "
+                "WHERE request_id = {r:String} LIMIT 1",
+                parameters={"r": request_id},
+            ),
+            metadata=self._metadata,
+            timeout=10,
+        )
+        if not reply.rows:
+            return None
+        return {c.name: v.string_value for c, v in zip(reply.columns, reply.rows[0].values, strict=True)}
+
+    async def close(self) -> None:
+        await self._channel.close()
 
 
 class LabelingService:
@@ -13,20 +56,49 @@ class LabelingService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        functions.load_modules(settings.function_modules)
+        self.labeling: Labeling | None = None
+        self._closers: list = []
+
+    def _labeling(self) -> Labeling:
+        if self.labeling is None:
+            raise RuntimeError("labeling is not started")
+        return self.labeling
 
     def register(self, runtime: Runtime) -> None:
         runtime.grpc.add(
             labeling_pb2_grpc.add_LabelingServiceServicer_to_server,
-            planned_servicer(
-                labeling_pb2_grpc.LabelingServiceServicer,
-                "LabelingService",
-                "planned in the data-path issue (#3)",
-            ),
+            LabelingServicer(self._labeling),
             "llmops.labeling.v1.LabelingService",
         )
+        runtime.bus.consume(DocumentCleaned, DOCUMENTS_GROUP, lambda e: self._labeling().on_document(e))
+        runtime.bus.consume(FeedbackAccepted, FEEDBACK_GROUP, lambda e: self._labeling().on_feedback(e))
 
     async def start(self, runtime: Runtime) -> None:
-        """Nothing to open until the service's behaviour lands."""
+        s = self.settings
+        key = s.clients.api_key.get_secret_value() if s.clients.api_key else ""
+        judge = lookup = None
+        if key:
+            judge = ServingJudge(s.clients.address("serving"), key, s.judge_timeout_seconds)
+            lookup = MonitoringLookup(s.clients.address("monitoring"), key)
+            self._closers += [judge.close, lookup.close]
+        else:
+            log.warning("LLMOPS_API_KEY is not set: the judge and the feedback-to-answer lookup are off")
+        store = LabelingStore(s.database_url or s.platform.sqlite_url("labeling"))
+        self.labeling = Labeling(
+            store,
+            runtime.bus,
+            ArtifactStore(s.platform.resolved_artifacts_url()),
+            judge_client=judge,
+            inference_lookup=lookup,
+            review_queue=s.feedback_review_queue,
+            review_max_score=s.review_max_score,
+            inference_lookup_seconds=s.inference_lookup_seconds,
+        )
+        self.labeling.ensure_review_queue()
 
     async def stop(self) -> None:
-        """Nothing to close."""
+        for close in self._closers:
+            await close()
+        if self.labeling is not None:
+            self.labeling.store.close()

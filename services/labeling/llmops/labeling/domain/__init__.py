@@ -1,0 +1,1 @@
+"""Labeling rules without I/O: models, label validation, agreement statistics and dataset versions."""

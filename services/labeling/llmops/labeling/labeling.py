@@ -1,0 +1,345 @@
+"""What the labeling service does, on top of its store: routing events into tasks, rules, the judge,
+dataset versions, and the events that tell the rest of the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from llmops.contracts.events import DatasetVersionCreated, DocumentCleaned, FeedbackAccepted, LabelCreated
+from llmops.core.artifacts import ArtifactStore
+from llmops.core.messaging import EventBus
+from llmops.labeling import functions, judge
+from llmops.labeling.domain.agreement import AgreementMetric, AgreementResult, compute_agreement
+from llmops.labeling.domain.errors import AlreadyExists, InvalidArgument, InvalidLabel
+from llmops.labeling.domain.models import (
+    DatasetVersion,
+    Label,
+    LabelSource,
+    LabelValue,
+    Queue,
+    QueueSpec,
+    TaskInput,
+    TaskSource,
+    TaskType,
+)
+from llmops.labeling.domain.versions import build_dataset_version, version_key, write_parquet
+from llmops.labeling.store.sql import CreatedTasks, LabelingStore
+
+log = logging.getLogger(__name__)
+
+# Queues whose metadata names a dataset here get a task for each of its cleaned documents ("*": all).
+DOCUMENTS_DATASET_KEY = "documents_dataset"
+_QUEUE_CACHE_SECONDS = 5.0
+
+InferenceLookup = Callable[[str], Awaitable[dict[str, str] | None]]
+
+
+class Labeling:
+    def __init__(
+        self,
+        store: LabelingStore,
+        bus: EventBus,
+        artifacts: ArtifactStore,
+        *,
+        judge_client: judge.ServingJudge | None,
+        inference_lookup: InferenceLookup | None,
+        review_queue: str,
+        review_max_score: float,
+        inference_lookup_seconds: float,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.artifacts = artifacts
+        self.judge_client = judge_client
+        self.inference_lookup = inference_lookup
+        self.review_queue = review_queue
+        self.review_max_score = review_max_score
+        self.inference_lookup_seconds = inference_lookup_seconds
+        self._queues: tuple[float, list[Queue]] = (0.0, [])
+
+    def ensure_review_queue(self) -> None:
+        try:
+            self.store.create_queue(
+                QueueSpec(
+                    name=self.review_queue,
+                    task_type=TaskType.CORRECTION,
+                    instructions=(
+                        "Users rated these answers low or corrected them: "
+                        "write the answer it should have been."
+                    ),
+                    metadata={"created_by": "labeling", "source": "feedback"},
+                )
+            )
+        except AlreadyExists:
+            pass
+
+    # --- events -> tasks -----------------------------------------------------------------------
+
+    async def _all_queues(self) -> list[Queue]:
+        fetched_at, queues = self._queues
+        if time.monotonic() - fetched_at > _QUEUE_CACHE_SECONDS:
+            queues, token = [], ""
+            while True:
+                page = await asyncio.to_thread(self.store.list_queues, 500, token)
+                queues.extend(page.items)
+                token = page.next_page_token
+                if not token:
+                    break
+            self._queues = (time.monotonic(), queues)
+        return queues
+
+    async def on_document(self, event: DocumentCleaned) -> None:
+        """A cleaned document becomes a task in each queue that asks for its dataset."""
+        for queue in await self._all_queues():
+            wanted = queue.metadata.get(DOCUMENTS_DATASET_KEY)
+            if wanted not in (event.dataset, "*") or queue.task_type not in (
+                TaskType.CLASSIFICATION,
+                TaskType.RATING,
+            ):
+                continue
+            task = TaskInput(
+                document_id=event.document_id,
+                text=event.text,
+                metadata={"dataset": event.dataset, "batch_id": event.batch_id, **event.metadata},
+                snapshot_id=event.snapshot_id,
+                source=TaskSource.DOCUMENTS,
+            )
+            await self.create_tasks(queue.name, [task])
+
+    async def on_feedback(self, event: FeedbackAccepted) -> None:
+        """Low scores and corrections become review tasks, with the answer they are about."""
+        if event.score > self.review_max_score and not event.correction:
+            return
+        answer = await self._find_inference(event.request_id)
+        metadata = {
+            "request_id": event.request_id,
+            "feedback_id": event.feedback_id,
+            "feedback_score": repr(event.score),
+        }
+        if event.comment:
+            metadata["user_comment"] = event.comment
+        if event.correction:
+            metadata["user_correction"] = event.correction
+        if answer is None:
+            metadata["inference_missing"] = "true"
+        else:
+            metadata["model"] = answer.get("model", "")
+        task = TaskInput(
+            # Feedback ids are stable across redelivery, so the same feedback never makes two tasks.
+            document_id=f"feedback:{event.feedback_id}",
+            prompt=(answer or {}).get("prompt", ""),
+            response=(answer or {}).get("completion", "") or event.correction,
+            metadata=metadata,
+            source=TaskSource.FEEDBACK,
+        )
+        await self.create_tasks(self.review_queue, [task])
+
+    async def _find_inference(self, request_id: str) -> dict[str, str] | None:
+        if self.inference_lookup is None:
+            return None
+        deadline = time.monotonic() + self.inference_lookup_seconds
+        while True:
+            found = await self.inference_lookup(request_id)
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            # The answer's inference.logged may still be on its way to monitoring.
+            await asyncio.sleep(0.5)
+
+    # --- tasks and labels ------------------------------------------------------------------------
+
+    async def create_tasks(self, queue: str, inputs: Sequence[TaskInput]) -> CreatedTasks:
+        created = await asyncio.to_thread(self.store.create_tasks, queue, list(inputs))
+        if created.created:
+            await self._apply_enabled_functions(queue, created.task_ids)
+        return created
+
+    async def submit_label(
+        self, task_id: str, lease_id: str, labeler_id: str, value: LabelValue, comment: str
+    ) -> Label:
+        label = await asyncio.to_thread(
+            self.store.submit_label, task_id, lease_id, labeler_id, value, comment=comment
+        )
+        await self._announce(label)
+        return label
+
+    async def _announce(self, label: Label) -> None:
+        await self.bus.publish(
+            LabelCreated(
+                label_id=label.label_id,
+                task_id=label.task_id,
+                queue=label.queue,
+                source=label.source.value,  # type: ignore[arg-type]
+                labeler_id=label.labeler_id,
+                value=label.value_text,
+                document_id=label.document_id,
+                producer="labeling",
+            )
+        )
+
+    async def agreement(
+        self, queue: str, metric: AgreementMetric | None, include_pairs: bool
+    ) -> AgreementResult:
+        q = await asyncio.to_thread(self.store.get_queue, queue)
+        units = await asyncio.to_thread(self.store.labels_for_agreement, queue)
+        return compute_agreement(units, q.task_type, metric, include_pair_counts=include_pairs)
+
+    # --- labeling functions --------------------------------------------------------------------
+
+    async def register_function(
+        self, queue: str, name: str, version: str, *, backfill: bool
+    ) -> tuple[int, int]:
+        lf = functions.lookup(name, version)
+        q = await asyncio.to_thread(self.store.get_queue, queue)
+        if q.task_type not in lf.task_types:
+            kinds = ", ".join(sorted(t.value for t in lf.task_types))
+            raise InvalidArgument(f"{name}@{version} labels {kinds} queues; {queue!r} is {q.task_type.value}")
+        await asyncio.to_thread(self.store.register_labeling_function, queue, name, version)
+        self._queues = (0.0, [])
+        if not backfill:
+            return 0, 0
+        tasks = await asyncio.to_thread(self.store.tasks_not_labeled_by, queue, lf.labeler_id)
+        return await self._apply(lf, q, [t.task_id for t in tasks], {t.task_id: t.input for t in tasks})
+
+    async def _apply_enabled_functions(self, queue: str, task_ids: list[str]) -> None:
+        q = await asyncio.to_thread(self.store.get_queue, queue)
+        if not q.labeling_functions:
+            return
+        inputs = {}
+        for task_id in dict.fromkeys(task_ids):
+            inputs[task_id] = (await asyncio.to_thread(self.store.get_task, task_id)).input
+        for ref in q.labeling_functions:
+            name, _, version = ref.partition("@")
+            await self._apply(functions.lookup(name, version), q, list(inputs), inputs)
+
+    async def _apply(
+        self, lf: functions.LabelingFunction, queue: Queue, task_ids: list[str], inputs: dict[str, TaskInput]
+    ) -> tuple[int, int]:
+        labeled = abstained = 0
+        for task_id in task_ids:
+            try:
+                result = lf.apply(inputs[task_id], queue)
+            except Exception:
+                log.exception("labeling function %s failed on task %s", lf.labeler_id, task_id)
+                abstained += 1
+                continue
+            if result is None:
+                abstained += 1
+                continue
+            value, confidence = result
+            try:
+                label = await asyncio.to_thread(
+                    self.store.add_programmatic_label,
+                    task_id,
+                    LabelSource.RULE,
+                    lf.labeler_id,
+                    value,
+                    confidence=confidence,
+                )
+            except InvalidLabel as exc:
+                log.warning("%s gave an invalid label on task %s: %s", lf.labeler_id, task_id, exc)
+                abstained += 1
+                continue
+            await self._announce(label)
+            labeled += 1
+        return labeled, abstained
+
+    # --- LLM judge -----------------------------------------------------------------------------
+
+    async def run_judge(
+        self, queue: str, template: str, version: str, model: str, limit: int
+    ) -> tuple[int, int]:
+        if self.judge_client is None:
+            raise InvalidArgument("no serving endpoint is configured for the judge (LLMOPS_SERVING_ADDRESS)")
+        q = await asyncio.to_thread(self.store.get_queue, queue)
+        if q.task_type == TaskType.CORRECTION:
+            raise InvalidArgument(
+                "the judge labels classification, rating and pairwise queues, not corrections"
+            )
+        prompt = judge.resolve_prompt(q, template, version)
+        labeler_id = prompt.labeler_id(model)
+        tasks = await asyncio.to_thread(self.store.tasks_not_labeled_by, queue, labeler_id, max(limit, 0))
+        labeled = failed = 0
+        for task in tasks:
+            try:
+                answer = await self.judge_client.ask(judge.render(prompt, task.input, q), model)
+            except Exception as exc:
+                log.warning("judge call failed on task %s: %s", task.task_id, exc)
+                failed += 1
+                continue
+            value = judge.parse(answer, q)
+            if value is None:
+                log.info("judge abstained on task %s (answer %r)", task.task_id, answer[:80])
+                failed += 1
+                continue
+            label = await asyncio.to_thread(
+                self.store.add_programmatic_label,
+                task.task_id,
+                LabelSource.JUDGE,
+                labeler_id,
+                value,
+                confidence=0.5,
+                metadata={"answer": answer[:500], "prompt_version": prompt.version},
+            )
+            await self._announce(label)
+            labeled += 1
+        return labeled, failed
+
+    # --- dataset versions ----------------------------------------------------------------------
+
+    async def create_dataset_version(
+        self,
+        dataset: str,
+        queues: list[str],
+        filter: dict[str, str],
+        sources: list[LabelSource],
+        eval_fraction: float,
+        seed: int,
+        description: str,
+    ) -> DatasetVersion:
+        if not dataset:
+            raise InvalidArgument("dataset is empty: name the dataset version")
+        if not queues:
+            raise InvalidArgument("queues is empty: name the queues whose labels make the version")
+        tasks = await asyncio.to_thread(self.store.tasks_with_labels, queues, filter, sources)
+        build = build_dataset_version(
+            dataset, tasks, eval_fraction=eval_fraction, seed=seed, sources=sources, description=description
+        )
+        version = build.version
+        key = version_key(dataset, version.version_id)
+        if not self.artifacts.exists(key):
+            data = await asyncio.to_thread(_parquet_bytes, build.examples, version)
+            self.artifacts.write_bytes(key, data)
+        stored = await asyncio.to_thread(
+            self.store.save_dataset_version, _with_uri(version, self.artifacts.uri(key))
+        )
+        await self.bus.publish(
+            DatasetVersionCreated(
+                version_id=stored.version_id,
+                dataset=stored.dataset,
+                uri=stored.uri,
+                train_count=stored.train_count,
+                eval_count=stored.eval_count,
+                snapshot_ids=list(stored.lineage.snapshot_ids),
+                queues=list(stored.lineage.queues),
+                producer="labeling",
+            )
+        )
+        return stored
+
+
+def _parquet_bytes(examples: Sequence, version: DatasetVersion) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "version.parquet"
+        write_parquet(examples, path, metadata={"version_id": version.version_id, "dataset": version.dataset})
+        return path.read_bytes()
+
+
+def _with_uri(version: DatasetVersion, uri: str) -> DatasetVersion:
+    from dataclasses import replace
+
+    return replace(version, uri=uri)
