@@ -6,7 +6,7 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("serving",)
+BENCHMARKS = ("serving", "near_dup")
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from llmops.ingestion.domain.pii import (
@@ -26,7 +28,11 @@ CAUGHT = [
     ("4111-1111-1111-1111 and 5555555555554444", "[CREDIT_CARD] and [CREDIT_CARD]", {"CREDIT_CARD": 2}),
     ("mc2 2221 0000 0000 0009", "mc2 [CREDIT_CARD]", {"CREDIT_CARD": 1}),
     ("amex 3782 822463 10005", "amex [CREDIT_CARD]", {"CREDIT_CARD": 1}),
-    ("disc 6011111111111117 jcb 3530111333300000", "disc [CREDIT_CARD] jcb [CREDIT_CARD]", {"CREDIT_CARD": 2}),
+    (
+        "disc 6011111111111117 jcb 3530111333300000",
+        "disc [CREDIT_CARD] jcb [CREDIT_CARD]",
+        {"CREDIT_CARD": 2},
+    ),
     ("diners 30569309025904", "diners [CREDIT_CARD]", {"CREDIT_CARD": 1}),
     ("paid 4111 1111 1111 1111 2024", "paid [CREDIT_CARD] 2024", {"CREDIT_CARD": 1}),  # year after it
     # IBAN: compact or in groups of four
@@ -156,3 +162,19 @@ def test_checksums_on_reference_vectors() -> None:
     assert in_aadhaar_valid("234567890124") and not in_aadhaar_valid("034567890124")
     assert fr_nir_valid("184127645108946") and fr_nir_valid("184062A12345601")
     assert us_ssn_valid("123", "45", "6789") and not us_ssn_valid("987", "65", "4321")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" * 3000 + "x",  # a long digit run that no phone pattern may split in exponentially many ways
+        "1 " * 1000 + "x",
+        "a." * 5000 + "@b",
+        "AB12" + " ABCD" * 1000,
+        "1:" * 3000 + "x",
+    ],
+)
+def test_pathological_inputs_finish_quickly(text: str) -> None:
+    started = time.perf_counter()
+    redact_pii(text)
+    assert time.perf_counter() - started < 5  # a backtracking pattern never finishes the first

@@ -16,7 +16,11 @@ GOOD = (
 
 def test_defaults() -> None:
     assert (CONFIG.min_chars, CONFIG.max_chars, CONFIG.min_words) == (20, 100_000, 3)
-    assert (CONFIG.max_symbol_ratio, CONFIG.max_repeated_line_ratio, CONFIG.max_top_word_ratio) == (0.3, 0.5, 0.3)
+    assert (CONFIG.max_symbol_ratio, CONFIG.max_repeated_line_ratio, CONFIG.max_top_word_ratio) == (
+        0.3,
+        0.5,
+        0.3,
+    )
     assert CONFIG.max_char_repetition == 50
 
 

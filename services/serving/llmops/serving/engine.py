@@ -114,6 +114,8 @@ class TextEngine:
         self._cache_dir = Path(cache_dir)
         self._kv_cache_gib = kv_cache_gib
         self._engine: AsyncLLM | None = None
+        self._adapters: dict[str, LoRARequest] = {}
+        self._next_lora_id = 0
         self._owned_tmp_dir: Path | None = None
         self.startup_seconds: float | None = None
 
@@ -313,6 +315,35 @@ class TextEngine:
                     started_at=started,
                     first_token_at=first_token_at,
                 )
+
+    async def load_adapter(self, name: str, path: Path) -> LoRARequest:
+        """Load the peft LoRA adapter in ``path`` under ``name`` (while serving; no restart).
+
+        Returns the request handle that ``generate`` takes to answer with the adapter. Loading the
+        same name again returns the handle it already has.
+        """
+        from vllm.lora.request import LoRARequest
+
+        engine = self._require_engine()
+        if name in self._adapters:
+            return self._adapters[name]
+        if not self._enable_lora:
+            raise RuntimeError("this engine was started without LoRA support (LLMOPS_SERVING_ENABLE_LORA)")
+        self._next_lora_id += 1
+        request = LoRARequest(lora_name=name, lora_int_id=self._next_lora_id, lora_path=str(path))
+        await engine.add_lora(request)
+        self._adapters[name] = request
+        return request
+
+    async def unload_adapter(self, name: str) -> bool:
+        request = self._adapters.pop(name, None)
+        if request is None:
+            return False
+        return await self._require_engine().remove_lora(request.lora_int_id)
+
+    @property
+    def adapters(self) -> dict[str, LoRARequest]:
+        return dict(self._adapters)
 
     async def abort(self, request_id: str) -> None:
         """Stop a running request by the id given to :meth:`generate` (no-op if it is done)."""

@@ -6,21 +6,29 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
 from llmops.core.logging import request_id_var
+from llmops.serving.deployments import ModelRouter, RegistryUnavailable
 from llmops.serving.domain.requests import InvalidRequest, check_fits_context, validate_generation
 from llmops.serving.engine import GenerationChunk, GenerationParams, TextEngine
 from llmops.serving.inference_log import InferenceLogWriter
+from llmops.serving.routing import UnknownModel
 from llmops.serving.settings import Settings
+
+if TYPE_CHECKING:
+    from vllm.lora.request import LoRARequest
 
 
 @dataclass
 class _Prepared:
     request_id: str
     model: str
+    model_version: str
+    lora: LoRARequest | None
     prompt_text: str
     prompt_tokens: int
     params: GenerationParams
@@ -28,24 +36,26 @@ class _Prepared:
 
 
 class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
-    def __init__(self, settings: Settings, engine: TextEngine, log: InferenceLogWriter) -> None:
+    def __init__(
+        self, settings: Settings, engine: TextEngine, log: InferenceLogWriter, router: ModelRouter
+    ) -> None:
         self._settings = settings
         self._engine = engine
         self._log = log
-
-    def _served(self) -> list[str]:
-        return [self._settings.served_model_name]
+        self._router = router
 
     async def _prepare(
         self, request: serving_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> _Prepared:
         started = time.perf_counter()
-        model = request.model or self._settings.served_model_name
-        if model not in self._served():
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"unknown model {request.model!r}; this server serves: {', '.join(self._served())}",
-            )
+        try:
+            route, lora = await self._router.resolve(request.model)
+        except UnknownModel as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except RegistryUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        deployment = route.deployment
+        model_version = deployment.adapter_name if deployment else self._settings.served_model_name
         try:
             if request.raw_prompt and request.messages:
                 raise InvalidRequest("raw_prompt applies to `prompt` only; send messages without raw_prompt")
@@ -80,14 +90,18 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
         request_id = request.request_id or request_id_var.get()
         if request_id in ("", "-"):
             request_id = str(uuid.uuid4())
-        return _Prepared(request_id, model, prompt_text, prompt_tokens, params, started)
+        return _Prepared(
+            request_id, route.requested, model_version, lora, prompt_text, prompt_tokens, params, started
+        )
 
     async def _chunks(self, prepared: _Prepared) -> AsyncIterator[tuple[GenerationChunk, float | None]]:
         """Engine chunks, each with the time to first token (ms) once known."""
         first_token_ms: float | None = None
         # vLLM request ids must be unique among requests in flight; the caller's id may be reused.
         engine_id = f"{prepared.request_id}-{uuid.uuid4().hex[:8]}"
-        async for chunk in self._engine.generate(prepared.prompt_text, prepared.params, engine_id):
+        async for chunk in self._engine.generate(
+            prepared.prompt_text, prepared.params, engine_id, prepared.lora
+        ):
             if first_token_ms is None and (chunk.delta or chunk.completion_tokens):
                 first_token_ms = (time.perf_counter() - prepared.started) * 1000
             yield chunk, first_token_ms
@@ -108,6 +122,7 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
         self._log.record(
             request_id=prepared.request_id,
             model=prepared.model,
+            model_version=prepared.model_version,
             prompt=request.prompt or "\n".join(f"{m.role}: {m.content}" for m in request.messages),
             completion=text,
             prompt_tokens=last.prompt_tokens,
@@ -138,7 +153,7 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
         return serving_pb2.GenerateResponse(
             request_id=prepared.request_id,
             model=prepared.model,
-            model_version=self._settings.served_model_name,
+            model_version=prepared.model_version,
             text=text,
             finish_reason=last.finish_reason,
             usage=usage,
@@ -155,7 +170,7 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
             reply = serving_pb2.GenerateStreamResponse(
                 request_id=prepared.request_id,
                 model=prepared.model,
-                model_version=self._settings.served_model_name,
+                model_version=prepared.model_version,
                 delta=chunk.delta,
             )
             if chunk.finished:
@@ -171,16 +186,29 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
         self, request: serving_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> serving_pb2.ListModelsResponse:
         s = self._settings
-        return serving_pb2.ListModelsResponse(
-            models=[
-                serving_pb2.ModelInfo(
-                    name=s.served_model_name,
-                    version=s.served_model_name,
-                    base_model=s.served_model_name,
-                    is_adapter=False,
-                    is_default=True,
+        models = [
+            serving_pb2.ModelInfo(
+                name=s.served_model_name,
+                version=s.served_model_name,
+                base_model=s.served_model_name,
+                is_adapter=False,
+                is_default=True,
+                max_model_len=self._engine.max_model_len,
+                max_tokens_limit=s.max_tokens_limit,
+            )
+        ]
+        by_version: dict[str, serving_pb2.ModelInfo] = {}
+        for model, alias, d in self._router.table.all_aliases():
+            info = by_version.get(d.adapter_name)
+            if info is None:
+                info = by_version[d.adapter_name] = serving_pb2.ModelInfo(
+                    name=d.adapter_name,
+                    version=str(d.version),
+                    base_model=d.base_model,
+                    is_adapter=True,
                     max_model_len=self._engine.max_model_len,
                     max_tokens_limit=s.max_tokens_limit,
                 )
-            ]
-        )
+            info.aliases.append(f"{model}@{alias}")
+        models.extend(by_version.values())
+        return serving_pb2.ListModelsResponse(models=models)

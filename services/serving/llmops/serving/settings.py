@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from llmops.core.model_assets import SMOLLM2_NAME
-from llmops.core.settings import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, ServiceSettings, service_config
+from llmops.core.settings import (
+    DEFAULT_GRPC_PORTS,
+    DEFAULT_METRICS_PORTS,
+    ClientSettings,
+    ServiceSettings,
+    service_config,
+)
 
 
 class Settings(ServiceSettings):
@@ -33,6 +40,9 @@ class Settings(ServiceSettings):
     enable_lora: bool = True
     max_loras: int = Field(4, ge=1)
     max_lora_rank: int = Field(16, ge=1)
+    # Each replica follows every alias change, so each needs its own consumer group.
+    instance_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    clients: ClientSettings = Field(default_factory=ClientSettings)
 
     @model_validator(mode="after")
     def _limits(self) -> Settings:

@@ -28,13 +28,14 @@ FORMAT_VERSION = 1
 HASHING = "words-lower-w+/blake2b64-poly/fmix32/affine32/band-poly64"
 
 _TOKEN = re.compile(r"\w+")
-_MAX_CACHED_WORDS = 1 << 20
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+# Enough for the words that make up nearly all tokens of a corpus, at some 40 MB.
+_MAX_CACHED_WORDS = 1 << 18
 _U32_16 = np.uint32(16)
 _U32_13 = np.uint32(13)
 _FMIX_1 = np.uint32(0x85EBCA6B)
 _FMIX_2 = np.uint32(0xC2B2AE35)
 _SHIFT_32 = np.uint64(32)
+_CHUNK = 8192
 # Weights of the banding's false-positive and false-negative areas. Candidates are verified against
 # their full signatures, so a banding false positive costs one vectorised comparison while a false
 # negative is a duplicate lost for good: banding is tuned to miss almost nothing the verification
@@ -215,9 +216,13 @@ class NearDuplicateIndex:
     def signature(self, text: str) -> np.ndarray:
         """MinHash signature of a text: ``num_perm`` uint32 values."""
         hashes = self._shingle_hashes(text)
-        permuted = self._perm_a * hashes  # (num_perm, shingles), wraps mod 2^32 as intended
-        permuted += self._perm_b
-        return permuted.min(axis=1)
+        signature = np.full(self.num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
+        # In slices, so a huge text needs num_perm x _CHUNK values of memory, not num_perm x its length.
+        for start in range(0, len(hashes), _CHUNK):
+            permuted = self._perm_a * hashes[start : start + _CHUNK]  # wraps mod 2^32, as intended
+            permuted += self._perm_b
+            np.minimum(signature, permuted.min(axis=1), out=signature)
+        return signature
 
     def _keys(self, signature: np.ndarray) -> list[int]:
         banded = signature[: self.bands * self.rows].reshape(self.bands, self.rows).astype(np.uint64)

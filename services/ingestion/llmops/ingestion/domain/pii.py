@@ -164,7 +164,7 @@ def card_issuer_known(digits: str) -> bool:
 
 def card_valid(digits: str) -> bool:
     """A payment card number: 13-19 digits, a known issuer prefix for that length, and Luhn."""
-    return 13 <= len(digits) <= 19 and card_issuer_known(digits) and luhn_valid(digits)
+    return 13 <= len(digits) <= 19 and luhn_valid(digits) and card_issuer_known(digits)
 
 
 # --- detectors -------------------------------------------------------------------------------------
@@ -233,7 +233,9 @@ _PHONE_RUN = re.compile(
     # A run starts at its first group (never after "123 ": the windows look inside the whole run),
     # and not after "DE89 ": the rest of an IBAN that failed its checksum is no phone.
     r"(?<![\w.,/:+-])(?<!\d )(?<![A-Z]{2}\d{2} )"
-    r"\+?(?:\(\d{1,5}\)|\d+)(?:[ ./-]?(?:\(\d{1,5}\)|\d+))*(?!\w|[.,/:-]\d)"
+    # Digit groups need a separator between them (an optional one would let the engine split a long
+    # digit run in exponentially many ways); only after "(0)" may digits follow directly.
+    r"\+?(?:\(\d{1,5}\)|\d+)(?:[ ./-]?\(\d{1,5}\)|[ ./-]\d+|(?<=\))\d+)*(?!\w|[.,/:-]\d)"
 )
 _PHONE_GROUP = re.compile(r"\+?\d+|\(\d+\)")
 # +CC, an optional (area) or (0), then groups: +44 20 7946 0958, +1 (555) 123-4567, +33 1 23 45 67 89.
@@ -264,9 +266,11 @@ def _iban_spans(match: re.Match[str]) -> list[Span]:
 
 
 def _group_windows(
-    text: str, groups: list[Span], valid: Callable[[str], bool], max_digits: int
+    text: str, groups: list[Span], valid: Callable[[str, int], bool], min_digits: int, max_digits: int
 ) -> list[Span]:
     """Spans of ``text`` made of consecutive groups that pass ``valid``, longest first, left to right.
+
+    ``valid`` gets the window's text and its number of digits, which is within the given bounds.
 
     A window may start or end inside the run only where groups are separated by a space: "12-4111..."
     is one token, "555 4111 ..." two.
@@ -284,7 +288,11 @@ def _group_windows(
             digits += sum(char.isdigit() for char in text[start:end])
             if digits > max_digits:
                 break
-            if (last + 1 == len(groups) or text[end] == " ") and valid(text[groups[first][0] : end]):
+            if (
+                digits >= min_digits
+                and (last + 1 == len(groups) or text[end] == " ")
+                and valid(text[groups[first][0] : end], digits)
+            ):
                 found = last
         if found is None:
             first += 1
@@ -297,25 +305,31 @@ def _group_windows(
 def _card_spans(match: re.Match[str]) -> list[Span]:
     text = match.group(0)
     groups = [group.span() for group in _GROUP.finditer(text)]
-    return _group_windows(text, groups, lambda window: card_valid(_only_digits(window)), 19)
+    return _group_windows(text, groups, lambda window, _: card_valid(_only_digits(window)), 13, 19)
 
 
-def _phone_valid(window: str) -> bool:
-    if _DATE_LIKE.fullmatch(window):
-        return False
-    digits = len(_only_digits(window))
-    if window.startswith("+"):
-        return 8 <= digits <= 15 and bool(_PHONE_INTERNATIONAL.fullmatch(window))
-    if _PHONE_NANP.fullmatch(window):
+def _phone_valid(window: str, digits: int) -> bool:
+    # Cheap tests on the first character and the digit count first: long runs of numbers (tables)
+    # have many windows, and most of them fail here without running a pattern.
+    if window[0] == "+":
+        return digits >= 8 and bool(_PHONE_INTERNATIONAL.fullmatch(window))
+    if digits in (10, 11) and _PHONE_NANP.fullmatch(window):
         return True
-    # Unformatted runs of digits are too often something else (order numbers, amounts).
-    return 9 <= digits <= 12 and not window.isdigit() and bool(_PHONE_TRUNK.fullmatch(window))
+    if window[0] == "0" or window.startswith("(0"):
+        # Unformatted runs of digits are too often something else (order numbers, amounts).
+        return (
+            9 <= digits <= 12
+            and not window.isdigit()
+            and not _DATE_LIKE.fullmatch(window)
+            and bool(_PHONE_TRUNK.fullmatch(window))
+        )
+    return False
 
 
 def _phone_spans(match: re.Match[str]) -> list[Span]:
     text = match.group(0)
     groups = [group.span() for group in _PHONE_GROUP.finditer(text)]
-    return _group_windows(text, groups, _phone_valid, 15)
+    return _group_windows(text, groups, _phone_valid, 7, 15)
 
 
 def _ipv4_valid(match: re.Match[str]) -> bool:
