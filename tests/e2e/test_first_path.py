@@ -21,7 +21,7 @@ import pytest
 from llmops.cli.local import SERVICES, LocalPlatform
 from llmops.contracts import topics
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
-from llmops.contracts.rpc.registry.v1 import registry_pb2, registry_pb2_grpc
+from llmops.contracts.rpc.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
 from llmops.testing.platform import as_json, auth, eventually, publish_raw, running_platform
 
@@ -181,10 +181,12 @@ def test_list_models_and_planned_rpcs(
 ) -> None:
     models = serving.ListModels(serving_pb2.ListModelsRequest(), metadata=auth(platform), timeout=10).models
     assert [m.name for m in models] == ["SmolLM2-135M-Instruct"] and models[0].is_default
-    with grpc.insecure_channel(platform.address("registry")) as channel:
+    with grpc.insecure_channel(platform.address("retrieval")) as channel:
         with pytest.raises(grpc.RpcError) as err:
-            registry_pb2_grpc.RegistryServiceStub(channel).Promote(
-                registry_pb2.PromoteRequest(model="m", version=1), metadata=auth(platform), timeout=10
+            retrieval_pb2_grpc.RetrievalServiceStub(channel).Retrieve(
+                retrieval_pb2.RetrieveRequest(collection="docs", query="q"),
+                metadata=auth(platform),
+                timeout=10,
             )
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "not implemented yet" in err.value.details()
 
