@@ -1,1 +1,1 @@
-"""registry service."""
+"""Registry service: registered models, numbered versions, gated aliases with rollback, and lineage."""

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import json
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from llmops.core.settings import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, ServiceSettings, service_config
+from llmops.registry.domain.errors import InvalidArgument
+from llmops.registry.domain.gates import parse_gate
+from llmops.registry.domain.models import GateRule
+
+_SCHEMES = ("sqlite", "postgresql")
 
 
 class Settings(ServiceSettings):
@@ -13,3 +24,59 @@ class Settings(ServiceSettings):
 
     grpc_port: int = Field(DEFAULT_GRPC_PORTS["registry"], ge=1, le=65535)
     metrics_port: int = Field(DEFAULT_METRICS_PORTS["registry"], ge=0, le=65535)
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL (sqlite:/// or postgresql+driver://); default: SQLite in data_dir.",
+    )
+    # Models that training.completed creates on the fly start with this gate: "metric>=value" rules,
+    # as a JSON list or comma-separated ("eval_accuracy>=0.8,eval_loss<=1.5"); empty: no thresholds.
+    default_gate: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # False: a training.completed for an unknown model is dead-lettered until someone calls CreateModel.
+    auto_create_models: bool = True
+    # Check that a version's artifact exists before it becomes READY (only READY versions hold aliases).
+    verify_artifacts: bool = True
+    artifact_check_timeout_seconds: float = Field(10.0, gt=0)
+    # How often versions whose artifact could not be checked (store unreachable) are checked again.
+    artifact_recheck_seconds: float = Field(30.0, gt=0)
+    # How often events that could not be published (broker down) are tried again.
+    outbox_retry_seconds: float = Field(2.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            scheme = make_url(value).get_backend_name()
+        except ArgumentError:
+            scheme = ""
+        if scheme not in _SCHEMES:
+            raise ValueError(
+                "LLMOPS_REGISTRY_DATABASE_URL must be a sqlite:///path or postgresql+psycopg://... URL"
+            )
+        return value
+
+    @field_validator("default_gate", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [rule.strip() for rule in text.split(",") if rule.strip()]
+        return value
+
+    @field_validator("default_gate")
+    @classmethod
+    def _parses(cls, value: list[str]) -> list[str]:
+        try:
+            parse_gate(value)
+        except InvalidArgument as exc:
+            raise ValueError(f"LLMOPS_REGISTRY_DEFAULT_GATE: {exc}") from None
+        return value
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or self.platform.sqlite_url("registry")
+
+    def default_gate_rules(self) -> tuple[GateRule, ...]:
+        return parse_gate(self.default_gate)
