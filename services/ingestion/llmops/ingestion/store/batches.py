@@ -17,13 +17,14 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     insert,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from llmops.core.sql import make_engine
 
 metadata = MetaData()
 
@@ -72,7 +73,7 @@ class BatchRecord:
 
 class BatchStore:
     def __init__(self, url: str) -> None:
-        self.engine = create_engine(url, future=True)
+        self.engine = make_engine(url)
         metadata.create_all(self.engine)
 
     def create(self, record: BatchRecord) -> None:

@@ -27,7 +27,6 @@ import math
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -50,18 +49,15 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     case,
-    create_engine,
-    event,
     exists,
     func,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import StaticPool
 
+from llmops.core.sql import WRITE_OPTION, make_engine
 from llmops.labeling.domain.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -102,7 +98,6 @@ MAX_ID_CHARS = 256
 # Bounded so a pathological stream of stale candidates cannot spin forever (PostgreSQL only).
 _MAX_CANDIDATE_ROUNDS = 50
 _IN_CHUNK = 500
-_WRITE_OPTION = "labeling_write"
 _CREATE_RETRIES = 3
 
 # Auto-increment ids: BIGINT on servers, but SQLite only auto-increments "INTEGER PRIMARY KEY".
@@ -278,7 +273,7 @@ class LabelingStore:
         single-threaded tests; use a file for anything concurrent.
         """
         self.url = url
-        self._engine = _make_engine(url, echo=echo)
+        self._engine = make_engine(url, echo=echo)
         self._postgres = self._engine.dialect.name == "postgresql"
         # In a writing transaction, so that replicas starting together on one SQLite file do not
         # race to create the same tables.
@@ -1014,7 +1009,7 @@ class LabelingStore:
     def _write(self) -> Iterator[Connection]:
         with self._engine.connect() as conn:
             # Read by the SQLite "begin" hook: take the write lock at BEGIN (BEGIN IMMEDIATE).
-            conn.execution_options(**{_WRITE_OPTION: True})
+            conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 yield conn
 
@@ -1151,40 +1146,6 @@ class LabelingStore:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _make_engine(url: str, *, echo: bool) -> Any:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, echo=echo, pool_pre_ping=True)
-    database = parsed.database or ""
-    memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    options: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    if memory:
-        # One connection, or every checkout would see a different empty database.
-        options["poolclass"] = StaticPool
-    else:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, echo=echo, **options)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module (it would not BEGIN before a
-        # SELECT); the "begin" hook below emits BEGIN itself.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        if not memory:
-            # Readers do not block the writer, nor the writer the readers.
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
 
 
 def _active_lease(now: dt.datetime) -> Any:

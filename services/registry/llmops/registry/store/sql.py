@@ -23,7 +23,6 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -46,18 +45,15 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    create_engine,
     delete,
-    event,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import StaticPool
 
 from llmops.contracts.events import Event, ModelAliasChanged, ModelVersionRegistered
+from llmops.core.sql import WRITE_OPTION, make_engine
 from llmops.registry.domain.aliases import rollback_target
 from llmops.registry.domain.errors import (
     AlreadyExists,
@@ -102,7 +98,6 @@ from llmops.registry.store.base import (
 T = TypeVar("T")
 
 PRODUCER = "registry"
-_WRITE_OPTION = "registry_write"
 # A transaction that lost a unique-constraint race (PostgreSQL) is retried this often.
 _RACE_RETRIES = 3
 _IN_CHUNK = 500
@@ -245,7 +240,7 @@ class SqlRegistryStore(RegistryStore):
         single-threaded tests; use a file for anything concurrent.
         """
         self.url = url
-        self._engine = _make_engine(url, echo=echo)
+        self._engine = make_engine(url, echo=echo)
         # In a writing transaction, so that replicas starting together on one SQLite file do not race
         # to create the same tables.
         with self._write() as conn:
@@ -655,7 +650,7 @@ class SqlRegistryStore(RegistryStore):
     def _write(self) -> Iterator[Connection]:
         with self._engine.connect() as conn:
             # Read by the SQLite "begin" hook: take the write lock at BEGIN (BEGIN IMMEDIATE).
-            conn.execution_options(**{_WRITE_OPTION: True})
+            conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 yield conn
 
@@ -831,40 +826,6 @@ class SqlRegistryStore(RegistryStore):
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _make_engine(url: str, *, echo: bool) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, echo=echo, pool_pre_ping=True)
-    database = parsed.database or ""
-    memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    options: dict[str, Any] = {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    if memory:
-        # One connection, or every checkout would see a different empty database.
-        options["poolclass"] = StaticPool
-    else:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, echo=echo, **options)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module (it would not BEGIN before a SELECT);
-        # the "begin" hook below emits BEGIN itself.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        if not memory:
-            # Readers do not block the writer, nor the writer the readers.
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
 
 
 def _gate_json(rules: Sequence[GateRule]) -> list[dict[str, Any]]:
