@@ -6,7 +6,7 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("serving", "near_dup")
+BENCHMARKS = ("serving", "near_dup", "training")
 
 
 def main() -> None:

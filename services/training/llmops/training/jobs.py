@@ -1,0 +1,534 @@
+"""Training jobs: submission and validation, the one-at-a-time queue, runs on Ray, evaluation, events.
+
+* Submitting validates the spec (base model, dataset version, method, ranges, resources) and stores a
+  QUEUED job; an ``idempotency_key`` seen before returns the existing job.
+* The dataset version is found by its id alone: the artifact store is searched for
+  ``datasets/*/<version_id>.parquet`` (the layout the labeling service writes). A spec may instead
+  name the file with ``labels["dataset_uri"]`` (any fsspec URL) - useful for data made elsewhere.
+* One job runs at a time, oldest first. Each step's progress is stored, published as
+  ``training.progress`` and pushed to ``StreamProgress`` subscribers.
+* After training, the adapter is evaluated on the eval split and compared by the judge with the
+  champion. The service does not know the registry yet, so the champion is
+  ``labels["champion_adapter_uri"]`` (an adapter folder URL) when given, else the base model.
+* The adapter is uploaded to ``adapters/<model_name>/<job_id>/`` in the artifact store and
+  ``training.completed`` is published; a failure publishes ``training.failed`` with the reason, and
+  so does a cancellation (reason ``cancelled: ...``), since the job ends without an adapter.
+* A job that was RUNNING when the service stopped goes back to QUEUED at the next start and
+  resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import shutil
+from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import torch
+
+from llmops.contracts.events import TrainingCompleted, TrainingFailed, TrainingProgress, TrainingRequested
+from llmops.core.artifacts import ArtifactStore
+from llmops.core.messaging import EventBus
+from llmops.training.aio import in_daemon_thread
+from llmops.training.engine import data as D
+from llmops.training.engine.evaluate import EvalConfig, evaluate
+from llmops.training.engine.loop import TrainConfig
+from llmops.training.engine.models import BaseModelNotFound, linear_module_names, resolve_base_model
+from llmops.training.judge import ServingJudge
+from llmops.training.ray_runner import RunOutcome, TrainingCluster
+from llmops.training.settings import Settings
+from llmops.training.spec import (
+    ALL_LINEAR,
+    FailedPrecondition,
+    InvalidSpec,
+    JobSpec,
+    JobState,
+    NotFound,
+    build_spec,
+)
+from llmops.training.store import Job, JobStore, Page
+
+log = logging.getLogger(__name__)
+
+PRODUCER = "training"
+ACTIVE = (JobState.QUEUED, JobState.RUNNING)
+
+
+class TrainingJobs:
+    """The training service's behaviour, behind gRPC and the Kafka consumer (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        bus: EventBus,
+        artifacts: ArtifactStore,
+        cluster: TrainingCluster,
+        judge: ServingJudge | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.artifacts = artifacts
+        self.cluster = cluster
+        self.judge = judge
+        self._subscribers: dict[str, set[asyncio.Queue[Job]]] = defaultdict(set)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._current: str | None = None
+        self._cancelled: set[str] = set()
+        self._scheduler: asyncio.Task[None] | None = None
+
+    # --- life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Requeue the jobs a previous run left RUNNING, then start working the queue."""
+        requeued = await asyncio.to_thread(self.store.requeue_running)
+        for job_id in requeued:
+            log.info("job %s was running when the service stopped: queued to resume", job_id)
+        self._scheduler = asyncio.create_task(self._work_queue(), name="training-queue")
+
+    async def stop(self) -> None:
+        """Ask the running job to checkpoint and stop (it resumes at the next start), then stop the queue.
+
+        Safe to call twice (the service calls it from drain() and from stop()).
+        """
+        if self._stopping and (self._scheduler is None or self._scheduler.done()):
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._current is not None:
+            await self.cluster.request_stop(self._current, "preempt")
+        if self._scheduler is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._scheduler), self.settings.stop_timeout_seconds)
+            except TimeoutError:
+                log.warning("the running job did not stop in time; it resumes from its last checkpoint")
+                self._scheduler.cancel()
+                try:
+                    await self._scheduler
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping anyway
+                    pass
+            except Exception:  # noqa: BLE001 - the queue task failed; nothing left to stop
+                log.exception("the training queue ended with an error")
+
+    # --- submission -------------------------------------------------------------------------------
+
+    async def submit(
+        self, raw: Mapping[str, Any], idempotency_key: str = "", *, zero_is_default: bool = True
+    ) -> Job:
+        """Validate and queue a job (see :func:`llmops.training.spec.build_spec` for ``raw``).
+
+        Raises:
+            InvalidSpec: the spec is malformed, out of range or does not fit the data / cluster.
+            NotFound: the base model or the dataset version does not exist.
+        """
+        if idempotency_key and (existing := await asyncio.to_thread(self.store.by_key, idempotency_key)):
+            return existing
+        spec, dataset_uri, base_path = await asyncio.to_thread(self.validate, raw, zero_is_default)
+        job, created = await asyncio.to_thread(
+            self.store.create, spec, idempotency_key, dataset_uri, str(base_path)
+        )
+        if created:
+            log.info("queued job %s (%s of %s on %s)", job.job_id, spec.method, spec.base_model, dataset_uri)
+            self._wake.set()
+        return job
+
+    def validate(self, raw: Mapping[str, Any], zero_is_default: bool = True) -> tuple[JobSpec, str, Path]:
+        """The validated spec, its dataset URI and its base model folder (blocking: reads files)."""
+        spec = build_spec(
+            raw, self.settings.defaults, self.settings.default_resources, zero_is_default=zero_is_default
+        )
+        try:
+            base_path = resolve_base_model(spec.base_model, self.settings.platform.models_dir)
+        except BaseModelNotFound as exc:
+            raise NotFound(str(exc)) from None
+        targets = spec.hyperparameters.target_modules
+        if ALL_LINEAR not in targets:
+            known = linear_module_names(str(base_path))
+            unknown = sorted(set(targets) - known)
+            if unknown:
+                raise InvalidSpec(
+                    f"hyperparameters.target_modules: {', '.join(unknown)} not in {spec.base_model}; "
+                    f"its linear layers are {', '.join(sorted(known))} (or use {ALL_LINEAR!r})"
+                )
+        dataset_uri = self.find_dataset(spec.dataset_version_id, spec.labels)
+        try:
+            counts = D.split_counts(dataset_uri, spec.method)
+        except ValueError as exc:
+            raise InvalidSpec(str(exc)) from None
+        if counts.get("train", 0) == 0:
+            raise InvalidSpec(
+                f"dataset version {spec.dataset_version_id} has no usable {spec.method} example in its "
+                f"train split ({D.columns_for(spec.method)} with non-empty answers)"
+            )
+        self._check_resources(spec)
+        champion = spec.labels.get("champion_adapter_uri", "")
+        if champion and not _exists(f"{champion.rstrip('/')}/adapter_config.json"):
+            raise NotFound(f"labels.champion_adapter_uri: no adapter_config.json under {champion}")
+        return spec, dataset_uri, base_path
+
+    def find_dataset(self, version_id: str, labels: Mapping[str, str]) -> str:
+        """The URI of a dataset version's Parquet file (see the module docstring).
+
+        Raises:
+            NotFound: no such file.
+        """
+        explicit = labels.get("dataset_uri", "")
+        if explicit:
+            if not _exists(explicit):
+                raise NotFound(f"labels.dataset_uri: {explicit} does not exist")
+            return explicit
+        pattern = self.artifacts.path(f"datasets/*/{version_id}.parquet")
+        matches = sorted(self.artifacts.fs.glob(pattern))
+        if not matches:
+            raise NotFound(
+                f"dataset version {version_id!r} not found: no datasets/*/{version_id}.parquet in the "
+                f"artifact store {self.artifacts.root_url} (or set labels.dataset_uri)"
+            )
+        return self.artifacts.fs.unstrip_protocol(matches[0])
+
+    def _check_resources(self, spec: JobSpec) -> None:
+        if not self.cluster.local:
+            # A remote cluster may autoscale: what it has now is no limit.
+            return
+        res = spec.resources
+        have = self.cluster.resources()
+        cpus, gpus = res.num_workers * res.cpus_per_worker, res.num_workers * res.gpus_per_worker
+        if cpus > have.get("CPU", 0):
+            raise InvalidSpec(
+                f"resources: {res.num_workers} worker(s) x {res.cpus_per_worker:g} CPU need {cpus:g} CPUs; "
+                f"the local Ray cluster has {have.get('CPU', 0):g}"
+            )
+        if gpus > have.get("GPU", 0):
+            raise InvalidSpec(
+                f"resources: {res.num_workers} worker(s) x {res.gpus_per_worker:g} GPU need {gpus:g} GPUs; "
+                f"the local Ray cluster has {have.get('GPU', 0):g}"
+            )
+
+    async def on_requested(self, event: TrainingRequested) -> None:
+        """``training.requested``: submit the same way as gRPC; ``request_key`` is the idempotency key."""
+        raw = {
+            "base_model": event.base_model,
+            "dataset_version_id": event.dataset_version_id,
+            "method": event.method,
+            "model_name": event.model_name,
+            "hyperparameters": dict(event.hyperparameters),
+            "resources": dict(event.resources),
+            "labels": {"reason": event.reason} if event.reason else {},
+        }
+        # An event's dict holds only what the producer set: its zeros are values, not "unset".
+        job = await self.submit(raw, event.request_key, zero_is_default=False)
+        log.info("training.requested %s -> job %s (%s)", event.request_key, job.job_id, job.state.value)
+
+    # --- queries and control ----------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        return await asyncio.to_thread(self.store.get, job_id)
+
+    async def list(self, state: JobState | None, model_name: str, page_size: int, page_token: str) -> Page:
+        return await asyncio.to_thread(self.store.list, state, model_name, page_size, page_token)
+
+    async def cancel(self, job_id: str, reason: str = "") -> Job:
+        """QUEUED or RUNNING -> CANCELLED; a running job's workers stop at their next step.
+
+        Raises:
+            NotFound: no such job.
+            FailedPrecondition: the job already ended.
+        """
+        job = await self.get(job_id)
+        message = f"cancelled: {reason.strip() or 'by request'}"
+        updated = await asyncio.to_thread(
+            self.store.transition, job_id, ACTIVE, JobState.CANCELLED, error=message
+        )
+        if updated is None:
+            job = await self.get(job_id)
+            raise FailedPrecondition(
+                f"job {job_id} is {job.state.value}: only QUEUED or RUNNING jobs can be cancelled"
+            )
+        if job.state is JobState.RUNNING or self._current == job_id:
+            self._cancelled.add(job_id)
+            await self.cluster.request_stop(job_id, "cancel")
+        await self._publish(TrainingFailed(job_id=job_id, reason=message, producer=PRODUCER))
+        self._notify(updated)
+        log.info("job %s %s", job_id, message)
+        return updated
+
+    async def stream(self, job_id: str) -> AsyncIterator[Job]:
+        """The job now (its latest progress), then each update until it reaches a terminal state.
+
+        Raises:
+            NotFound: no such job.
+        """
+        queue: asyncio.Queue[Job] = asyncio.Queue()
+        # Subscribe before reading, so no update falls between the read and the subscription.
+        self._subscribers[job_id].add(queue)
+        try:
+            job = await self.get(job_id)
+            yield job
+            while not job.state.terminal:
+                update = await queue.get()
+                if update.updated_at < job.updated_at:
+                    continue
+                job = update
+                yield job
+        finally:
+            self._subscribers[job_id].discard(queue)
+            if not self._subscribers[job_id]:
+                del self._subscribers[job_id]
+
+    def _notify(self, job: Job) -> None:
+        for queue in self._subscribers.get(job.job_id, ()):
+            queue.put_nowait(job)
+
+    async def _publish(self, event: TrainingProgress | TrainingCompleted | TrainingFailed) -> None:
+        try:
+            await self.bus.publish(event)
+        except Exception:  # noqa: BLE001 - the job's record is the truth; a lost event is logged
+            log.exception("could not publish %s for job %s", type(event).__name__, event.job_id)
+
+    # --- the queue --------------------------------------------------------------------------------
+
+    async def _work_queue(self) -> None:
+        # The service starts before its Kafka connection: a job must not run before it can publish.
+        while not getattr(self.bus.broker, "running", True) and not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.2)
+        while not self._stopping:
+            self._wake.clear()
+            job = await asyncio.to_thread(self.store.next_queued)
+            if job is None:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=5)
+                except TimeoutError:
+                    pass
+                continue
+            if not self.cluster.healthy():
+                log.error("Ray is not running: job %s waits", job.job_id)
+                await asyncio.sleep(5)
+                continue
+            self._current = job.job_id
+            try:
+                await self._run(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the queue
+                if self._stopping:
+                    # Torn down under the service's own stop: resumed at the next start.
+                    await asyncio.to_thread(
+                        self.store.transition, job.job_id, [JobState.RUNNING], JobState.QUEUED
+                    )
+                    continue
+                log.exception("job %s failed", job.job_id)
+                await self._fail(job.job_id, f"{type(exc).__name__}: {exc}")
+            finally:
+                self._current = None
+                self._cancelled.discard(job.job_id)
+
+    async def _run(self, queued: Job) -> None:
+        job = await asyncio.to_thread(self.store.start_attempt, queued.job_id)
+        if job is None:
+            return  # cancelled between the pick and the start
+        self._notify(job)
+        spec = job.spec
+        job_dir = self.settings.jobs_dir() / job.job_id
+        config = TrainConfig(
+            job_id=job.job_id,
+            method=spec.method,
+            base_model_path=job.base_model_path,
+            dataset_uri=job.dataset_uri,
+            output_dir=str(job_dir / "adapter"),
+            checkpoint_dir=str(job_dir / "checkpoints"),
+            hyperparameters=spec.hyperparameters.model_dump(mode="json"),
+            checkpoint_every=self.settings.checkpoint_every,
+            keep_checkpoints=self.settings.keep_checkpoints,
+        )
+        log.info("job %s: attempt %d as Ray Train run %s", job.job_id, job.attempts, job.ray_run_name)
+
+        async def on_progress(progress: dict[str, Any]) -> None:
+            if job.job_id in self._cancelled:
+                # A cancel that came before the run's control actor existed.
+                await self.cluster.request_stop(job.job_id, "cancel")
+            try:
+                await asyncio.to_thread(self.store.set_progress, job.job_id, progress)
+            except Exception:  # noqa: BLE001 - a lost progress row must not stop the training
+                log.warning("job %s: cannot store progress", job.job_id, exc_info=True)
+            await self._publish(
+                TrainingProgress(
+                    job_id=job.job_id,
+                    step=int(progress["step"]),
+                    total_steps=int(progress["total_steps"]),
+                    epoch=float(progress["epoch"]),
+                    loss=float(progress["loss"]),
+                    learning_rate=float(progress["learning_rate"]),
+                    tokens_per_second=float(progress["tokens_per_second"]),
+                    producer=PRODUCER,
+                )
+            )
+            self._notify(await self.get(job.job_id))
+
+        outcome = await self.cluster.run(job.job_id, job.ray_run_name, config, spec.resources, on_progress)
+        await self._finish(job, outcome, job_dir)
+
+    async def _finish(self, job: Job, outcome: RunOutcome, job_dir: Path) -> None:
+        current = await self.get(job.job_id)
+        if current.state is JobState.CANCELLED:
+            # The cancel already stored the state and published training.failed.
+            shutil.rmtree(job_dir, ignore_errors=True)
+            return
+        result = outcome.result
+        complete = not outcome.error and result is not None and result.adapter_dir is not None
+        if self._stopping or (not complete and not self.cluster.healthy()):
+            # Stopped by the service (or Ray went away under it): not the job's fault. It is resumed
+            # from its last checkpoint at the next start.
+            await asyncio.to_thread(self.store.transition, job.job_id, [JobState.RUNNING], JobState.QUEUED)
+            log.info("job %s interrupted at step %s; it resumes later", job.job_id, _step(outcome))
+            return
+        if not complete or result is None or result.adapter_dir is None:
+            await self._fail(job.job_id, outcome.error or "the training run ended without an adapter")
+            return
+        log.info(
+            "job %s trained %d steps (resumed from %d): loss %.4f, %.0f tokens/s",
+            job.job_id,
+            result.step,
+            result.resumed_from,
+            result.train_loss,
+            result.tokens_per_second,
+        )
+        metrics = {
+            "train_loss": result.train_loss,
+            "train_tokens_per_second": result.tokens_per_second,
+            "train_steps": float(result.step),
+        }
+        try:
+            metrics.update(await self._evaluate(job, result.adapter_dir, job_dir))
+        except Exception as exc:  # noqa: BLE001 - an adapter without its metrics cannot pass a gate
+            if job.job_id in self._cancelled or self._stopping:
+                return await self._finish(job, RunOutcome(result, None, None), job_dir)
+            log.exception("job %s: evaluation failed", job.job_id)
+            await self._fail(job.job_id, f"evaluation failed: {type(exc).__name__}: {exc}")
+            return
+        if job.job_id in self._cancelled or self._stopping:
+            return await self._finish(job, RunOutcome(result, None, None), job_dir)
+        dropped = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+        if dropped:
+            # NaN / inf are not JSON numbers (events would not validate); a missing metric fails gates.
+            log.warning("job %s: non-finite metrics %s left out", job.job_id, ", ".join(dropped))
+            metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        adapter_uri = await asyncio.to_thread(self._upload, job, Path(result.adapter_dir))
+        done = await asyncio.to_thread(
+            self.store.transition,
+            job.job_id,
+            [JobState.RUNNING],
+            JobState.SUCCEEDED,
+            metrics=metrics,
+            adapter_uri=adapter_uri,
+            error="",
+        )
+        if done is None:
+            return await self._finish(job, RunOutcome(result, None, None), job_dir)
+        await self._publish(
+            TrainingCompleted(
+                job_id=job.job_id,
+                model_name=job.spec.model_name,
+                base_model=job.spec.base_model,
+                dataset_version_id=job.spec.dataset_version_id,
+                adapter_uri=adapter_uri,
+                method=job.spec.method,
+                params=job.spec.params(),
+                metrics=metrics,
+                producer=PRODUCER,
+            )
+        )
+        self._notify(done)
+        shutil.rmtree(job_dir, ignore_errors=True)
+        log.info("job %s succeeded: %s %s", job.job_id, adapter_uri, _rounded(metrics))
+
+    async def _evaluate(self, job: Job, adapter_dir: str, job_dir: Path) -> dict[str, float]:
+        spec, s = job.spec, self.settings
+        judge = self.judge if self.judge is not None and await self.judge.available() else None
+        champion_dir = None
+        champion_uri = spec.labels.get("champion_adapter_uri", "")
+        if judge is not None and champion_uri:
+            try:
+                champion_dir = await asyncio.to_thread(_download_folder, champion_uri, job_dir / "champion")
+            except Exception:  # noqa: BLE001 - without its champion the comparison is skipped
+                log.warning(
+                    "job %s: cannot fetch the champion %s: no judge", job.job_id, champion_uri, exc_info=True
+                )
+                judge = None
+        config = EvalConfig(
+            max_length=spec.hyperparameters.max_length,
+            dpo_beta=spec.hyperparameters.dpo_beta,
+            max_loss_examples=s.eval_max_loss_examples,
+            max_generate_examples=s.eval_max_generate_examples,
+            max_new_tokens=s.eval_max_new_tokens,
+            batch_size=s.eval_batch_size,
+            judge_timeout_seconds=s.judge_timeout_seconds,
+        )
+        loop = asyncio.get_running_loop()
+        if s.eval_num_threads:
+            torch.set_num_threads(s.eval_num_threads)
+        return await in_daemon_thread(
+            lambda: evaluate(
+                base_model_path=job.base_model_path,
+                adapter_dir=adapter_dir,
+                dataset_uri=job.dataset_uri,
+                method=spec.method,
+                config=config,
+                champion_adapter_dir=str(champion_dir) if champion_dir else None,
+                judge=judge,
+                judge_loop=loop,
+                should_stop=lambda: job.job_id in self._cancelled or self._stopping,
+            ),
+            name=f"evaluate-{job.job_id}",
+        )
+
+    def _upload(self, job: Job, adapter_dir: Path) -> str:
+        """Copy the adapter's files to ``adapters/<model_name>/<job_id>/``; the folder's URI."""
+        prefix = f"adapters/{job.spec.model_name}/{job.job_id}"
+        for path in sorted(adapter_dir.rglob("*")):
+            if path.is_file():
+                self.artifacts.write_bytes(
+                    f"{prefix}/{path.relative_to(adapter_dir).as_posix()}", path.read_bytes()
+                )
+        return self.artifacts.uri(prefix)
+
+    async def _fail(self, job_id: str, reason: str) -> None:
+        reason = reason.strip() or "unknown error"
+        failed = await asyncio.to_thread(self.store.transition, job_id, ACTIVE, JobState.FAILED, error=reason)
+        if failed is None:
+            return
+        log.error("job %s failed: %s", job_id, reason)
+        await self._publish(TrainingFailed(job_id=job_id, reason=reason[:4000], producer=PRODUCER))
+        self._notify(failed)
+
+
+def _exists(uri: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(uri)
+    return bool(fs.exists(path))
+
+
+def _download_folder(uri: str, target: Path) -> Path:
+    fs, path = fsspec.core.url_to_fs(uri.rstrip("/"))
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for remote in fs.find(path):
+        local = target / remote[len(path) :].lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(remote, str(local))
+    return target
+
+
+def _step(outcome: RunOutcome) -> int | str:
+    return outcome.result.step if outcome.result else "?"
+
+
+def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in metrics.items()}
