@@ -170,3 +170,49 @@ async def test_batch_consumer_isolates_a_poisoned_event(bus: EventBus, broker: L
     errors = sorted(dict(r.headers)[DLQ_ERROR] for r in dead)
     assert any(b"row rejected by the store" in e for e in errors)
     assert any(b"invalid" in e for e in errors)
+
+
+async def test_idle_consumer_does_not_spin_on_a_broker_that_answers_empty_fetches_at_once(
+    broker: LocalPlatform,
+) -> None:
+    """The local broker answers an empty fetch at once; paced, an idle consumer fetches ~10 times a
+    second instead of hundreds (see llmops.core.kafka_fetch)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.conn import AIOKafkaConnection
+
+    from llmops.core.kafka_fetch import pace_empty_fetches
+
+    topic = f"llmops.test.idle.{uuid.uuid4().hex[:8]}"
+    await publish_raw(broker.bootstrap_servers, topic, [b"one"])
+
+    async def fetches_while_idle(pause_ms: int) -> int:
+        pace_empty_fetches(pause_ms)
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=broker.bootstrap_servers, group_id=None, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        sent = 0
+        original = AIOKafkaConnection.send
+
+        def counting(self: AIOKafkaConnection, request: object, *args: object, **kwargs: object):  # noqa: ANN202
+            nonlocal sent
+            sent += type(request).__name__.startswith("FetchRequest")
+            return original(self, request, *args, **kwargs)
+
+        try:
+            await consumer.getone()  # the one record; from here on every fetch comes back empty
+            AIOKafkaConnection.send = counting  # type: ignore[method-assign]
+            with pytest.raises(TimeoutError):  # waiting for a record that never comes
+                await asyncio.wait_for(consumer.getone(), 2)
+        finally:
+            AIOKafkaConnection.send = original  # type: ignore[method-assign]
+            await consumer.stop()
+        return sent
+
+    try:
+        unpaced = await fetches_while_idle(0)
+        paced = await fetches_while_idle(100)
+    finally:
+        pace_empty_fetches(KafkaSettings().idle_fetch_pause_ms)
+    assert paced <= 25, paced  # 2 s / 100 ms, plus slack
+    assert unpaced > 5 * paced, (unpaced, paced)

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from llmops.contracts.events import Event
 from llmops.contracts.topics import dlq
 from llmops.core.dedup import ProcessedEvents
+from llmops.core.kafka_fetch import pace_empty_fetches
 from llmops.core.metrics import CONSUMER_LAG, EVENT_PROCESSING, EVENTS_CONSUMED, EVENTS_PUBLISHED
 from llmops.core.settings import KafkaSettings
 
@@ -73,6 +74,7 @@ class EventBus:
         self.settings = settings
         self.service = service
         self._processed = processed
+        pace_empty_fetches(settings.idle_fetch_pause_ms)
         self.broker = KafkaBroker(
             settings.bootstrap_servers,
             client_id=f"llmops-{service}",

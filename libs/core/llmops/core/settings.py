@@ -58,6 +58,10 @@ class KafkaSettings(BaseSettings):
     # How often a message is tried before it goes to the dead-letter topic.
     max_attempts: int = Field(3, ge=1, le=100)
     retry_backoff_ms: int = Field(200, ge=0)
+    # After an empty fetch that the broker answered sooner than this, the consumer waits out the rest
+    # (development brokers answer at once; Apache Kafka waits fetch.max.wait.ms itself, so there it
+    # never applies). See llmops.core.kafka_fetch. 0 turns it off.
+    idle_fetch_pause_ms: int = Field(100, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
