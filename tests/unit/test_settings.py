@@ -58,3 +58,16 @@ def test_serving_limits_must_be_consistent(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("LLMOPS_SERVING_MAX_TOKENS_LIMIT", "4096")
     with pytest.raises(ValidationError, match="MAX_TOKENS_LIMIT must be smaller"):
         ServingSettings()
+
+
+def test_ray_address_from_ours_or_rays_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmops.core.settings import RaySettings
+
+    monkeypatch.delenv("LLMOPS_RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert RaySettings().address is None  # a local Ray
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    assert RaySettings().address == "ray://head:10001"
+    monkeypatch.setenv("LLMOPS_RAY_ADDRESS", "ray://other:10001")
+    assert RaySettings().address == "ray://other:10001"  # ours wins
+    assert RaySettings(address="head:6379").address == "head:6379"

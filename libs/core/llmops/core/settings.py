@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOOPBACK = "127.0.0.1"
@@ -109,11 +109,16 @@ class QdrantSettings(BaseSettings):
 
 
 class RaySettings(BaseSettings):
-    """The training cluster (prefix ``LLMOPS_RAY_``): a cluster by ``address``, else a local Ray."""
+    """The training cluster (prefix ``LLMOPS_RAY_``): a cluster by ``address``, else a local Ray.
 
-    model_config = SettingsConfigDict(env_prefix="LLMOPS_RAY_", extra="ignore")
+    The address is ``LLMOPS_RAY_ADDRESS``, or else Ray's own ``RAY_ADDRESS``
+    (``ray://head:10001`` or ``head:6379``)."""
 
-    address: str | None = None
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_RAY_", extra="ignore", populate_by_name=True)
+
+    address: str | None = Field(
+        None, validation_alias=AliasChoices("LLMOPS_RAY_ADDRESS", "RAY_ADDRESS", "address")
+    )
     num_cpus: int | None = Field(None, ge=1)
 
 
