@@ -5,7 +5,11 @@ without a restart, and a rollback moves the alias back."""
 
 from __future__ import annotations
 
+import os
 import random
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import fsspec
@@ -67,6 +71,23 @@ def _read_rows(uri: str) -> list[dict]:
         return pq.read_table(f).to_pylist()
 
 
+def _cli(platform: LocalPlatform, *args: str) -> str:
+    """Run ``llmops ARGS`` against the platform; its standard output (it must succeed)."""
+    env = {
+        **os.environ,
+        "LLMOPS_API_KEY": platform.api_key(),
+        **{f"LLMOPS_{s.upper()}_ADDRESS": platform.address(s) for s in ("labeling", "training", "registry")},
+        "COLUMNS": "400",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "llmops.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, (
+        f"llmops {' '.join(args)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    )
+    return done.stdout
+
+
 def _stub(platform: LocalPlatform, service: str, stub_class):  # noqa: ANN001, ANN202
     return stub_class(grpc.insecure_channel(platform.address(service)))
 
@@ -115,10 +136,21 @@ async def test_feedback_to_a_better_model(platform: LocalPlatform) -> None:
             ),
             metadata=md,
         )
-    version = labeling.CreateDatasetVersion(
-        lpb.CreateDatasetVersionRequest(dataset="topic-sft", queues=["topic"], eval_fraction=0.25, seed=3),
-        metadata=md,
+    # Frozen into a dataset version with the CLI, as a user would.
+    created = _cli(
+        platform,
+        "datasets",
+        "create",
+        "topic-sft",
+        "--queue",
+        "topic",
+        "--eval-fraction",
+        "0.25",
+        "--seed",
+        "3",
     )
+    version_id = re.search(r"dataset version ([0-9a-f]{64})", created).group(1)
+    version = labeling.GetDatasetVersion(lpb.GetDatasetVersionRequest(version_id=version_id), metadata=md)
     assert version.train_count + version.eval_count == len(DOCS)
     train_rows = [r for r in _read_rows(version.uri) if r["split"] == "train"]
     assert len(train_rows) == version.train_count

@@ -9,42 +9,21 @@ from typing import Annotated
 
 import grpc
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from llmops.cli import client, registry_commands, training_commands
+from llmops.cli.client import console, err
 from llmops.cli.local import SERVICES, LocalPlatform, PlatformError
-from llmops.core.settings import ClientSettings, PlatformSettings
+from llmops.core.settings import PlatformSettings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Packaged models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-console = Console()
-err = Console(stderr=True)
 
 
 def _platform() -> LocalPlatform:
     settings = PlatformSettings()
     return LocalPlatform(run_dir=settings.run_dir, data_dir=settings.data_dir, models_dir=settings.models_dir)
-
-
-def _api_key() -> str:
-    key = ClientSettings().api_key
-    if key is not None:
-        return key.get_secret_value()
-    path = PlatformSettings().run_dir / "api-key"
-    if path.exists():
-        return path.read_text().strip()
-    err.print("[red]no API key:[/] set LLMOPS_API_KEY (or run `make up`, which makes a local one)")
-    raise typer.Exit(2)
-
-
-def _channel(service: str) -> grpc.Channel:
-    return grpc.insecure_channel(ClientSettings().address(service))
-
-
-def _fail(exc: grpc.RpcError) -> None:
-    err.print(f"[red]{exc.code().name}[/]: {exc.details()}")
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -116,15 +95,15 @@ def sql(
             err.print(f"[red]--param {item!r}[/] is not name=value")
             raise typer.Exit(2)
         parameters[name] = value
-    with _channel("monitoring") as channel:
+    with client.channel("monitoring") as channel:
         try:
             reply = monitoring_pb2_grpc.MonitoringServiceStub(channel).Query(
                 monitoring_pb2.QueryRequest(sql=query, parameters=parameters, max_rows=max_rows),
-                metadata=(("x-api-key", _api_key()),),
+                metadata=(("x-api-key", client.api_key()),),
                 timeout=60,
             )
         except grpc.RpcError as exc:
-            _fail(exc)
+            client.fail(exc)
     names = [c.name for c in reply.columns]
     rows = [[MessageToDict(v) if v.WhichOneof("kind") else None for v in row.values] for row in reply.rows]
     if as_json:
@@ -163,8 +142,8 @@ def generate(
     request = serving_pb2.GenerateRequest(model=model, prompt=prompt, max_tokens=max_tokens)
     if temperature is not None:
         request.temperature = temperature
-    metadata = (("x-api-key", _api_key()),)
-    with _channel("serving") as channel:
+    metadata = (("x-api-key", client.api_key()),)
+    with client.channel("serving") as channel:
         stub = serving_pb2_grpc.ServingServiceStub(channel)
         try:
             if stream:
@@ -181,7 +160,7 @@ def generate(
                 console.print(reply.text)
                 _print_usage(reply)
         except grpc.RpcError as exc:
-            _fail(exc)
+            client.fail(exc)
 
 
 def _print_usage(reply: object) -> None:
@@ -211,13 +190,13 @@ def feedback(
             err.print("[red]--thumb[/] must be up or down")
             raise typer.Exit(2)
         request.thumb = feedback_pb2.THUMB_UP if thumb == "up" else feedback_pb2.THUMB_DOWN
-    with _channel("feedback") as channel:
+    with client.channel("feedback") as channel:
         try:
             reply = feedback_pb2_grpc.FeedbackServiceStub(channel).Submit(
-                request, metadata=(("x-api-key", _api_key()),), timeout=30
+                request, metadata=(("x-api-key", client.api_key()),), timeout=30
             )
         except grpc.RpcError as exc:
-            _fail(exc)
+            client.fail(exc)
     console.print(f"accepted: feedback_id={reply.feedback_id} score={reply.score}")
 
 
@@ -278,8 +257,8 @@ def ingest(
                 )
             progress.advance(task)
 
-    metadata = (("x-api-key", _api_key()),)
-    with _channel("ingestion") as channel:
+    metadata = (("x-api-key", client.api_key()),)
+    with client.channel("ingestion") as channel:
         stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
         try:
             with progress:
@@ -288,7 +267,7 @@ def ingest(
                 ingestion_pb2.GetBatchRequest(batch_id=reply.batch_id), metadata=metadata, timeout=30
             )
         except grpc.RpcError as exc:
-            _fail(exc)
+            client.fail(exc)
     state = ingestion_pb2.BatchState.Name(info.state).removeprefix("BATCH_STATE_")
     console.print(f"batch {info.batch_id}: {state}, snapshot {info.snapshot_id or '-'}")
     counts = Table("step", "count")
@@ -355,6 +334,13 @@ def asyncapi(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
         console.print(f"wrote {output}")
+
+
+# Model work (datasets -> training -> registry) lives in its own modules; listed after the above.
+app.add_typer(training_commands.datasets_app, name="datasets")
+app.command()(training_commands.train)
+app.add_typer(training_commands.jobs_app, name="jobs")
+app.add_typer(registry_commands.registry_app, name="registry")
 
 
 def main() -> None:

@@ -1,0 +1,67 @@
+"""What every ``llmops`` command that calls a service shares: consoles, the API key, channels, errors."""
+
+from __future__ import annotations
+
+import os
+from typing import NoReturn
+
+import grpc
+import typer
+from rich.console import Console
+
+from llmops.core.settings import ClientSettings, PlatformSettings
+
+console = Console()
+err = Console(stderr=True)
+
+
+def api_key() -> str:
+    """LLMOPS_API_KEY, else the key `make up` wrote; exits 2 when there is neither."""
+    key = ClientSettings().api_key
+    if key is not None:
+        return key.get_secret_value()
+    path = PlatformSettings().run_dir / "api-key"
+    if path.exists():
+        return path.read_text().strip()
+    err.print("[red]no API key:[/] set LLMOPS_API_KEY (or run `make up`, which makes a local one)")
+    raise typer.Exit(2)
+
+
+def auth() -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying the API key."""
+    return (("x-api-key", api_key()),)
+
+
+def channel(service: str) -> grpc.Channel:
+    """A channel to ``service`` at its LLMOPS_<SERVICE>_ADDRESS."""
+    return grpc.insecure_channel(ClientSettings().address(service))
+
+
+def fail(exc: grpc.RpcError) -> NoReturn:
+    """Print the status code and the server's message; exit 1."""
+    err.print(f"[red]{exc.code().name}[/]: {exc.details()}", highlight=False)
+    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+        err.print(
+            "is the service running? `llmops status` shows the local ones; LLMOPS_<SERVICE>_ADDRESS "
+            "points the CLI elsewhere"
+        )
+    raise typer.Exit(1)
+
+
+def actor() -> str:
+    """Who the audit trail names for a change made from this shell: $USER, else "cli"."""
+    return os.environ.get("USER") or "cli"
+
+
+def when(ts: object) -> str:
+    """A protobuf Timestamp as ``YYYY-MM-DD HH:MM:SS`` (UTC), or ``-`` when unset."""
+    if not getattr(ts, "seconds", 0) and not getattr(ts, "nanos", 0):
+        return "-"
+    return ts.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[attr-defined]
+
+
+def number(value: float) -> str:
+    """A metric for a table: integers as such, others to 4 significant digits."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4g}"
