@@ -1,19 +1,21 @@
 """Training: what Ray Train costs on top of the plain LoRA loop it runs.
 
-The same SFT LoRA loop (``llmops.training.engine.loop.run_training``; fixed data, fixed steps,
-batch 8, max_length 128, every example exactly 128 tokens) runs in this process with
-transformers + peft (the baseline), then through Ray ``TorchTrainer`` as the training service runs
-it (a local Ray head started by this process, progress through the control actor, the stop flag
-polled every step): one worker with the same CPUs as the baseline, then two workers (gloo DDP) with
-one CPU each. The configurations alternate, so a machine that gets busier or quieter during the run
-does not favour one. Throughput is taken in steady state (after the first ``WARMUP`` steps, from
-step timestamps, so per-step overhead counts); the one-off start of each run (Ray workers, model
-load) is printed separately.
+The same SFT LoRA loop (``llmops.training.engine.loop.run_training``; fixed data, fixed steps, batch
+8, max_length 128, every example exactly 128 tokens) runs in this process with transformers + peft
+(the baseline), then through Ray ``TorchTrainer`` as the training service runs it (a local Ray head
+started by this process, progress through the control actor, the stop flag polled every step), and
+through the training service itself (``SubmitJob`` over gRPC to the service process, joined to the
+same Ray head, progress read back with ``StreamProgress``): one worker with the same CPUs as the
+baseline, then two workers (gloo DDP) with one CPU each, through the service. The configurations
+alternate, so a machine that gets busier or quieter during the run does not favour one. Throughput
+is taken in steady state (after the first ``WARMUP`` steps, from step timestamps, so per-step
+overhead counts); the one-off start of each run (Ray workers, model load) is printed separately.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
@@ -22,11 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmops.core.model_assets import smollm2_path
+from llmops.contracts.rpc.training.v1 import training_pb2 as pb
+from llmops.contracts.rpc.training.v1 import training_pb2_grpc
+from llmops.core.model_assets import SMOLLM2_NAME, smollm2_path
 from llmops.core.settings import PlatformSettings, RaySettings
+from llmops.testing.platform import auth, running_platform
 from llmops.training.engine.loop import Progress, TrainConfig, run_training
 from llmops.training.ray_runner import TrainingCluster
 from llmops.training.spec import Resources
@@ -124,6 +130,37 @@ async def _ray(
     return Run(_steady(progress, tokens_per_step), wall, progress[0]["timestamp"] - started_wall)
 
 
+def _service(platform: Any, dataset: str, name: str, resources: Resources) -> Run:
+    """The job submitted to the training service over gRPC; progress read back with StreamProgress."""
+    spec = pb.JobSpec(
+        base_model=SMOLLM2_NAME,
+        dataset_version_id=name,
+        method=pb.TRAINING_METHOD_SFT_LORA,
+        model_name=name,
+        hyperparameters=pb.Hyperparameters(
+            batch_size=BATCH, max_length=MAX_LENGTH, max_steps=STEPS, learning_rate=1e-4, seed=1
+        ),
+        resources=pb.Resources(num_workers=resources.num_workers, cpus_per_worker=resources.cpus_per_worker),
+        labels={"dataset_uri": dataset},
+    )
+    md = auth(platform)
+    started_wall = time.time()
+    started = time.perf_counter()
+    with grpc.insecure_channel(platform.address("training")) as channel:
+        stub = training_pb2_grpc.TrainingServiceStub(channel)
+        job = stub.SubmitJob(pb.SubmitJobRequest(spec=spec), metadata=md, timeout=60)
+        updates = list(stub.StreamProgress(pb.StreamProgressRequest(job_id=job.job_id), metadata=md))
+    if updates[-1].state != pb.JOB_STATE_SUCCEEDED:
+        raise RuntimeError(f"the service job {name} ended {pb.JobState.Name(updates[-1].state)}")
+    # One report per step (the last may repeat with the final state); the wall time includes the
+    # evaluation after training.
+    by_step = {u.step: u.timestamp.ToMicroseconds() / 1e6 for u in updates if u.step}
+    steps = [{"timestamp": by_step[step]} for step in sorted(by_step)]
+    wall = time.perf_counter() - started
+    tokens_per_step = BATCH * MAX_LENGTH * resources.num_workers
+    return Run(_steady(steps, tokens_per_step), wall, steps[0]["timestamp"] - started_wall)
+
+
 async def _measure(base: str, dataset: str, root: Path) -> dict[str, list[Run]]:
     cluster = TrainingCluster(
         RaySettings(num_cpus=CPUS), root / "data", storage_path=root / "ray_results", object_store_mb=128
@@ -131,17 +168,29 @@ async def _measure(base: str, dataset: str, root: Path) -> dict[str, list[Run]]:
     started = time.perf_counter()
     await cluster.start()
     print(f"local Ray head up in {time.perf_counter() - started:.1f}s", flush=True)
-    runs: dict[str, list[Run]] = {"plain": [], "ray1": [], "ray2": []}
+    runs: dict[str, list[Run]] = {"plain": [], "ray1": [], "svc1": [], "svc2": []}
+    # The service joins this Ray head, with the token the head was started with.
+    join = {
+        "LLMOPS_RAY_ADDRESS": (cluster.temp_dir / "ray_current_cluster").read_text().strip(),
+        "RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"],
+        "RAY_AUTH_TOKEN_PATH": os.environ["RAY_AUTH_TOKEN_PATH"],
+        "LLMOPS_TRAINING_CHECKPOINT_EVERY": "0",
+        "LLMOPS_TRAINING_EVAL_MAX_GENERATE_EXAMPLES": "0",
+    }
     try:
-        for i in range(ROUNDS):
-            runs["plain"].append(await asyncio.to_thread(_plain, base, dataset, root, f"plain-{i}"))
-            _show("plain", runs["plain"][-1])
+        with contextlib.ExitStack() as stack:
+            platform = stack.enter_context(running_platform(root / "platform", ["training"], **join))
             one = Resources(num_workers=1, cpus_per_worker=CPUS)
-            runs["ray1"].append(await _ray(cluster, base, dataset, root, f"ray1-{i}", one))
-            _show("ray1", runs["ray1"][-1])
-        two = Resources(num_workers=2, cpus_per_worker=max(1, CPUS // 2))
-        runs["ray2"].append(await _ray(cluster, base, dataset, root, "ray2", two))
-        _show("ray2", runs["ray2"][-1])
+            for i in range(ROUNDS):
+                runs["plain"].append(await asyncio.to_thread(_plain, base, dataset, root, f"plain-{i}"))
+                _show("plain", runs["plain"][-1])
+                runs["ray1"].append(await _ray(cluster, base, dataset, root, f"ray1-{i}", one))
+                _show("ray1", runs["ray1"][-1])
+                runs["svc1"].append(await asyncio.to_thread(_service, platform, dataset, f"svc1-{i}", one))
+                _show("svc1", runs["svc1"][-1])
+            two = Resources(num_workers=2, cpus_per_worker=max(1, CPUS // 2))
+            runs["svc2"].append(await asyncio.to_thread(_service, platform, dataset, "svc2", two))
+            _show("svc2", runs["svc2"][-1])
     finally:
         await asyncio.to_thread(cluster.stop)
     return runs
@@ -170,18 +219,22 @@ def run() -> None:
         runs = asyncio.run(_measure(base, dataset, root))
     plain = statistics.median(r.tokens_per_s for r in runs["plain"])
     ray1 = statistics.median(r.tokens_per_s for r in runs["ray1"])
-    ray2 = runs["ray2"][0].tokens_per_s
+    svc1 = statistics.median(r.tokens_per_s for r in runs["svc1"])
+    svc2 = runs["svc2"][0].tokens_per_s
+
+    def goal(value: float) -> str:
+        return (
+            f"ratio {value / plain:.3f} ({'within' if value >= 0.85 * plain else 'NOT within'} the 15% goal)"
+        )
+
     rows = [
         (f"plain transformers+peft, 1 process x {CPUS} threads", plain, "baseline"),
+        (f"Ray TorchTrainer in this process, 1 worker x {CPUS} CPUs", ray1, goal(ray1)),
+        (f"training service (SubmitJob) on Ray, 1 worker x {CPUS} CPUs", svc1, goal(svc1)),
         (
-            f"Ray TorchTrainer, 1 worker x {CPUS} CPUs",
-            ray1,
-            f"ratio {ray1 / plain:.3f} ({'within' if ray1 >= 0.85 * plain else 'NOT within'} the 15% goal)",
-        ),
-        (
-            f"Ray TorchTrainer, 2 workers x {max(1, CPUS // 2)} CPU (gloo DDP)",
-            ray2,
-            f"ratio {ray2 / plain:.3f} (global batch {2 * BATCH})",
+            f"training service on Ray, 2 workers x {max(1, CPUS // 2)} CPU (gloo DDP)",
+            svc2,
+            f"ratio {svc2 / plain:.3f} (global batch {2 * BATCH})",
         ),
     ]
     width = max(len(r[0]) for r in rows)
@@ -189,7 +242,9 @@ def run() -> None:
         print(f"{label:<{width}}  {value:7.1f} tokens/s  {note}")
     start_plain = statistics.median(r.startup_s for r in runs["plain"])
     start_ray = statistics.median(r.startup_s for r in runs["ray1"])
+    start_svc = statistics.median(r.startup_s for r in runs["svc1"])
     print(
-        f"time to the first step: plain {start_plain:.1f}s (model load), Ray 1 worker {start_ray:.1f}s "
-        "(worker start, process group, model load): a fixed cost per job"
+        f"time to the first step: plain {start_plain:.1f}s (model load), Ray 1 worker {start_ray:.1f}s, "
+        f"service {start_svc:.1f}s (validation, worker start, process group, model load): a fixed cost "
+        "per job"
     )
