@@ -203,6 +203,11 @@ async def test_feedback_to_a_better_model(platform: LocalPlatform) -> None:
     )
     assert registered.training_job_id == job.job_id and registered.dataset_version_id == version.version_id
     assert registered.artifact_uri == finished.adapter_uri
+    # The training job learns which registry version its adapter became.
+    await eventually(
+        lambda: training.GetJob(tpb.GetJobRequest(job_id=job.job_id), metadata=md).registered_version == 1,
+        timeout=30,
+    )
     lineage = registry.GetLineage(rpb.GetLineageRequest(model="topic-bot", version=1), metadata=md)
     kinds = {rpb.LineageNodeKind.Name(n.kind) for n in lineage.nodes}
     assert {

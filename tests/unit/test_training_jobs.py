@@ -128,6 +128,13 @@ def test_store_idempotency_states_and_paging(tmp_path: Path) -> None:
     message = job_pb(store.get(first.job_id))
     assert message.state == pb.JOB_STATE_SUCCEEDED and message.latest_progress.step == 3
     assert message.ray_job_id == f"{first.job_id}-r2" and message.idempotency_key == "key-1"
+    assert message.registered_version == 0  # not registered yet
+
+    # The registry registered the adapter (models.version_registered names its URI).
+    assert store.set_registered_version("file:///elsewhere", 4) is None
+    assert store.set_registered_version("file:///a", 3) == first.job_id
+    assert job_pb(store.get(first.job_id)).registered_version == 3
+    assert store.get(other.job_id).registered_version == 0
     store.close()
 
 

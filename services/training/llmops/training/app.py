@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from llmops.contracts.events import TrainingRequested
+from llmops.contracts.events import ModelVersionRegistered, TrainingRequested
 from llmops.contracts.rpc.training.v1 import training_pb2_grpc
 from llmops.core.artifacts import ArtifactStore
 from llmops.core.service import Runtime
@@ -19,6 +19,7 @@ from llmops.training.store import JobStore
 log = logging.getLogger(__name__)
 
 REQUESTS_GROUP = "llmops-training.requests"
+REGISTERED_GROUP = "llmops-training.registered"
 
 
 class TrainingService:
@@ -43,6 +44,9 @@ class TrainingService:
             "llmops.training.v1.TrainingService",
         )
         runtime.bus.consume(TrainingRequested, REQUESTS_GROUP, lambda e: self._jobs().on_requested(e))
+        runtime.bus.consume(
+            ModelVersionRegistered, REGISTERED_GROUP, lambda e: self._jobs().on_version_registered(e)
+        )
 
     async def start(self, runtime: Runtime) -> None:
         s = self.settings

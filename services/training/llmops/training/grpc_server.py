@@ -132,6 +132,7 @@ def job_pb(job: Job) -> pb.Job:
         error=job.error,
         ray_job_id=job.ray_run_name,
         idempotency_key=job.idempotency_key,
+        registered_version=job.registered_version,
     )
     if job.started_at is not None:
         out.started_at.CopyFrom(_ts(job.started_at))

@@ -32,7 +32,13 @@ from typing import Any
 import fsspec
 import torch
 
-from llmops.contracts.events import TrainingCompleted, TrainingFailed, TrainingProgress, TrainingRequested
+from llmops.contracts.events import (
+    ModelVersionRegistered,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    TrainingRequested,
+)
 from llmops.core.artifacts import ArtifactStore
 from llmops.core.messaging import EventBus
 from llmops.training.aio import in_daemon_thread
@@ -226,6 +232,12 @@ class TrainingJobs:
         # An event's dict holds only what the producer set: its zeros are values, not "unset".
         job = await self.submit(raw, event.request_key, zero_is_default=False)
         log.info("training.requested %s -> job %s (%s)", event.request_key, job.job_id, job.state.value)
+
+    async def on_version_registered(self, event: ModelVersionRegistered) -> None:
+        """``models.version_registered``: remember which registry version holds a job's adapter."""
+        job_id = await asyncio.to_thread(self.store.set_registered_version, event.artifact_uri, event.version)
+        if job_id:
+            log.info("job %s is %s version %d in the registry", job_id, event.model, event.version)
 
     # --- queries and control ----------------------------------------------------------------------
 

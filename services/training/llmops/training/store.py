@@ -93,6 +93,8 @@ jobs_t = Table(
     # The Ray Train run name of the latest attempt (<job_id>, then <job_id>-r<n> after a restart).
     Column("ray_run_name", String(128), nullable=False),
     Column("attempts", Integer, nullable=False),
+    # The registry's version of the adapter (from models.version_registered); 0 until then.
+    Column("registered_version", Integer, nullable=False, default=0),
     Index("ix_jobs_state", "state", "id"),
     Index("ix_jobs_model", "model_name", "id"),
 )
@@ -118,6 +120,7 @@ class Job:
     error: str = ""
     ray_run_name: str = ""
     attempts: int = 0
+    registered_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,19 @@ class JobStore:
                 update(jobs_t).where(jobs_t.c.job_id == job_id).values(progress=progress, updated_at=_now())
             )
 
+    def set_registered_version(self, adapter_uri: str, version: int) -> str | None:
+        """Record the registry version of the job whose adapter is at ``adapter_uri``; its job id."""
+        if not adapter_uri:
+            return None
+        with self._engine.begin() as conn:
+            row = conn.execute(select(jobs_t.c.job_id).where(jobs_t.c.adapter_uri == adapter_uri)).first()
+            if row is None:
+                return None
+            conn.execute(
+                update(jobs_t).where(jobs_t.c.job_id == row.job_id).values(registered_version=version)
+            )
+        return row.job_id
+
     def requeue_running(self) -> list[str]:
         """RUNNING -> QUEUED for every job (the service stopped while they ran); their ids."""
         with self._engine.begin() as conn:
@@ -309,6 +325,7 @@ def _job(row: Row[Any]) -> Job:
         error=row.error,
         ray_run_name=row.ray_run_name,
         attempts=row.attempts,
+        registered_version=row.registered_version or 0,
     )
 
 
