@@ -296,6 +296,23 @@ async def test_cancel_a_running_job(
     assert [j.job_id for j in listed.jobs] == [job.job_id]
 
 
+async def test_a_job_that_fails_says_why(
+    platform: LocalPlatform, stub: training_pb2_grpc.TrainingServiceStub
+) -> None:
+    """The dataset is removed after the job was accepted: the job fails, on gRPC and on Kafka, with a
+    reason that names the missing file, and the service goes on with the next job."""
+    md = auth(platform)
+    version_id = _write_version(platform, "cards", _sft_rows(16))
+    job = stub.SubmitJob(pb.SubmitJobRequest(spec=_spec(version_id, "lose-data")), metadata=md, timeout=60)
+    (platform.data_dir / "artifacts" / "datasets" / "cards" / f"{version_id}.parquet").unlink()
+    progress = _stream(stub, platform, job.job_id)
+    assert progress[-1].state == pb.JOB_STATE_FAILED
+    done = stub.GetJob(pb.GetJobRequest(job_id=job.job_id), metadata=md)
+    assert version_id in done.error and not done.adapter_uri, done.error
+    (failed,) = await _events(platform, topics.TRAINING_FAILED, job.job_id, 1)
+    assert failed["reason"] == done.error
+
+
 async def test_job_from_training_requested(
     platform: LocalPlatform, stub: training_pb2_grpc.TrainingServiceStub
 ) -> None:
