@@ -300,7 +300,7 @@ async def test_a_job_that_fails_says_why(
     platform: LocalPlatform, stub: training_pb2_grpc.TrainingServiceStub
 ) -> None:
     """The dataset is removed after the job was accepted: the job fails, on gRPC and on Kafka, with a
-    reason that names the missing file, and the service goes on with the next job."""
+    reason that names the missing dataset version."""
     md = auth(platform)
     version_id = _write_version(platform, "cards", _sft_rows(16))
     job = stub.SubmitJob(pb.SubmitJobRequest(spec=_spec(version_id, "lose-data")), metadata=md, timeout=60)
