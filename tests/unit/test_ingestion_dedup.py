@@ -168,3 +168,74 @@ def test_invalid_parameters() -> None:
         NearDuplicateIndex(threshold=1.0)
     with pytest.raises(ValueError, match="num_perm"):
         NearDuplicateIndex(num_perm=1)
+    with pytest.raises(ValueError, match="verify_margin"):
+        NearDuplicateIndex(verify_margin=-0.5)
+
+
+def test_verification_margin_is_counted_in_standard_errors() -> None:
+    # At 0.8 with 128 permutations the standard error is sqrt(0.8 * 0.2 / 128) = 0.0354 (4.5 positions).
+    assert NearDuplicateIndex(verify_margin=0.0).min_agreement == 103  # ceil(102.4)
+    assert NearDuplicateIndex().min_agreement == 98  # ceil(97.87): the default margin is 1
+    assert NearDuplicateIndex(verify_margin=2.0).min_agreement == 94
+
+
+def _edited(rng: random.Random, words: list[str], edits: int) -> str:
+    changed = list(words)
+    for at in rng.sample(range(len(changed)), edits):
+        changed[at] = f"edit{at}"
+    return " ".join(changed)
+
+
+def test_margin_keeps_pairs_at_the_threshold_whose_estimate_falls_short() -> None:
+    """Pairs whose true Jaccard is at or just above 0.8: without a margin about half are lost to the
+    estimate's sampling error; one standard error keeps nearly all of them."""
+    rng = random.Random(5)
+    strict, default = NearDuplicateIndex(verify_margin=0.0), NearDuplicateIndex()
+    pairs = []
+    while len(pairs) < 150:
+        words = random_text(rng, 300).split()
+        edited = _edited(rng, words, rng.randint(5, 7))
+        if 0.8 <= jaccard(" ".join(words), edited) <= 0.85:
+            pairs.append((" ".join(words), edited))
+    kept = {"strict": 0, "default": 0}
+    for i, (original, edited) in enumerate(pairs):
+        for name, index in (("strict", strict), ("default", default)):
+            index.insert(f"o{i}", original)
+            kept[name] += index.query(edited) == [f"o{i}"]
+    assert kept["default"] >= 0.9 * len(pairs), kept
+    assert kept["strict"] < kept["default"] - 0.1 * len(pairs), kept
+
+
+def test_a_candidate_between_the_two_cuts() -> None:
+    """An edited copy whose signatures agree on 98 to 102 of 128 positions: a near-duplicate with the
+    default margin, not with none."""
+    rng = random.Random(6)
+    probe = NearDuplicateIndex()
+    for _ in range(500):
+        original = random_text(rng, 300)
+        edited = _edited(rng, original.split(), rng.randint(5, 9))
+        agreement = int(np.count_nonzero(probe.signature(original) == probe.signature(edited)))
+        if 98 <= agreement <= 102:
+            break
+    else:
+        pytest.fail("no pair between the cuts in 500 tries")
+    for margin, expected in ((0.0, None), (1.0, "original")):
+        index = NearDuplicateIndex(verify_margin=margin)
+        index.insert("original", original)
+        assert index.check_and_insert("edited", edited) == expected
+
+
+def test_margin_is_saved_and_can_be_replaced_on_load(tmp_path: Path) -> None:
+    path = tmp_path / "index.npz"
+    NearDuplicateIndex(verify_margin=1.5).save(path)
+    assert NearDuplicateIndex.load(path).verify_margin == 1.5
+    replaced = NearDuplicateIndex.load(path, verify_margin=0.0)
+    assert (replaced.verify_margin, replaced.min_agreement) == (0.0, 103)
+    # A file written before the margin existed was verified without one, and still loads that way.
+    with np.load(path) as data:
+        arrays = dict(data)
+    header = json.loads(arrays["header"].tobytes())
+    del header["verify_margin"]
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+    assert NearDuplicateIndex.load(path).verify_margin == 0.0

@@ -34,6 +34,7 @@ def pipeline_config(s: Settings) -> PipelineConfig:
             max_top_word_ratio=s.max_top_word_ratio,
         ),
         near_dup_threshold=s.near_dup_threshold,
+        near_dup_verify_margin=s.near_dup_verify_margin,
         num_perm=s.num_perm,
         shingle_size=s.shingle_size,
     )

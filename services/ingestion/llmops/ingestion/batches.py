@@ -85,12 +85,8 @@ class Ingestor:
 
     def _load_index(self) -> NearDuplicateIndex:
         if self.index_path.exists():
-            return NearDuplicateIndex.load(self.index_path)
-        return NearDuplicateIndex(
-            num_perm=self.config.num_perm,
-            threshold=self.config.near_dup_threshold,
-            shingle_size=self.config.shingle_size,
-        )
+            return NearDuplicateIndex.load(self.index_path, verify_margin=self.config.near_dup_verify_margin)
+        return self.config.new_index()
 
     def get(self, batch_id: str) -> BatchRecord | None:
         return self.store.get(batch_id)

@@ -30,6 +30,13 @@ class Settings(ServiceSettings):
     max_top_word_ratio: float = Field(0.3, gt=0, le=1)
     # Near-duplicate removal (MinHash LSH over word shingles).
     near_dup_threshold: float = Field(0.8, gt=0, lt=1, description="Estimated Jaccard similarity.")
+    near_dup_verify_margin: float = Field(
+        1.0,
+        ge=0,
+        le=5,
+        description="Standard errors of the MinHash estimate a candidate may fall below the threshold "
+        "and still count as a near-duplicate (0: the estimate must reach the threshold).",
+    )
     num_perm: int = Field(128, ge=16, le=1024)
     shingle_size: int = Field(5, ge=1, le=20)
     # documents.raw: each consumed Kafka batch becomes one ingestion batch per dataset.

@@ -45,13 +45,19 @@ class PipelineConfig(BaseModel):
     near_dedup: bool = True
     quality: QualityConfig = Field(default_factory=QualityConfig)
     near_dup_threshold: float = Field(0.8, gt=0.0, lt=1.0)
+    # Standard errors of the MinHash estimate a candidate may fall below the threshold (see
+    # NearDuplicateIndex's verify_margin).
+    near_dup_verify_margin: float = Field(1.0, ge=0.0, le=5.0)
     num_perm: int = Field(128, ge=2)
     shingle_size: int = Field(5, ge=1)
 
     def new_index(self) -> NearDuplicateIndex:
         """An empty near-duplicate index with this configuration's parameters."""
         return NearDuplicateIndex(
-            num_perm=self.num_perm, threshold=self.near_dup_threshold, shingle_size=self.shingle_size
+            num_perm=self.num_perm,
+            threshold=self.near_dup_threshold,
+            shingle_size=self.shingle_size,
+            verify_margin=self.near_dup_verify_margin,
         )
 
 
@@ -148,6 +154,7 @@ class CleaningPipeline:
                 f"near-duplicate index has num_perm, threshold, shingle_size {actual}; "
                 f"the configuration says {expected}"
             )
+        index.verify_margin = config.near_dup_verify_margin
         self.config = config
         self.index = index
         self.seen_hashes = seen_hashes
