@@ -46,10 +46,7 @@ class Result:
     name: str
     seconds: float
     flagged: set[int]
-    bands: int
-    rows: int
-    min_agreement: int = 0
-    verify_margin: float = 0.0
+    description: str
 
 
 def _vocabulary(rng: np.random.Generator) -> list[str]:
@@ -105,7 +102,11 @@ class _Ours:
 
     def __init__(self) -> None:
         self.index = NearDuplicateIndex(num_perm=NUM_PERM, threshold=THRESHOLD, shingle_size=SHINGLE_SIZE)
-        self.bands, self.rows = self.index.bands, self.index.rows
+        self.description = (
+            f"{self.index.bands}x{self.index.rows} bands, candidates verified: at least "
+            f"{self.index.min_agreement} of {NUM_PERM} signature positions agree "
+            f"(threshold less {self.index.verify_margin:g} standard error)"
+        )
 
     def flag(self, position: int, text: str) -> bool:
         return self.index.check_and_insert(str(position), text) is not None
@@ -116,7 +117,7 @@ class _Datasketch:
 
     def __init__(self) -> None:
         self.lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
-        self.bands, self.rows = self.lsh.b, self.lsh.r
+        self.description = f"{self.lsh.b}x{self.lsh.r} bands, LSH candidates as they come"
         # Permutations shared across sketches (datasketch's documented fast path; the same values as
         # a fresh MinHash(num_perm=128)), so the baseline does not regenerate them per document.
         self.template = MinHash(num_perm=NUM_PERM)
@@ -138,13 +139,8 @@ def _run(texts: list[str]) -> list[Result]:
     Alternating means load from other processes on a shared machine slows both alike, instead of
     whichever happened to run at the time.
     """
-    ours, baseline = _Ours(), _Datasketch()
-    index = ours.index
-    runners: list[_Ours | _Datasketch] = [ours, baseline]
-    results = [
-        Result(ours.name, 0.0, set(), ours.bands, ours.rows, index.min_agreement, index.verify_margin),
-        Result(baseline.name, 0.0, set(), baseline.bands, baseline.rows),
-    ]
+    runners: list[_Ours | _Datasketch] = [_Ours(), _Datasketch()]
+    results = [Result(runner.name, 0.0, set(), runner.description) for runner in runners]
     for start in range(0, len(texts), BLOCK):
         block = texts[start : start + BLOCK]
         for runner, result in zip(runners, results, strict=True):
@@ -190,11 +186,8 @@ def run() -> None:
         flush=True,
     )
     ours, baseline = _run(stream.texts)
-    print(
-        f"ours: {ours.bands}x{ours.rows} bands, candidates verified: at least {ours.min_agreement} of "
-        f"{NUM_PERM} signature positions agree (threshold less {ours.verify_margin:g} standard error)"
-    )
-    print(f"datasketch: {baseline.bands}x{baseline.rows} bands, LSH candidates as they come")
+    for result in (ours, baseline):
+        print(f"{result.name}: {result.description}")
     above_label, below_label = f"J>={THRESHOLD}", f"J<{THRESHOLD}"
     print(f"{'':<11} {'':>8} {'':>9} {'':>7} {'recall on pairs with':>21}")
     print(

@@ -191,11 +191,9 @@ def test_steps_can_be_switched_off() -> None:
 
 
 def test_index_must_match_the_configuration() -> None:
-    with pytest.raises(ValueError, match="num_perm, threshold, shingle_size"):
+    with pytest.raises(ValueError, match="num_perm, threshold, shingle_size, verify_margin"):
         CleaningPipeline(PipelineConfig(num_perm=64), NearDuplicateIndex(num_perm=128), set())
-
-
-def test_the_configured_verification_margin_applies_to_a_loaded_index() -> None:
-    index = NearDuplicateIndex(verify_margin=0.0)
-    cleaner = CleaningPipeline(PipelineConfig(near_dup_verify_margin=2.0), index, set())
-    assert cleaner.index.verify_margin == 2.0 and cleaner.index.min_agreement == 94
+    with pytest.raises(ValueError, match=r"\(128, 0.8, 5, 0.0\).*\(128, 0.8, 5, 2.0\)"):
+        CleaningPipeline(
+            PipelineConfig(near_dup_verify_margin=2.0), NearDuplicateIndex(verify_margin=0.0), set()
+        )

@@ -147,14 +147,18 @@ class CleaningPipeline:
     """
 
     def __init__(self, config: PipelineConfig, index: NearDuplicateIndex, seen_hashes: SeenHashes) -> None:
-        expected = (config.num_perm, config.near_dup_threshold, config.shingle_size)
-        actual = (index.num_perm, index.threshold, index.shingle_size)
+        expected = (
+            config.num_perm,
+            config.near_dup_threshold,
+            config.shingle_size,
+            config.near_dup_verify_margin,
+        )
+        actual = (index.num_perm, index.threshold, index.shingle_size, index.verify_margin)
         if expected != actual:
             raise ValueError(
-                f"near-duplicate index has num_perm, threshold, shingle_size {actual}; "
+                f"near-duplicate index has num_perm, threshold, shingle_size, verify_margin {actual}; "
                 f"the configuration says {expected}"
             )
-        index.verify_margin = config.near_dup_verify_margin
         self.config = config
         self.index = index
         self.seen_hashes = seen_hashes
