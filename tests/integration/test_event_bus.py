@@ -12,7 +12,7 @@ import pytest
 from llmops.cli.local import LocalPlatform
 from llmops.contracts.events import FeedbackSubmitted, InferenceLogged
 from llmops.contracts.topics import dlq
-from llmops.core.dedup import ProcessedEvents
+from llmops.core.handled_events import HandledEvents
 from llmops.core.messaging import DLQ_ERROR, DLQ_OFFSET, DLQ_TOPIC, EventBus
 from llmops.core.settings import KafkaSettings
 from llmops.testing.platform import eventually, make_platform, publish_raw, read_topic
@@ -31,7 +31,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
 @pytest.fixture
 async def bus(broker: LocalPlatform, tmp_path: Path) -> AsyncIterator[EventBus]:
     settings = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, max_attempts=3, retry_backoff_ms=10)
-    bus = EventBus(settings, "test", ProcessedEvents(tmp_path / "processed.sqlite"))
+    bus = EventBus(settings, "test", HandledEvents(tmp_path / "processed.sqlite"))
     yield bus
     await bus.stop()
 

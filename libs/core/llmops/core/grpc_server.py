@@ -7,6 +7,9 @@
 - Every call except health and reflection needs an API key (``x-api-key: KEY`` or
   ``authorization: Bearer KEY``); a call without a valid one gets UNAUTHENTICATED.
 - Calls that arrive before the service is ready get UNAVAILABLE.
+- Errors, in one place: a :class:`~llmops.core.errors.DomainError` becomes its status code with its
+  message; anything else a handler raises is logged with its traceback and reaches the caller as
+  INTERNAL with the request id (never the exception's text). Servicers hold no status mapping.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from llmops.core.errors import DomainError
 from llmops.core.logging import request_id_var
 from llmops.core.metrics import GRPC_LATENCY, GRPC_REQUESTS
 from llmops.core.settings import AuthSettings
@@ -128,7 +132,12 @@ def _wrap(
             started = enter(context)
             error: BaseException | None = None
             try:
-                return await inner(request, context)
+                try:
+                    return await inner(request, context)
+                except Exception as exc:
+                    if _is_abort(exc):
+                        raise
+                    await _abort_for(exc, context, method, request_id)
             except BaseException as exc:
                 error = exc
                 raise
@@ -148,13 +157,18 @@ def _wrap(
         started = enter(context)
         error: BaseException | None = None
         try:
-            result = inner_stream(request, context)
-            if inspect.isasyncgen(result):
-                async for item in result:
-                    yield item
-            else:
-                # A coroutine handler that writes with context.write() (or aborts).
-                await result
+            try:
+                result = inner_stream(request, context)
+                if inspect.isasyncgen(result):
+                    async for item in result:
+                        yield item
+                else:
+                    # A coroutine handler that writes with context.write() (or aborts).
+                    await result
+            except Exception as exc:
+                if _is_abort(exc):
+                    raise
+                await _abort_for(exc, context, method, request_id)
         except BaseException as exc:
             error = exc
             raise
@@ -167,6 +181,19 @@ def _wrap(
         else grpc.stream_stream_rpc_method_handler
     )
     return factory(streaming, handler.request_deserializer, handler.response_serializer)
+
+
+async def _abort_for(
+    error: Exception, context: grpc.aio.ServicerContext, method: str, request_id: str
+) -> None:
+    """Abort the call with the status ``error`` stands for (always raises)."""
+    if isinstance(error, DomainError):
+        await context.abort(getattr(grpc.StatusCode, error.status, grpc.StatusCode.UNKNOWN), str(error))
+    log.error("%s failed with an internal error", method, exc_info=error)
+    await context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"internal error in {method} (request id {request_id}); the service log has the details",
+    )
 
 
 def _is_abort(error: BaseException | None) -> bool:

@@ -1,7 +1,7 @@
 """The one Kafka broker factory: publishing events and consuming them safely.
 
 Consumers get validated event models and may assume:
-- at-least-once delivery, made idempotent on ``event_id`` (a :class:`ProcessedEvents` store, or a
+- at-least-once delivery, made idempotent on ``event_id`` (a :class:`HandledEvents` store, or a
   store that is itself safe against redelivery for batch consumers);
 - offsets are committed only after the handler returned;
 - a message that fails validation, or fails processing ``max_attempts`` times, is published to
@@ -28,8 +28,9 @@ from pydantic import ValidationError
 
 from llmops.contracts.events import Event
 from llmops.contracts.topics import dlq
-from llmops.core.dedup import ProcessedEvents
+from llmops.core.handled_events import HandledEvents
 from llmops.core.kafka_fetch import pace_empty_fetches
+from llmops.core.logging import request_id_var
 from llmops.core.metrics import CONSUMER_LAG, EVENT_PROCESSING, EVENTS_CONSUMED, EVENTS_PUBLISHED
 from llmops.core.settings import KafkaSettings
 
@@ -69,7 +70,7 @@ class EventBus:
         self,
         settings: KafkaSettings,
         service: str,
-        processed: ProcessedEvents | None = None,
+        processed: HandledEvents | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -96,8 +97,21 @@ class EventBus:
     async def stop(self) -> None:
         await self.broker.stop()
 
+    def stamp(self, event: E) -> E:
+        """``event`` with this service as its producer and, where unset, the current request as trace."""
+        update: dict[str, str] = {}
+        if not event.producer:
+            update["producer"] = self.service
+        if not event.trace_id and (request_id := request_id_var.get()) != "-":
+            update["trace_id"] = request_id
+        return event.model_copy(update=update) if update else event
+
     async def publish(self, event: Event) -> None:
-        """Publish ``event`` to its topic, keyed by its entity id; waits for the broker's ack."""
+        """Publish ``event`` to its topic, keyed by its entity id; waits for the broker's ack.
+
+        The bus stamps ``producer`` and ``trace_id`` (see :meth:`stamp`); callers leave them unset.
+        """
+        event = self.stamp(event)
         await self.broker.publish(
             event.model_dump_json().encode(),
             topic=event.topic,

@@ -3,22 +3,31 @@
 1. settings are already validated (bad ones failed before this);
 2. the service registers its gRPC servicers and Kafka consumers (no I/O yet);
 3. gRPC starts and health says NOT_SERVING; metrics start;
-4. the service opens its stores and engines (may take a while: vLLM loads here);
+4. the service opens what it owns in ``start`` and hands each to the runtime (``runtime.own``,
+   ``runtime.enter``, ``runtime.channel``); this may take a while (vLLM loads here);
 5. Kafka connects and consumers start; health says SERVING;
-6. on SIGTERM/SIGINT: NOT_SERVING, calls in flight get ``grace_seconds``, consumers stop, stores close.
+6. on SIGTERM/SIGINT: NOT_SERVING, calls in flight get ``grace_seconds``, the service drains, the
+   consumers stop, and what the service owns is closed in the reverse order it was opened. The same
+   closing happens when start-up fails half way: what was opened by then is closed, nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from llmops.core.dedup import ProcessedEvents
+import grpc
+
+from llmops.core.clients import connect
+from llmops.core.errors import Unavailable
 from llmops.core.grpc_server import GrpcServer
+from llmops.core.handled_events import HandledEvents
 from llmops.core.logging import configure_logging
 from llmops.core.messaging import EventBus
 from llmops.core.metrics import serve_metrics
@@ -27,34 +36,82 @@ from llmops.core.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=ServiceSettings)
+T = TypeVar("T")
+
+
+class Deferred(Generic[T]):
+    """Something a service opens in ``start`` but hands to its servicers in ``register``.
+
+    Calling it before it is set raises Unavailable (the readiness gate keeps calls out until then,
+    so a caller only sees this if a service uses it too early).
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._value: T | None = None
+
+    def set(self, value: T) -> T:
+        self._value = value
+        return value
+
+    def __call__(self) -> T:
+        if self._value is None:
+            raise Unavailable(f"{self._what} is not started yet; retry shortly")
+        return self._value
 
 
 class Runtime:
-    """What a service gets to wire itself up: its settings, its gRPC server and its event bus."""
+    """What a service gets to wire itself up: settings, gRPC server, event bus, and what it owns."""
 
-    def __init__(self, name: str, settings: ServiceSettings) -> None:
-        self.name = name
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.name = settings.service_name
         self.settings = settings
-        self.grpc = GrpcServer(name, settings.host, settings.grpc_port, settings.auth)
-        self.processed = ProcessedEvents(settings.platform.data_dir / name / "processed_events.sqlite")
-        self.bus = EventBus(settings.kafka, name, self.processed)
+        self.grpc = GrpcServer(self.name, settings.host, settings.grpc_port, settings.auth)
+        self.handled = HandledEvents(settings.platform.data_dir / self.name / "processed_events.sqlite")
+        self.bus = EventBus(settings.kafka, self.name, self.handled)
+        self._owned = contextlib.AsyncExitStack()
+
+    def own(self, resource: T, close: Callable[[T], Any] | None = None) -> T:
+        """Take ``resource`` over: it is closed (``close``, else its ``aclose``/``close``) at shutdown."""
+        closer = close or getattr(resource, "aclose", None) or getattr(resource, "close", None)
+        if closer is None:
+            raise TypeError(f"{type(resource).__name__} has no close(); pass close=")
+
+        async def _close() -> None:
+            result = closer(resource) if close is not None else closer()
+            if inspect.isawaitable(result):
+                await result
+
+        self._owned.push_async_callback(_close)
+        return resource
+
+    async def enter(self, manager: Any) -> Any:
+        """Enter an async context manager (an engine, a client) and exit it at shutdown."""
+        return await self._owned.enter_async_context(manager)
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        """A channel to another service (llmops.core.clients), closed at shutdown."""
+        return self.own(connect(service, self.settings.clients))
+
+    async def close(self) -> None:
+        """Close everything owned, newest first; one failing close does not stop the others."""
+        try:
+            await self._owned.aclose()
+        finally:
+            self.handled.close()
 
 
 class Service(Protocol):
-    name: str
-
     def register(self, runtime: Runtime) -> None:
         """Add servicers and consumers; no I/O."""
 
     async def start(self, runtime: Runtime) -> None:
-        """Open stores and engines."""
-
-    async def stop(self) -> None:
-        """Close what start opened."""
+        """Open stores, engines and clients, each handed to ``runtime`` to close."""
 
 
 async def serve(service: Service, settings: ServiceSettings) -> None:
-    runtime = Runtime(service.name, settings)
+    runtime = Runtime(settings)
+    name = runtime.name
     service.register(runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,31 +119,31 @@ async def serve(service: Service, settings: ServiceSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     serve_metrics(settings.host, settings.metrics_port)
-    await runtime.grpc.start()
     started_service = False
-    started_bus = False
     try:
+        await runtime.grpc.start()
+        legacy_stop = getattr(service, "stop", None)
+        if legacy_stop is not None:
+            # A service not yet moved onto runtime.own closes everything in its stop(), last.
+            runtime.own(service, close=lambda _: legacy_stop())
         await _until_stopped(service.start(runtime), stop)
         started_service = True
         if stop.is_set():
             return
         await runtime.bus.start()
-        started_bus = True
+        runtime.own(runtime.bus, close=lambda bus: bus.stop())
         await runtime.grpc.set_serving()
-        log.info("%s is SERVING on %s", service.name, runtime.grpc.address)
+        log.info("%s is SERVING on %s", name, runtime.grpc.address)
         await stop.wait()
-        log.info("%s is stopping", service.name)
+        log.info("%s is stopping", name)
     finally:
         await runtime.grpc.stop(settings.grace_seconds)
         drain = getattr(service, "drain", None)
         if started_service and drain is not None:
             # Work the finished calls left behind (e.g. events still being published) needs the bus.
             await drain()
-        if started_bus:
-            await runtime.bus.stop()
-        if started_service:
-            await service.stop()
-        runtime.processed.close()
+        # The bus was taken over last, so it stops first; then the service's own things, newest first.
+        await runtime.close()
 
 
 async def _until_stopped(work: Any, stop: asyncio.Event) -> None:
@@ -105,10 +162,11 @@ async def _until_stopped(work: Any, stop: asyncio.Event) -> None:
         pass
 
 
-def main(name: str, settings_factory: Callable[[], S], service_factory: Callable[[S], Service]) -> None:
+def main(settings_factory: type[S], service_factory: Callable[[S], Service]) -> None:
     """Entry point for ``python -m llmops.<service>``: settings errors end the process with a clear line."""
     from pydantic import ValidationError
 
+    name = settings_factory.service_name
     try:
         settings = settings_factory()
     except ValidationError as exc:

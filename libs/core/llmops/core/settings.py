@@ -149,21 +149,6 @@ class AuthSettings(BaseSettings):
         return self
 
 
-class ServiceSettings(BaseSettings):
-    """What every service has: where it listens. Subclasses set ``model_config``'s prefix."""
-
-    service_name: ClassVar[str]
-
-    host: str = LOOPBACK
-    grpc_port: int = Field(ge=1, le=65535)
-    metrics_port: int = Field(ge=0, le=65535, description="0 turns the Prometheus endpoint off.")
-    grace_seconds: float = Field(5.0, ge=0)
-
-    platform: PlatformSettings = Field(default_factory=PlatformSettings)
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-
-
 # Default ports, one place, so `make up`, the CLI and the docs agree.
 DEFAULT_GRPC_PORTS: dict[str, int] = {
     "ingestion": 50051,
@@ -178,11 +163,6 @@ DEFAULT_GRPC_PORTS: dict[str, int] = {
 DEFAULT_METRICS_PORTS: dict[str, int] = {name: 9100 + i for i, name in enumerate(DEFAULT_GRPC_PORTS, 1)}
 
 
-def service_config(name: str) -> SettingsConfigDict:
-    """The settings config of service ``name`` (prefix ``LLMOPS_<NAME>_``)."""
-    return SettingsConfigDict(env_prefix=f"LLMOPS_{name.upper()}_", extra="ignore")
-
-
 class ClientSettings(BaseSettings):
     """Where clients (the CLI, tests, other services) find each service (prefix ``LLMOPS_``).
 
@@ -192,6 +172,11 @@ class ClientSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore")
 
     api_key: SecretStr | None = None
+    tls: bool = Field(False, description="Call services over TLS with the system's root certificates.")
+    tls_ca_file: Path | None = Field(None, description="Call services over TLS, trusting this CA file.")
+    call_timeout_seconds: float = Field(
+        30.0, gt=0, description="Deadline of a unary call that sets none of its own."
+    )
     ingestion_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['ingestion']}"
     labeling_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['labeling']}"
     training_address: str = f"{LOOPBACK}:{DEFAULT_GRPC_PORTS['training']}"
@@ -203,3 +188,74 @@ class ClientSettings(BaseSettings):
 
     def address(self, service: str) -> str:
         return getattr(self, f"{service}_address")
+
+
+class ServiceSettings(BaseSettings):
+    """What every service has: its name, where it listens, the shared connections.
+
+    A subclass writes its name once (``service_name = "labeling"``); its prefix
+    (``LLMOPS_LABELING_``) and default ports follow from it.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore")
+    service_name: ClassVar[str]
+
+    host: str = LOOPBACK
+    grpc_port: int = Field(
+        0, ge=0, le=65535, description="Default: the service's port in DEFAULT_GRPC_PORTS."
+    )
+    metrics_port: int = Field(
+        -1,
+        ge=-1,
+        le=65535,
+        description="0 turns the Prometheus endpoint off; default: DEFAULT_METRICS_PORTS.",
+    )
+    grace_seconds: float = Field(5.0, ge=0)
+
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    clients: ClientSettings = Field(default_factory=ClientSettings)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: object) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        name = cls.__dict__.get("service_name")
+        if name is not None:
+            cls.model_config["env_prefix"] = f"LLMOPS_{name.upper()}_"
+
+    @model_validator(mode="after")
+    def _default_ports(self) -> ServiceSettings:
+        name = self.service_name
+        if self.grpc_port == 0:
+            self.grpc_port = DEFAULT_GRPC_PORTS[name]
+        if self.metrics_port == -1:
+            self.metrics_port = DEFAULT_METRICS_PORTS[name]
+        return self
+
+    def consumer_group(self, purpose: str) -> str:
+        """The Kafka consumer group of this service for one of its subscriptions."""
+        return f"llmops-{self.service_name}.{purpose}"
+
+
+class DatabaseSettings(BaseSettings):
+    """The service's metadata database (``LLMOPS_<SERVICE>_DATABASE_URL``), for services that keep one."""
+
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL (sqlite:///path or postgresql+psycopg://...); default: SQLite in the "
+        "data folder.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from llmops.core.sql import check_database_url
+
+        prefix = cls.model_config.get("env_prefix", "LLMOPS_")
+        return check_database_url(value, f"{prefix}DATABASE_URL")
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or self.platform.sqlite_url(self.service_name)  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""The one SQLAlchemy engine factory for services' metadata stores (SQLite by default, PostgreSQL by URL).
+"""Services' metadata stores in SQL (SQLite by default, PostgreSQL by URL): the one engine factory,
+the shared column types, ids, paging tokens, transactions and Alembic migrations.
 
 On SQLite, concurrent writers are made safe the SQLite way: WAL (readers never block the writer),
 and write transactions that start with ``BEGIN IMMEDIATE`` so two writers cannot both read and then
@@ -8,14 +9,120 @@ both try to upgrade their lock. A store marks a transaction as a write with
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    Integer,
+    MetaData,
+    TypeDecorator,
+    create_engine,
+    event,
+    inspect,
+)
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
+from llmops.core.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
 WRITE_OPTION = "llmops_write"
+SCHEMES = ("sqlite", "postgresql")
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+# Keeps IN (...) lists under the databases' bound-parameter limits.
+IN_CHUNK = 500
+# A transaction that lost a unique-constraint race is run again this often.
+RACE_RETRIES = 3
+
+# Auto-increment ids: BIGINT on servers, but SQLite only auto-increments "INTEGER PRIMARY KEY".
+AutoId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def check_database_url(value: str, setting: str) -> str:
+    """``value`` if it is a sqlite:/// or postgresql URL, else ValueError naming ``setting``."""
+    try:
+        scheme = make_url(value).get_backend_name()
+    except ArgumentError:
+        scheme = ""
+    if scheme not in SCHEMES:
+        raise ValueError(f"{setting} must be a sqlite:///path or postgresql+psycopg://... URL")
+    return value
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """``value`` as an aware UTC datetime (a naive one is taken to be UTC already)."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def utc_now(now: dt.datetime | None = None) -> dt.datetime:
+    """``now`` in UTC, or the current time when None (stores take ``now`` for tests)."""
+    return dt.datetime.now(dt.UTC) if now is None else utc(now)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in and out; stored as naive UTC where the database has no time zones."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        value = utc(value)
+        # SQLite compares datetimes as text: every stored value must be in the same (UTC) zone.
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        return None if value is None else utc(value)
+
+
+def page_size(size: int) -> int:
+    """The page size to use for a request's ``page_size`` (0: the default; capped)."""
+    if size < 0:
+        raise InvalidArgument(f"page_size must not be negative, got {size}")
+    # 0 means "the default", as proto3 sends it when unset.
+    return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_page_token(position: str | int) -> str:
+    """An opaque token for the page after ``position`` (the last item's sort key)."""
+    return base64.urlsafe_b64encode(json.dumps({"after": position}).encode()).decode()
+
+
+def decode_page_token(token: str, kind: type) -> Any:
+    """The position a page token holds (of type ``kind``), or None for the first page."""
+    if not token:
+        return None
+    try:
+        position = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise InvalidArgument(f"page_token {token!r} is not a token this service gave out") from None
+    if type(position) is not kind:
+        raise InvalidArgument(f"page_token {token!r} is not a token this service gave out")
+    return position
+
+
+def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """``values`` in slices of at most ``size`` (for IN lists)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -50,3 +157,94 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+class SqlStore:
+    """Base of a service's SQL store: the engine, read and write transactions, migrations at open.
+
+    A subclass sets ``metadata`` (its tables) and ``migrations`` (the Alembic folder of its schema);
+    opening the store brings the database to the newest revision.
+    """
+
+    metadata: MetaData
+    migrations: Path
+    service: str
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self._engine = make_engine(url, echo=echo)
+        with self._write() as conn:
+            migrate(conn, self.migrations, self.service, self.metadata)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            # Read by the SQLite "begin" hook: take the write lock at BEGIN (BEGIN IMMEDIATE).
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    @staticmethod
+    def _retry_races(work: Callable[[], T]) -> T:
+        """Run ``work`` again when it lost a unique-constraint race (it then sees the winner's row)."""
+        for attempt in range(RACE_RETRIES):
+            try:
+                return work()
+            except IntegrityError:
+                if attempt == RACE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def migrate(conn: Connection, location: Path, service: str, metadata: MetaData) -> str:
+    """Bring the schema on ``conn`` to the newest Alembic revision in ``location``; returns it.
+
+    Each service keeps its own version table (``alembic_version_<service>``), so services can share
+    one PostgreSQL database. A database made before the service had migrations (tables present, no
+    version table) is stamped at the first revision, which is that release's schema, and upgraded.
+    """
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(location))
+    script = ScriptDirectory.from_config(config)
+    version_table = f"alembic_version_{service}"
+    existing = set(inspect(conn).get_table_names())
+    if version_table not in existing and existing & set(metadata.tables):
+        base = script.get_base()
+        log.info("%s: stamping a store from before migrations at revision %s", service, base)
+        _run(config, script, conn, version_table, metadata, lambda rev, ctx: script._stamp_revs(base, rev))
+    _run(config, script, conn, version_table, metadata, lambda rev, ctx: script._upgrade_revs("head", rev))
+    head = script.get_current_head()
+    return head or ""
+
+
+def _run(
+    config: Any, script: Any, conn: Connection, version_table: str, metadata: MetaData, fn: Callable
+) -> None:
+    from alembic.runtime.environment import EnvironmentContext
+
+    with EnvironmentContext(config, script, fn=fn) as env:
+        env.configure(
+            connection=conn,
+            target_metadata=metadata,
+            version_table=version_table,
+            render_as_batch=True,
+            transactional_ddl=False,
+        )
+        env.run_migrations()

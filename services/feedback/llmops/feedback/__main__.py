@@ -3,4 +3,4 @@ from llmops.feedback.app import FeedbackService
 from llmops.feedback.settings import Settings
 
 if __name__ == "__main__":
-    main("feedback", Settings, FeedbackService)
+    main(Settings, FeedbackService)

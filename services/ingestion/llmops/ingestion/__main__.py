@@ -3,4 +3,4 @@ from llmops.ingestion.app import IngestionService
 from llmops.ingestion.settings import Settings
 
 if __name__ == "__main__":
-    main("ingestion", Settings, IngestionService)
+    main(Settings, IngestionService)

@@ -6,16 +6,12 @@ from pathlib import Path
 
 from pydantic import Field
 
-from llmops.core.settings import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, ServiceSettings, service_config
+from llmops.core.settings import DatabaseSettings, ServiceSettings
 
 
-class Settings(ServiceSettings):
-    model_config = service_config("ingestion")
+class Settings(ServiceSettings, DatabaseSettings):
     service_name = "ingestion"
 
-    grpc_port: int = Field(DEFAULT_GRPC_PORTS["ingestion"], ge=1, le=65535)
-    metrics_port: int = Field(DEFAULT_METRICS_PORTS["ingestion"], ge=0, le=65535)
-    database_url: str | None = Field(None, description="Batch records; default: SQLite in the data folder.")
     allowed_roots: list[Path] = Field(
         default_factory=list,
         description="Folders IngestFile may read from (the server's disk); default: <data_dir>/inbox.",

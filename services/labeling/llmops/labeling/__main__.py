@@ -3,4 +3,4 @@ from llmops.labeling.app import LabelingService
 from llmops.labeling.settings import Settings
 
 if __name__ == "__main__":
-    main("labeling", Settings, LabelingService)
+    main(Settings, LabelingService)

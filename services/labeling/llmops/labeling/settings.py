@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from llmops.core.settings import (
-    DEFAULT_GRPC_PORTS,
-    DEFAULT_METRICS_PORTS,
-    ClientSettings,
-    ServiceSettings,
-    service_config,
-)
+from llmops.core.settings import DatabaseSettings, ServiceSettings
 
 
-class Settings(ServiceSettings):
-    model_config = service_config("labeling")
+class Settings(ServiceSettings, DatabaseSettings):
     service_name = "labeling"
 
-    grpc_port: int = Field(DEFAULT_GRPC_PORTS["labeling"], ge=1, le=65535)
-    metrics_port: int = Field(DEFAULT_METRICS_PORTS["labeling"], ge=0, le=65535)
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in the data folder.")
     # Feedback that becomes a review task: a score at or below this, or any correction.
     review_max_score: float = Field(0.5, ge=0, le=1)
     feedback_review_queue: str = Field("feedback-review", min_length=1)
@@ -28,4 +18,3 @@ class Settings(ServiceSettings):
     # Python modules whose @labeling_function definitions are registered at start.
     function_modules: list[str] = Field(default_factory=list)
     judge_timeout_seconds: float = Field(120.0, gt=0)
-    clients: ClientSettings = Field(default_factory=ClientSettings)

@@ -3,4 +3,4 @@ from llmops.monitoring.app import MonitoringService
 from llmops.monitoring.settings import Settings
 
 if __name__ == "__main__":
-    main("monitoring", Settings, MonitoringService)
+    main(Settings, MonitoringService)

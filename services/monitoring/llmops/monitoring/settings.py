@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from llmops.core.settings import (
-    DEFAULT_GRPC_PORTS,
-    DEFAULT_METRICS_PORTS,
-    ClickHouseSettings,
-    ServiceSettings,
-    service_config,
-)
+from llmops.core.settings import ClickHouseSettings, ServiceSettings
 
 
 class Settings(ServiceSettings):
-    model_config = service_config("monitoring")
     service_name = "monitoring"
 
-    grpc_port: int = Field(DEFAULT_GRPC_PORTS["monitoring"], ge=1, le=65535)
-    metrics_port: int = Field(DEFAULT_METRICS_PORTS["monitoring"], ge=0, le=65535)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
 
     default_max_rows: int = Field(1000, ge=1)

@@ -3,4 +3,4 @@ from llmops.registry.app import RegistryService
 from llmops.registry.settings import Settings
 
 if __name__ == "__main__":
-    main("registry", Settings, RegistryService)
+    main(Settings, RegistryService)

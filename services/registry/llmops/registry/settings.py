@@ -7,27 +7,16 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
-from llmops.core.settings import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, ServiceSettings, service_config
+from llmops.core.settings import DatabaseSettings, ServiceSettings
 from llmops.registry.domain.errors import InvalidArgument
 from llmops.registry.domain.gates import parse_gate
 from llmops.registry.domain.models import GateRule
 
-_SCHEMES = ("sqlite", "postgresql")
 
-
-class Settings(ServiceSettings):
-    model_config = service_config("registry")
+class Settings(ServiceSettings, DatabaseSettings):
     service_name = "registry"
 
-    grpc_port: int = Field(DEFAULT_GRPC_PORTS["registry"], ge=1, le=65535)
-    metrics_port: int = Field(DEFAULT_METRICS_PORTS["registry"], ge=0, le=65535)
-    database_url: str | None = Field(
-        None,
-        description="SQLAlchemy URL (sqlite:/// or postgresql+driver://); default: SQLite in data_dir.",
-    )
     # Models that training.completed creates on the fly start with this gate: "metric>=value" rules,
     # as a JSON list or comma-separated ("eval_accuracy>=0.8,eval_loss<=1.5"); empty: no thresholds.
     default_gate: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -40,21 +29,6 @@ class Settings(ServiceSettings):
     artifact_recheck_seconds: float = Field(30.0, gt=0)
     # How often events that could not be published (broker down) are tried again.
     outbox_retry_seconds: float = Field(2.0, gt=0)
-
-    @field_validator("database_url")
-    @classmethod
-    def _known_scheme(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            scheme = make_url(value).get_backend_name()
-        except ArgumentError:
-            scheme = ""
-        if scheme not in _SCHEMES:
-            raise ValueError(
-                "LLMOPS_REGISTRY_DATABASE_URL must be a sqlite:///path or postgresql+psycopg://... URL"
-            )
-        return value
 
     @field_validator("default_gate", mode="before")
     @classmethod
@@ -74,9 +48,6 @@ class Settings(ServiceSettings):
         except InvalidArgument as exc:
             raise ValueError(f"LLMOPS_REGISTRY_DEFAULT_GATE: {exc}") from None
         return value
-
-    def resolved_database_url(self) -> str:
-        return self.database_url or self.platform.sqlite_url("registry")
 
     def default_gate_rules(self) -> tuple[GateRule, ...]:
         return parse_gate(self.default_gate)

@@ -3,4 +3,4 @@ from llmops.retrieval.app import RetrievalService
 from llmops.retrieval.settings import Settings
 
 if __name__ == "__main__":
-    main("retrieval", Settings, RetrievalService)
+    main(Settings, RetrievalService)

@@ -3,4 +3,4 @@ from llmops.serving.app import ServingService
 from llmops.serving.settings import Settings
 
 if __name__ == "__main__":
-    main("serving", Settings, ServingService)
+    main(Settings, ServingService)

@@ -9,21 +9,11 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from llmops.core.model_assets import SMOLLM2_NAME
-from llmops.core.settings import (
-    DEFAULT_GRPC_PORTS,
-    DEFAULT_METRICS_PORTS,
-    ClientSettings,
-    ServiceSettings,
-    service_config,
-)
+from llmops.core.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    model_config = service_config("serving")
     service_name = "serving"
-
-    grpc_port: int = Field(DEFAULT_GRPC_PORTS["serving"], ge=1, le=65535)
-    metrics_port: int = Field(DEFAULT_METRICS_PORTS["serving"], ge=0, le=65535)
 
     model_path: Path | None = Field(
         None,
@@ -42,7 +32,6 @@ class Settings(ServiceSettings):
     max_lora_rank: int = Field(16, ge=1)
     # Each replica follows every alias change, so each needs its own consumer group.
     instance_id: str = Field(default_factory=socket.gethostname, min_length=1)
-    clients: ClientSettings = Field(default_factory=ClientSettings)
 
     @model_validator(mode="after")
     def _limits(self) -> Settings:

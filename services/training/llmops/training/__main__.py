@@ -3,4 +3,4 @@ from llmops.training.app import TrainingService
 from llmops.training.settings import Settings
 
 if __name__ == "__main__":
-    main("training", Settings, TrainingService)
+    main(Settings, TrainingService)

@@ -10,26 +10,14 @@ from pathlib import Path
 
 from pydantic import Field
 
-from llmops.core.settings import (
-    DEFAULT_GRPC_PORTS,
-    DEFAULT_METRICS_PORTS,
-    ClientSettings,
-    RaySettings,
-    ServiceSettings,
-    service_config,
-)
+from llmops.core.settings import DatabaseSettings, RaySettings, ServiceSettings
 from llmops.training.spec import Hyperparameters, Resources
 
 
-class Settings(ServiceSettings):
-    model_config = service_config("training")
+class Settings(ServiceSettings, DatabaseSettings):
     service_name = "training"
 
-    grpc_port: int = Field(DEFAULT_GRPC_PORTS["training"], ge=1, le=65535)
-    metrics_port: int = Field(DEFAULT_METRICS_PORTS["training"], ge=0, le=65535)
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in the data folder.")
     ray: RaySettings = Field(default_factory=RaySettings)
-    clients: ClientSettings = Field(default_factory=ClientSettings)
 
     # Defaults for what a job spec leaves unset (0 / empty in the gRPC message).
     defaults: Hyperparameters = Field(default_factory=Hyperparameters)

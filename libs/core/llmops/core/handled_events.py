@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 
-class ProcessedEvents:
+class HandledEvents:
     """A small SQLite table of (group, event_id); one file per service.
 
     Kafka delivers at least once: after a crash between processing and committing the offset, the
