@@ -46,12 +46,7 @@ def _credentials(settings: ClientSettings) -> grpc.ChannelCredentials | None:
     return None
 
 
-class _AioInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class _AioStamp:
     def __init__(self, settings: ClientSettings) -> None:
         self._settings = settings
 
@@ -67,15 +62,24 @@ class _AioInterceptor(
             details.wait_for_ready,
         )
 
+
+# grpc.aio files each interceptor under one call kind only, so there is one class per kind.
+class _AioUnaryUnary(_AioStamp, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Callable, details: Any, request: Any) -> Any:
         return await continuation(self._details(details, True), request)
 
+
+class _AioUnaryStream(_AioStamp, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Callable, details: Any, request: Any) -> Any:
         return await continuation(self._details(details, False), request)
 
+
+class _AioStreamUnary(_AioStamp, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation: Callable, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details, False), requests)
 
+
+class _AioStreamStream(_AioStamp, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation: Callable, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details, False), requests)
 
@@ -83,7 +87,7 @@ class _AioInterceptor(
 def connect(service: str, settings: ClientSettings) -> grpc.aio.Channel:
     """A grpc.aio channel to ``service`` (its ``LLMOPS_<SERVICE>_ADDRESS``); close it when done."""
     address = settings.address(service)
-    interceptors = [_AioInterceptor(settings)]
+    interceptors = [k(settings) for k in (_AioUnaryUnary, _AioUnaryStream, _AioStreamUnary, _AioStreamStream)]
     credentials = _credentials(settings)
     if credentials is None:
         return grpc.aio.insecure_channel(address, options=_OPTIONS, interceptors=interceptors)
