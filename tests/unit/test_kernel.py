@@ -12,8 +12,9 @@ import pytest
 from llmops.cli.local import free_port
 from llmops.contracts.rpc.registry.v1 import registry_pb2, registry_pb2_grpc
 from llmops.contracts.rpc.training.v1 import training_pb2, training_pb2_grpc
+from llmops.core.artifacts import ArtifactStore
 from llmops.core.clients import connect, connect_sync
-from llmops.core.errors import FailedPrecondition, NotFound
+from llmops.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from llmops.core.grpc_server import GrpcServer
 from llmops.core.logging import request_id_var
 from llmops.core.service import Deferred, Runtime, serve
@@ -198,3 +199,16 @@ def test_a_service_writes_its_name_once(monkeypatch: pytest.MonkeyPatch) -> None
     s = RetrievalSettings()
     assert (s.grpc_port, s.metrics_port) == (6123, 9106)
     assert s.consumer_group("documents") == "llmops-retrieval.documents"
+
+
+def test_only_artifacts_under_the_root_are_accepted(tmp_path: Path) -> None:
+    store = ArtifactStore(f"file://{tmp_path / 'artifacts'}")
+    inside = store.write_bytes("datasets/v1/train.parquet", b"x")
+    assert store.require(inside, "dataset_uri") == inside
+    for outside in (
+        "file:///etc/passwd",
+        f"file://{tmp_path}/artifacts/../secret",
+        f"{tmp_path}/artifactsX/a",
+    ):
+        with pytest.raises(InvalidArgument, match="outside the platform's artifact store"):
+            store.require(outside, "dataset_uri")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import fsspec
 
+from llmops.core.errors import InvalidArgument
+
 
 class ArtifactStore:
     def __init__(self, root_url: str) -> None:
@@ -21,6 +23,31 @@ class ArtifactStore:
         self._local = self.fs.protocol in ("file", "local") or "file" in (self.fs.protocol or ())
         if self._local:
             Path(self._root).mkdir(parents=True, exist_ok=True)
+
+    def contains(self, uri: str) -> bool:
+        """Whether ``uri`` names something under this store's root (no ``..`` escapes)."""
+        try:
+            fs, path = fsspec.core.url_to_fs(uri)
+        except (ValueError, ImportError):
+            return False
+        if type(fs) is not type(self.fs):
+            return False
+        root = self._root.rstrip("/")
+        if self._local:
+            resolved = os.path.realpath(path)
+            return resolved == os.path.realpath(root) or resolved.startswith(os.path.realpath(root) + os.sep)
+        normal = os.path.normpath("/" + path.lstrip("/")).lstrip("/")
+        base = root.lstrip("/")
+        return normal == base or normal.startswith(base + "/")
+
+    def require(self, uri: str, what: str) -> str:
+        """``uri`` if it lies under the root, else InvalidArgument naming ``what`` (nothing is read)."""
+        if not self.contains(uri):
+            raise InvalidArgument(
+                f"{what} {uri!r} is outside the platform's artifact store ({self.root_url}); only "
+                "artifacts under it are read"
+            )
+        return uri
 
     def uri(self, key: str) -> str:
         return f"{self.root_url}/{key}"
