@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka import ConsumerRecord, TopicPartition
+from faststream import BaseMiddleware
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -85,6 +86,27 @@ class EventBus:
             logger=logging.getLogger(f"llmops.{service}.kafka"),
         )
 
+        # Topics whose subscriber takes the event model as its parameter, and their consumer group.
+        self._typed_groups: dict[str, tuple[str, type[Event]]] = {}
+        bus = self
+
+        class _DeadLetterInvalid(BaseMiddleware):
+            # FastStream validates a message against its handler's event model before the handler
+            # runs; one that fails is dead-lettered here, at once (retrying cannot help).
+            async def consume_scope(self, call_next: Callable[..., Awaitable[Any]], msg: Any) -> Any:
+                try:
+                    return await call_next(msg)
+                except (ValidationError, ValueError) as exc:
+                    record = msg.raw_message
+                    typed = bus._typed_groups.get(getattr(record, "topic", ""))
+                    if typed is None or not _is_decoding_error(exc):
+                        raise
+                    group, event_type = typed
+                    await bus._dead_letter(record, group, _reason(exc, record, event_type), attempts=1)
+                    return None
+
+        self.broker.add_middleware(_DeadLetterInvalid)
+
     async def start(self) -> None:
         try:
             await self.broker.start()
@@ -130,20 +152,29 @@ class EventBus:
     ) -> None:
         """Call ``handler`` for each event on ``event_type.topic``, one at a time, in order."""
         topic = event_type.topic
+        bus = self
 
-        @self.broker.subscriber(
+        async def _on_event(event: Any, msg: KafkaMessage) -> None:
+            record: ConsumerRecord = msg.raw_message  # type: ignore[assignment]
+            bus._observe_lag(msg, [record], group_id)
+            started = time.perf_counter()
+            if bus._processed is not None and bus._processed.seen(group_id, str(event.event_id)):
+                EVENTS_CONSUMED.labels(bus.service, record.topic, "duplicate").inc()
+                log.info("skipping redelivered event %s on %s", event.event_id, record.topic)
+                return
+            await bus._handle_parsed(event, group_id, record, handler)
+            EVENT_PROCESSING.labels(bus.service, topic).observe(time.perf_counter() - started)
+
+        # The event model is the handler's parameter: FastStream validates with it and documents it.
+        _on_event.__annotations__ = {"event": event_type, "msg": KafkaMessage, "return": None}
+        self.broker.subscriber(
             topic,
             group_id=group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.ACK,
             title=f"{group_id}:{topic}",
-        )
-        async def _on_message(msg: KafkaMessage) -> None:
-            record: ConsumerRecord = msg.raw_message  # type: ignore[assignment]
-            self._observe_lag(msg, [record], group_id)
-            started = time.perf_counter()
-            await self._process_one(event_type, group_id, record, handler)
-            EVENT_PROCESSING.labels(self.service, topic).observe(time.perf_counter() - started)
+        )(_on_event)
+        self._typed_groups[topic] = (group_id, event_type)
 
     def consume_batches(
         self,
@@ -303,3 +334,19 @@ def _describe(exc: BaseException) -> str:
         parts = [f"{'.'.join(map(str, e['loc'])) or '<message>'}: {e['msg']}" for e in exc.errors()]
         return f"invalid {exc.title}: " + "; ".join(parts)
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def _is_decoding_error(exc: ValueError) -> bool:
+    # json.JSONDecodeError is a ValueError; so is FastStream's complaint about an empty body.
+    return isinstance(exc, ValidationError) or type(exc).__name__ in ("JSONDecodeError", "ValueError")
+
+
+def _reason(exc: BaseException, record: ConsumerRecord, event_type: type[Event]) -> BaseException:
+    """The error to record for an invalid message: the event model's own, on the raw bytes."""
+    if record.value is None:
+        return ValueError("message has no value (tombstone)")
+    try:
+        event_type.model_validate_json(record.value)
+    except ValidationError as precise:
+        return precise
+    return exc
