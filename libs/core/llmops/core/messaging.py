@@ -87,7 +87,9 @@ class EventBus:
         )
 
         # Topics whose subscriber takes the event model as its parameter, and their consumer group.
-        self._typed_groups: dict[str, tuple[str, type[Event]]] = {}
+        # Per topic: the consumer group, the event model and what to do with a message that fails it.
+        self._typed_groups: dict[str, tuple[str, type[Event], Callable[[Any], Awaitable[None]]]] = {}
+        self._published: set[str] = set()
         bus = self
 
         class _DeadLetterInvalid(BaseMiddleware):
@@ -97,12 +99,12 @@ class EventBus:
                 try:
                     return await call_next(msg)
                 except (ValidationError, ValueError) as exc:
-                    record = msg.raw_message
-                    typed = bus._typed_groups.get(getattr(record, "topic", ""))
+                    raw = msg.raw_message
+                    first = raw[0] if isinstance(raw, (list, tuple)) and raw else raw
+                    typed = bus._typed_groups.get(getattr(first, "topic", ""))
                     if typed is None or not _is_decoding_error(exc):
                         raise
-                    group, event_type = typed
-                    await bus._dead_letter(record, group, _reason(exc, record, event_type), attempts=1)
+                    await typed[2](msg)
                     return None
 
         self.broker.add_middleware(_DeadLetterInvalid)
@@ -118,6 +120,19 @@ class EventBus:
 
     async def stop(self) -> None:
         await self.broker.stop()
+
+    def publishes(self, *event_types: type[Event]) -> None:
+        """Declare the events this service publishes (for the AsyncAPI document; no I/O)."""
+        for event_type in event_types:
+            if event_type.topic in self._published:
+                continue
+            self._published.add(event_type.topic)
+            self.broker.publisher(
+                event_type.topic,
+                schema=event_type,
+                title=f"{self.service}:{event_type.topic}",
+                description=(event_type.__doc__ or event_type.__name__).strip().splitlines()[0],
+            )
 
     def stamp(self, event: E) -> E:
         """``event`` with this service as its producer and, where unset, the current request as trace."""
@@ -174,7 +189,12 @@ class EventBus:
             ack_policy=AckPolicy.ACK,
             title=f"{group_id}:{topic}",
         )(_on_event)
-        self._typed_groups[topic] = (group_id, event_type)
+
+        async def _dead_letter_invalid(msg: KafkaMessage) -> None:
+            record: ConsumerRecord = msg.raw_message  # type: ignore[assignment]
+            await bus._dead_letter(record, group_id, _reason(record, event_type), attempts=1)
+
+        self._typed_groups[topic] = (group_id, event_type, _dead_letter_invalid)
 
     def consume_batches(
         self,
@@ -192,8 +212,24 @@ class EventBus:
         that only the poisoned ones go to the dead-letter topic.
         """
         topic = event_type.topic
+        bus = self
 
-        @self.broker.subscriber(
+        async def _on_batch(events: list[Any], msg: KafkaMessage) -> None:
+            records: Sequence[ConsumerRecord] = msg.raw_message  # type: ignore[assignment]
+            await bus._handle_batch(msg, group_id, list(zip(events, records, strict=True)), handler)
+
+        async def _on_invalid(msg: KafkaMessage) -> None:
+            records: Sequence[ConsumerRecord] = msg.raw_message  # type: ignore[assignment]
+            # One bad message fails the typed batch: parse one by one, dead-letter the bad ones only.
+            pairs = []
+            for record in records:
+                event = await bus._parse_or_dead_letter(event_type, group_id, record)
+                if event is not None:
+                    pairs.append((event, record))
+            await bus._handle_batch(msg, group_id, pairs, handler)
+
+        _on_batch.__annotations__ = {"events": list[event_type], "msg": KafkaMessage, "return": None}
+        self.broker.subscriber(
             topic,
             group_id=group_id,
             auto_offset_reset="earliest",
@@ -202,49 +238,41 @@ class EventBus:
             max_records=max_records,
             batch_timeout_ms=timeout_ms,
             title=f"{group_id}:{topic}",
-        )
-        async def _on_batch(msg: KafkaMessage) -> None:
-            records: Sequence[ConsumerRecord] = msg.raw_message  # type: ignore[assignment]
-            self._observe_lag(msg, records, group_id)
-            started = time.perf_counter()
-            events: list[E] = []
-            kept: list[ConsumerRecord] = []
-            seen_ids: set[str] = set()
-            for record in records:
-                event = await self._parse_or_dead_letter(event_type, group_id, record)
-                if event is None:
-                    continue
-                if str(event.event_id) in seen_ids:
-                    EVENTS_CONSUMED.labels(self.service, topic, "duplicate").inc()
-                    continue
-                seen_ids.add(str(event.event_id))
-                events.append(event)
-                kept.append(record)
-            if events:
-                try:
-                    await self._with_retries(lambda: handler(events))
-                    EVENTS_CONSUMED.labels(self.service, topic, "processed").inc(len(events))
-                except Exception:
-                    log.warning("batch of %d from %s failed; retrying one by one", len(events), topic)
-                    for event, record in zip(events, kept, strict=True):
-                        await self._handle_parsed(event, group_id, record, lambda e: handler([e]))
-            EVENT_PROCESSING.labels(self.service, topic).observe(time.perf_counter() - started)
+        )(_on_batch)
+        self._typed_groups[topic] = (group_id, event_type, _on_invalid)
 
-    async def _process_one(
+    async def _handle_batch(
         self,
-        event_type: type[E],
+        msg: KafkaMessage,
         group_id: str,
-        record: ConsumerRecord,
-        handler: Callable[[E], Awaitable[None]],
+        pairs: list[tuple[E, ConsumerRecord]],
+        handler: Callable[[list[E]], Awaitable[None]],
     ) -> None:
-        event = await self._parse_or_dead_letter(event_type, group_id, record)
-        if event is None:
+        records: Sequence[ConsumerRecord] = msg.raw_message  # type: ignore[assignment]
+        if not records:
             return
-        if self._processed is not None and self._processed.seen(group_id, str(event.event_id)):
-            EVENTS_CONSUMED.labels(self.service, record.topic, "duplicate").inc()
-            log.info("skipping redelivered event %s on %s", event.event_id, record.topic)
-            return
-        await self._handle_parsed(event, group_id, record, handler)
+        topic = records[0].topic
+        self._observe_lag(msg, records, group_id)
+        started = time.perf_counter()
+        events: list[E] = []
+        kept: list[ConsumerRecord] = []
+        seen_ids: set[str] = set()
+        for event, record in pairs:
+            if str(event.event_id) in seen_ids:
+                EVENTS_CONSUMED.labels(self.service, topic, "duplicate").inc()
+                continue
+            seen_ids.add(str(event.event_id))
+            events.append(event)
+            kept.append(record)
+        if events:
+            try:
+                await self._with_retries(lambda: handler(events))
+                EVENTS_CONSUMED.labels(self.service, topic, "processed").inc(len(events))
+            except Exception:
+                log.warning("batch of %d from %s failed; retrying one by one", len(events), topic)
+                for event, record in zip(events, kept, strict=True):
+                    await self._handle_parsed(event, group_id, record, lambda e: handler([e]))
+        EVENT_PROCESSING.labels(self.service, topic).observe(time.perf_counter() - started)
 
     async def _handle_parsed(
         self,
@@ -341,7 +369,7 @@ def _is_decoding_error(exc: ValueError) -> bool:
     return isinstance(exc, ValidationError) or type(exc).__name__ in ("JSONDecodeError", "ValueError")
 
 
-def _reason(exc: BaseException, record: ConsumerRecord, event_type: type[Event]) -> BaseException:
+def _reason(record: ConsumerRecord, event_type: type[Event]) -> BaseException:
     """The error to record for an invalid message: the event model's own, on the raw bytes."""
     if record.value is None:
         return ValueError("message has no value (tombstone)")
@@ -349,4 +377,4 @@ def _reason(exc: BaseException, record: ConsumerRecord, event_type: type[Event])
         event_type.model_validate_json(record.value)
     except ValidationError as precise:
         return precise
-    return exc
+    return ValueError("message does not decode as the event")
