@@ -1,6 +1,6 @@
 """Training: what Ray Train costs on top of the plain LoRA loop it runs.
 
-The same SFT LoRA loop (``llmops.training.engine.loop.run_training``; fixed data, fixed steps, batch
+The same SFT LoRA loop (``llmops.training.trainer.loop.run_training``; fixed data, fixed steps, batch
 8, max_length 128, every example exactly 128 tokens) runs in this process with transformers + peft
 (the baseline), then through Ray ``TorchTrainer`` as the training service runs it (a local Ray head
 started by this process, progress through the control actor, the stop flag polled every step), and
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -33,9 +34,9 @@ from llmops.contracts.rpc.training.v1 import training_pb2_grpc
 from llmops.core.model_assets import SMOLLM2_NAME, smollm2_path
 from llmops.core.settings import PlatformSettings, RaySettings
 from llmops.testing.platform import auth, running_platform
-from llmops.training.engine.loop import Progress, TrainConfig, run_training
 from llmops.training.ray_runner import TrainingCluster
 from llmops.training.spec import Resources
+from llmops.training.trainer.loop import Progress, TrainConfig, run_training
 
 BATCH = 8
 MAX_LENGTH = 128
@@ -180,16 +181,21 @@ async def _measure(base: str, dataset: str, root: Path) -> dict[str, list[Run]]:
     try:
         with contextlib.ExitStack() as stack:
             platform = stack.enter_context(running_platform(root / "platform", ["training"], **join))
+            # The service reads only artifacts under its artifact root: the same file, copied there.
+            served = platform.data_dir / "artifacts" / "bench" / "bench.parquet"
+            served.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(dataset, served)
             one = Resources(num_workers=1, cpus_per_worker=CPUS)
             for i in range(ROUNDS):
                 runs["plain"].append(await asyncio.to_thread(_plain, base, dataset, root, f"plain-{i}"))
                 _show("plain", runs["plain"][-1])
                 runs["ray1"].append(await _ray(cluster, base, dataset, root, f"ray1-{i}", one))
                 _show("ray1", runs["ray1"][-1])
-                runs["svc1"].append(await asyncio.to_thread(_service, platform, dataset, f"svc1-{i}", one))
+                svc1 = await asyncio.to_thread(_service, platform, str(served), f"svc1-{i}", one)
+                runs["svc1"].append(svc1)
                 _show("svc1", runs["svc1"][-1])
             two = Resources(num_workers=2, cpus_per_worker=max(1, CPUS // 2))
-            runs["svc2"].append(await asyncio.to_thread(_service, platform, dataset, "svc2", two))
+            runs["svc2"].append(await asyncio.to_thread(_service, platform, str(served), "svc2", two))
             _show("svc2", runs["svc2"][-1])
     finally:
         await asyncio.to_thread(cluster.stop)

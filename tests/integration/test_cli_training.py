@@ -12,13 +12,16 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent import futures
 from dataclasses import dataclass
 
+import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llmops.cli.local import LocalPlatform
+from llmops.cli.local import LocalPlatform, free_port
+from llmops.contracts.rpc.labeling.v1 import labeling_pb2, labeling_pb2_grpc
 from llmops.core.model_assets import SMOLLM2_NAME
 from llmops.testing.platform import running_platform
 
@@ -47,18 +50,49 @@ def _sft_rows(n: int) -> list[dict[str, str]]:
     ]
 
 
+class StandInLabeling(labeling_pb2_grpc.LabelingServiceServicer):
+    """GetDatasetVersion of the versions the test wrote: training asks labeling where a version is."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, str] = {}
+
+    def GetDatasetVersion(
+        self, request: labeling_pb2.GetDatasetVersionRequest, context: grpc.ServicerContext
+    ) -> labeling_pb2.DatasetVersion:
+        if request.version_id not in self.versions:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"dataset version {request.version_id} not found")
+        uri = self.versions[request.version_id]
+        return labeling_pb2.DatasetVersion(version_id=request.version_id, uri=uri)
+
+
+LABELING = StandInLabeling()
+
+
 def _write_version(platform: LocalPlatform, dataset: str, rows: list[dict[str, str]]) -> str:
-    """Write a dataset version where the labeling service puts them; its version id."""
+    """Write a dataset version where the labeling service puts them, and tell labeling; its id."""
     version_id = uuid.uuid4().hex
     path = platform.data_dir / "artifacts" / "datasets" / dataset / f"{version_id}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
+    LABELING.versions[version_id] = path.as_uri()
     return version_id
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    with running_platform(tmp_path_factory.mktemp("cli-training"), ["training", "registry"], **ENV) as p:
+def labeling_address() -> Iterator[str]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    labeling_pb2_grpc.add_LabelingServiceServicer_to_server(LABELING, server)
+    address = f"127.0.0.1:{free_port()}"
+    server.add_insecure_port(address)
+    server.start()
+    yield address
+    server.stop(0)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory, labeling_address: str) -> Iterator[LocalPlatform]:
+    env = {**ENV, "LLMOPS_LABELING_ADDRESS": labeling_address}
+    with running_platform(tmp_path_factory.mktemp("cli-training"), ["training", "registry"], **env) as p:
         yield p
 
 

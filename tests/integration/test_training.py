@@ -3,6 +3,8 @@ Ray (loopback only). SFT and DPO LoRA jobs run through Ray Train with one worker
 streamed over gRPC and published on Kafka, the adapter lands in the artifact store and loads with peft.
 Also: an invalid spec, a cancelled job, a job from the ``training.requested`` topic, and a job that
 resumes from its checkpoint after the service was stopped (leaving no Ray process behind).
+Dataset versions are written under the artifact root as labeling writes them; training learns where
+from a stand-in labeling (its GetDatasetVersion), never from labeling's folders.
 
 Kept small for 2 cores: 32 examples, max_length 64, a handful of steps per job."""
 
@@ -13,6 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -21,9 +24,10 @@ import pyarrow.parquet as pq
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from llmops.cli.local import LocalPlatform
+from llmops.cli.local import LocalPlatform, free_port
 from llmops.contracts import topics
 from llmops.contracts.events import TrainingRequested
+from llmops.contracts.rpc.labeling.v1 import labeling_pb2, labeling_pb2_grpc
 from llmops.contracts.rpc.training.v1 import training_pb2 as pb
 from llmops.contracts.rpc.training.v1 import training_pb2_grpc
 from llmops.core.model_assets import SMOLLM2_NAME, smollm2_path
@@ -67,12 +71,43 @@ def _dpo_rows(n: int) -> list[dict[str, str]]:
     ]
 
 
+class StandInLabeling(labeling_pb2_grpc.LabelingServiceServicer):
+    """GetDatasetVersion of the versions the tests wrote (version id -> uri)."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, str] = {}
+
+    def GetDatasetVersion(
+        self, request: labeling_pb2.GetDatasetVersionRequest, context: grpc.ServicerContext
+    ) -> labeling_pb2.DatasetVersion:
+        if request.version_id not in self.versions:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"dataset version {request.version_id} not found")
+        uri = self.versions[request.version_id]
+        return labeling_pb2.DatasetVersion(version_id=request.version_id, uri=uri)
+
+
+# One for the module, like the platform: the versions the tests wrote.
+LABELING = StandInLabeling()
+
+
+@pytest.fixture(scope="module")
+def labeling_address() -> Iterator[str]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    labeling_pb2_grpc.add_LabelingServiceServicer_to_server(LABELING, server)
+    address = f"127.0.0.1:{free_port()}"
+    server.add_insecure_port(address)
+    server.start()
+    yield address
+    server.stop(0)
+
+
 def _write_version(platform: LocalPlatform, dataset: str, rows: list[dict[str, str]]) -> str:
-    """Write a dataset version where the labeling service puts them; its version id."""
+    """Write a dataset version where the labeling service puts them, and tell labeling; its id."""
     version_id = uuid.uuid4().hex
     path = platform.data_dir / "artifacts" / "datasets" / dataset / f"{version_id}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
+    LABELING.versions[version_id] = path.as_uri()
     return version_id
 
 
@@ -143,8 +178,9 @@ async def _events(platform: LocalPlatform, topic: str, job_id: str, count: int, 
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    with running_platform(tmp_path_factory.mktemp("training"), ["training"], **ENV) as platform:
+def platform(tmp_path_factory: pytest.TempPathFactory, labeling_address: str) -> Iterator[LocalPlatform]:
+    env = {**ENV, "LLMOPS_LABELING_ADDRESS": labeling_address}
+    with running_platform(tmp_path_factory.mktemp("training"), ["training"], **env) as platform:
         yield platform
 
 
@@ -183,6 +219,9 @@ def test_invalid_specs_are_rejected(
         _spec(version_id, "cards", hyperparameters=pb.Hyperparameters(target_modules=["nope_proj"]))
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "q_proj" in details
+    # A label naming a file outside the artifact root is refused before anything is read.
+    code, details = code_of(_spec(version_id, "cards", labels={"dataset_uri": "file:///etc/passwd"}))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "labels.dataset_uri" in details
     code, details = code_of(_spec("0" * 64, "cards"))
     assert code == grpc.StatusCode.NOT_FOUND and "0" * 64 in details
     code, details = code_of(_spec(version_id, "cards", base_model="/no/such/model"))

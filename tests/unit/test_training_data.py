@@ -10,12 +10,12 @@ import pytest
 
 from llmops.core.model_assets import ModelAssetError, smollm2_path
 from llmops.core.settings import PlatformSettings
-from llmops.training.engine import data as D
+from llmops.training.trainer import data as D
 
 
 @pytest.fixture(scope="module")
 def tokenizer():  # noqa: ANN201 - a transformers tokenizer
-    from llmops.training.engine.models import load_tokenizer
+    from llmops.training.trainer.models import load_tokenizer
 
     try:
         path = smollm2_path(PlatformSettings().models_dir)

@@ -1,16 +1,19 @@
-"""Job specs (defaults, ranges, messages), the gRPC spec mapping and the job store."""
+"""Job specs (defaults, ranges, messages), the gRPC spec mapping, the job store and its migrations."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, insert, text
 
 from llmops.contracts.rpc.training.v1 import training_pb2 as pb
+from llmops.core.errors import InvalidArgument, NotFound
 from llmops.training.grpc_server import job_pb, spec_from_pb
 from llmops.training.ray_runner import short_temp_dir
-from llmops.training.spec import Hyperparameters, InvalidSpec, JobState, NotFound, Resources, build_spec
-from llmops.training.store import JobStore
+from llmops.training.spec import Hyperparameters, InvalidSpec, JobState, Resources, build_spec
+from llmops.training.store import JobStore, jobs_t, metadata
 
 RAW = {
     "base_model": "SmolLM2-135M-Instruct",
@@ -120,8 +123,13 @@ def test_store_idempotency_states_and_paging(tmp_path: Path) -> None:
     assert [j.job_id for j in rest.jobs] == [first.job_id] and rest.next_page_token == ""
     assert [j.job_id for j in store.list(model_name="other").jobs] == [other.job_id]
     assert [j.job_id for j in store.list(state=JobState.SUCCEEDED).jobs] == [first.job_id]
-    with pytest.raises(InvalidSpec, match="page_token"):
+    with pytest.raises(InvalidArgument, match="page_token"):
         store.list(page_token="bogus")
+    # A token of the release before the kernel's paging ("jobs:<id>") is refused, not misread.
+    with pytest.raises(InvalidArgument, match="page_token"):
+        store.list(page_token="am9iczoz")
+    with pytest.raises(InvalidArgument, match="page_size"):
+        store.list(page_size=-1)
     with pytest.raises(NotFound, match="nope"):
         store.get("nope")
 
@@ -136,6 +144,51 @@ def test_store_idempotency_states_and_paging(tmp_path: Path) -> None:
     assert job_pb(store.get(first.job_id)).registered_version == 3
     assert store.get(other.job_id).registered_version == 0
     store.close()
+
+
+def test_a_store_of_the_previous_release_keeps_its_jobs(tmp_path: Path) -> None:
+    """The release before migrations made its tables with create_all: opening it stamps 0001 and reads on."""
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    old = create_engine(url)
+    now = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
+    with old.begin() as conn:
+        metadata.create_all(conn)
+        conn.execute(
+            insert(jobs_t).values(
+                job_id="old-job",
+                idempotency_key="old-key",
+                model_name="bot",
+                spec=_spec().model_dump(mode="json"),
+                state="SUCCEEDED",
+                dataset_uri="file:///d.parquet",
+                base_model_path="/models/x",
+                created_at=now,
+                updated_at=now,
+                finished_at=now,
+                metrics={"eval_loss": 1.5},
+                adapter_uri="file:///a",
+                error="",
+                ray_run_name="old-job",
+                attempts=1,
+                registered_version=2,
+            )
+        )
+    old.dispose()
+
+    with JobStore(url) as store:
+        job = store.get("old-job")
+        assert job.state is JobState.SUCCEEDED and job.metrics == {"eval_loss": 1.5}
+        assert job.registered_version == 2 and job.created_at == now and store.by_key("old-key") == job
+        # New jobs go on after the old ones.
+        new, _ = store.create(_spec(), "", "file:///d.parquet", "/models/x")
+        assert [j.job_id for j in store.list().jobs] == [new.job_id, "old-job"]
+    check = create_engine(url)
+    with check.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version_training")).scalar_one() == "0001"
+    check.dispose()
+    # Opened again: nothing to migrate, nothing lost.
+    with JobStore(url) as store:
+        assert store.get("old-job").adapter_uri == "file:///a"
 
 
 def test_ray_temp_dir_is_short(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ import torch
 
 from llmops.core.model_assets import ModelAssetError, smollm2_path
 from llmops.core.settings import PlatformSettings
-from llmops.training.engine.evaluate import EvalConfig, evaluate, generate
-from llmops.training.engine.loop import (
+from llmops.training.trainer.evaluate import EvalConfig, evaluate, generate
+from llmops.training.trainer.loop import (
     CHECKPOINT_PREFIX,
     Progress,
     StopKind,
@@ -24,8 +24,8 @@ from llmops.training.engine.loop import (
     latest_checkpoint,
     run_training,
 )
-from llmops.training.engine.metrics import rouge_l
-from llmops.training.engine.models import load_model, load_tokenizer
+from llmops.training.trainer.metrics import rouge_l
+from llmops.training.trainer.models import load_model, load_tokenizer
 
 PROMPT = "What is the secret code of vault {i}?"
 ANSWER = "Vault {i} opens with ZX-{i}{i}."

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmops.training.engine.loop import dpo_loss, sequence_logps, sft_loss
+from llmops.training.trainer.loop import dpo_loss, sequence_logps, sft_loss
 
 
 def test_dpo_loss_values() -> None:

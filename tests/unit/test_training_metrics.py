@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from llmops.training.engine.evaluate import judge_pairs
-from llmops.training.engine.metrics import exact_match, lcs_length, normalize, rouge_l
-from llmops.training.judge import parse_verdict
+from llmops.contracts.vocabulary import parse_pairwise_verdict
+from llmops.training.trainer.evaluate import judge_pairs
+from llmops.training.trainer.metrics import exact_match, lcs_length, normalize, rouge_l
 
 
 def test_lcs_length() -> None:
@@ -36,11 +36,11 @@ def test_exact_match_normalises_case_and_spaces() -> None:
 
 
 def test_parse_verdict() -> None:
-    assert parse_verdict("A") == "A"
-    assert parse_verdict(" B.") == "B"
-    assert parse_verdict("Answer B is better") == "B"
-    assert parse_verdict("Both are fine") is None
-    assert parse_verdict("") is None
+    assert parse_pairwise_verdict("A") == "A"
+    assert parse_pairwise_verdict(" B.") == "B"
+    assert parse_pairwise_verdict("Answer B is better") == "B"
+    assert parse_pairwise_verdict("Both are fine") is None
+    assert parse_pairwise_verdict("") is None
 
 
 def test_judge_pairs_cancels_position_bias() -> None:

@@ -1,5 +1,6 @@
-"""The training service's logic without Ray or Kafka: dataset lookup, validation, idempotency, cancel,
-progress streams; and the judge client against a stand-in serving gRPC server."""
+"""The training service's logic without Ray or Kafka: dataset lookup (from a stand-in labeling gRPC
+server), the artifact-root check, validation, idempotency, cancel, progress streams; and the judge
+client against a stand-in serving gRPC server."""
 
 from __future__ import annotations
 
@@ -14,15 +15,25 @@ import pyarrow.parquet as pq
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from llmops.cli.local import free_port
 from llmops.contracts.events import TrainingFailed, TrainingRequested
+from llmops.contracts.rpc.labeling.v1 import labeling_pb2, labeling_pb2_grpc
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
+from llmops.contracts.rpc.training.v1 import training_pb2 as tpb
+from llmops.contracts.rpc.training.v1 import training_pb2_grpc
 from llmops.core.artifacts import ArtifactStore
+from llmops.core.clients import connect
+from llmops.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from llmops.core.grpc_server import GrpcServer
 from llmops.core.model_assets import SMOLLM2_NAME, ModelAssetError, smollm2_path
-from llmops.core.settings import PlatformSettings
+from llmops.core.settings import AuthSettings, ClientSettings, PlatformSettings
+from llmops.training import job_validation
+from llmops.training.dataset_versions import DatasetVersions
+from llmops.training.grpc_server import TrainingServicer
 from llmops.training.jobs import TrainingJobs
 from llmops.training.judge import ServingJudge
 from llmops.training.settings import Settings
-from llmops.training.spec import FailedPrecondition, InvalidSpec, JobState, NotFound
+from llmops.training.spec import InvalidSpec, JobState
 from llmops.training.store import JobStore
 
 
@@ -49,8 +60,38 @@ class FakeCluster:
         return False
 
 
+class Labeling(labeling_pb2_grpc.LabelingServiceServicer):
+    """A stand-in labeling: GetDatasetVersion answers from ``versions`` (version id -> uri)."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, str] = {}
+        self.asked: list[str] = []
+        self.address = ""
+
+    async def GetDatasetVersion(
+        self, request: labeling_pb2.GetDatasetVersionRequest, context: grpc.aio.ServicerContext
+    ) -> labeling_pb2.DatasetVersion:
+        self.asked.append(request.version_id)
+        if request.version_id not in self.versions:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"dataset version {request.version_id} not found")
+        return labeling_pb2.DatasetVersion(
+            version_id=request.version_id, dataset="cards", uri=self.versions[request.version_id]
+        )
+
+
 @pytest.fixture
-async def jobs(tmp_path: Path) -> AsyncIterator[TrainingJobs]:
+async def labeling() -> AsyncIterator[Labeling]:
+    server = grpc.aio.server()
+    servicer = Labeling()
+    labeling_pb2_grpc.add_LabelingServiceServicer_to_server(servicer, server)
+    servicer.address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    await server.start()
+    yield servicer
+    await server.stop(0)
+
+
+@pytest.fixture
+async def jobs(tmp_path: Path, labeling: Labeling) -> AsyncIterator[TrainingJobs]:
     try:
         models_dir = smollm2_path(PlatformSettings().models_dir).parent
     except ModelAssetError as exc:
@@ -61,14 +102,25 @@ async def jobs(tmp_path: Path) -> AsyncIterator[TrainingJobs]:
     )
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.sqlite'}")
     artifacts = ArtifactStore(settings.platform.resolved_artifacts_url())
-    yield TrainingJobs(settings, store, FakeBus(), artifacts, FakeCluster())  # type: ignore[arg-type]
+    channel = connect("labeling", ClientSettings(labeling_address=labeling.address))
+    yield TrainingJobs(
+        settings,
+        store,
+        FakeBus(),  # type: ignore[arg-type]
+        artifacts,
+        FakeCluster(),  # type: ignore[arg-type]
+        DatasetVersions(channel),
+    )
+    await channel.close()
     store.close()
 
 
-def _version(jobs: TrainingJobs, dataset: str, version_id: str, rows: list[dict]) -> Path:
+def _version(jobs: TrainingJobs, labeling: Labeling, dataset: str, version_id: str, rows: list[dict]) -> Path:
+    """Write a version under the artifact root, as labeling does, and tell the stand-in labeling."""
     path = Path(jobs.artifacts.path(f"datasets/{dataset}/{version_id}.parquet"))
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
+    labeling.versions[version_id] = path.as_uri()
     return path
 
 
@@ -90,21 +142,92 @@ SFT = [
 ]
 
 
-async def test_dataset_lookup_by_version_id_or_uri(jobs: TrainingJobs, tmp_path: Path) -> None:
-    path = _version(jobs, "cards", "v1", SFT)
-    assert jobs.find_dataset("v1", {}) == f"file://{path}"
-    elsewhere = tmp_path / "elsewhere.parquet"
+async def test_dataset_lookup_asks_labeling_or_reads_the_label(
+    jobs: TrainingJobs, labeling: Labeling, tmp_path: Path
+) -> None:
+    find = jobs.validation.find_dataset
+    path = _version(jobs, labeling, "cards", "v1", SFT)
+    assert await find("v1", {}) == path.as_uri() and labeling.asked == ["v1"]
+    # Data made elsewhere, but copied under the artifact root.
+    elsewhere = Path(jobs.artifacts.path("imports/elsewhere.parquet"))
+    elsewhere.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(SFT), elsewhere)
-    assert jobs.find_dataset("anything", {"dataset_uri": str(elsewhere)}) == str(elsewhere)
-    with pytest.raises(NotFound, match="datasets/\\*/v2.parquet"):
-        jobs.find_dataset("v2", {})
+    assert await find("anything", {"dataset_uri": str(elsewhere)}) == str(elsewhere)
+    assert labeling.asked == ["v1"]
+    with pytest.raises(NotFound, match="'v2' not found"):
+        await find("v2", {})
     with pytest.raises(NotFound, match="does not exist"):
-        jobs.find_dataset("v1", {"dataset_uri": str(tmp_path / "nope.parquet")})
+        await find("v1", {"dataset_uri": jobs.artifacts.uri("imports/nope.parquet")})
+    # Labeling's own file is gone.
+    path.unlink()
+    with pytest.raises(NotFound, match="dataset version v1: .* does not exist"):
+        await find("v1", {})
+    # Labeling naming a file outside the artifact root is not followed either.
+    outside = tmp_path / "outside.parquet"
+    pq.write_table(pa.Table.from_pylist(SFT), outside)
+    labeling.versions["v3"] = outside.as_uri()
+    with pytest.raises(InvalidArgument, match="outside the platform's artifact store"):
+        await find("v3", {})
 
 
-async def test_validation_errors(jobs: TrainingJobs) -> None:
-    _version(jobs, "cards", "v1", SFT)
-    _version(jobs, "cards", "evalonly", [{"prompt": "q", "completion": "a", "split": "eval"}])
+async def test_labeling_unreachable_is_unavailable(tmp_path: Path) -> None:
+    channel = connect("labeling", ClientSettings(labeling_address=f"127.0.0.1:{free_port()}"))
+    try:
+        with pytest.raises(Unavailable, match="labeling cannot be reached"):
+            await DatasetVersions(channel).uri("v1")
+    finally:
+        await channel.close()
+
+
+@pytest.mark.parametrize("label", ["dataset_uri", "champion_adapter_uri"])
+async def test_a_label_url_outside_the_artifact_root_is_refused_and_nothing_is_read(
+    jobs: TrainingJobs, labeling: Labeling, monkeypatch: pytest.MonkeyPatch, label: str
+) -> None:
+    """SubmitJob over gRPC: INVALID_ARGUMENT naming the label and the root; no file opened or probed."""
+    _version(jobs, labeling, "cards", "v1", SFT)
+    touched: list[str] = []
+    real_exists = job_validation._exists
+
+    def exists(uri: str) -> bool:
+        touched.append(uri)
+        return real_exists(uri)
+
+    # Every probe of a file at submission goes through _exists, every read through split_counts.
+    monkeypatch.setattr(job_validation, "_exists", exists)
+    monkeypatch.setattr(job_validation.D, "split_counts", lambda *a: pytest.fail(f"read {a}"))
+    server = GrpcServer("training", "127.0.0.1", free_port(), AuthSettings(auth_disabled=True))
+    server.add(
+        training_pb2_grpc.add_TrainingServiceServicer_to_server,
+        TrainingServicer(lambda: jobs),
+        "llmops.training.v1.TrainingService",
+    )
+    await server.start()
+    await server.set_serving()
+    spec = tpb.JobSpec(
+        base_model=SMOLLM2_NAME,
+        dataset_version_id="v1",
+        method=tpb.TRAINING_METHOD_SFT_LORA,
+        model_name="bot",
+        labels={label: "file:///etc/passwd"},
+    )
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = training_pb2_grpc.TrainingServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.SubmitJob(tpb.SubmitJobRequest(spec=spec))
+    finally:
+        await server.stop(0)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = err.value.details()
+    assert f"labels.{label}" in details and "/etc/passwd" in details
+    assert jobs.artifacts.root_url in details
+    assert touched == [] and labeling.asked == []
+    assert (await jobs.list(None, "", 10, "")).jobs == []
+
+
+async def test_validation_errors(jobs: TrainingJobs, labeling: Labeling) -> None:
+    _version(jobs, labeling, "cards", "v1", SFT)
+    _version(jobs, labeling, "cards", "evalonly", [{"prompt": "q", "completion": "a", "split": "eval"}])
     with pytest.raises(InvalidSpec, match="no usable sft_lora example in its train split"):
         await jobs.submit(_raw("evalonly"))
     with pytest.raises(InvalidSpec, match="chosen, rejected"):
@@ -118,12 +241,16 @@ async def test_validation_errors(jobs: TrainingJobs) -> None:
     with pytest.raises(NotFound, match="not prepared|neither"):
         await jobs.submit(_raw("v1", base_model="/nowhere"))
     with pytest.raises(NotFound, match="champion_adapter_uri"):
+        await jobs.submit(_raw("v1", labels={"champion_adapter_uri": jobs.artifacts.uri("adapters/none")}))
+    with pytest.raises(InvalidArgument, match="champion_adapter_uri"):
         await jobs.submit(_raw("v1", labels={"champion_adapter_uri": "/no/adapter"}))
     assert (await jobs.list(None, "", 10, "")).jobs == []
 
 
-async def test_submit_is_idempotent_and_cancel_publishes_a_failure(jobs: TrainingJobs) -> None:
-    _version(jobs, "cards", "v1", SFT)
+async def test_submit_is_idempotent_and_cancel_publishes_a_failure(
+    jobs: TrainingJobs, labeling: Labeling
+) -> None:
+    _version(jobs, labeling, "cards", "v1", SFT)
     job = await jobs.submit(_raw("v1", hyperparameters={"target_modules": ["q_proj", "v_proj"]}), "key")
     assert job.state is JobState.QUEUED and job.spec.hyperparameters.target_modules == ("q_proj", "v_proj")
     assert (await jobs.submit(_raw("v1"), "key")).job_id == job.job_id
@@ -150,8 +277,8 @@ async def test_submit_is_idempotent_and_cancel_publishes_a_failure(jobs: Trainin
         await jobs.cancel("nope")
 
 
-async def test_training_requested_event(jobs: TrainingJobs) -> None:
-    _version(jobs, "cards", "v1", SFT)
+async def test_training_requested_event(jobs: TrainingJobs, labeling: Labeling) -> None:
+    _version(jobs, labeling, "cards", "v1", SFT)
     event = TrainingRequested(
         request_key="loop-7",
         base_model=SMOLLM2_NAME,
@@ -186,20 +313,23 @@ async def test_serving_judge_against_a_stand_in_server() -> None:
     await health_servicer.set("llmops.serving.v1.ServingService", health_pb2.HealthCheckResponse.SERVING)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    judge = ServingJudge(f"127.0.0.1:{port}", "k" * 20, model="judge-model", timeout=10)
+    clients = ClientSettings(serving_address=f"127.0.0.1:{port}", api_key="k" * 20)
+    channel = connect("serving", clients)
+    judge = ServingJudge(channel, model="judge-model", timeout=10)
     try:
         assert await judge.available()
         assert await judge("Which colour?", "Red.", "Blue.") == "B"
     finally:
-        await judge.close()
+        await channel.close()
         await server.stop(0)
     request, metadata = seen[0]
     assert request.model == "judge-model" and request.temperature == 0 and request.max_tokens <= 8
     assert "Answer A:\nRed." in request.prompt and "Answer B:\nBlue." in request.prompt
-    assert metadata["x-api-key"] == "k" * 20
+    # The platform's client channel adds the key and a request id; the judge builds no metadata.
+    assert metadata["x-api-key"] == "k" * 20 and metadata["x-request-id"]
     # Nothing listening: no judge, no error.
-    gone = ServingJudge(f"127.0.0.1:{port}", "k" * 20)
+    gone_channel = connect("serving", clients)
     try:
-        assert not await gone.available()
+        assert not await ServingJudge(gone_channel).available()
     finally:
-        await gone.close()
+        await gone_channel.close()

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from llmops.contracts.rpc.training.v1 import training_pb2 as pb
 from llmops.contracts.rpc.training.v1 import training_pb2_grpc
+from llmops.core.errors import InvalidArgument
 from llmops.training.jobs import TrainingJobs
-from llmops.training.spec import FailedPrecondition, InvalidSpec, JobSpec, JobState, NotFound
+from llmops.training.spec import InvalidSpec, JobSpec, JobState
 from llmops.training.store import Job
-
-T = TypeVar("T")
 
 METHODS = {pb.TRAINING_METHOD_SFT_LORA: "sft_lora", pb.TRAINING_METHOD_DPO_LORA: "dpo_lora"}
 METHODS_PB = {v: k for k, v in METHODS.items()}
@@ -42,13 +41,6 @@ HYPERPARAMETERS = (
     "warmup_ratio",
 )
 RESOURCES = ("num_workers", "cpus_per_worker", "gpus_per_worker")
-
-# Each domain error maps to one status code.
-CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (InvalidSpec, grpc.StatusCode.INVALID_ARGUMENT),
-    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-]
 
 
 def spec_from_pb(spec: pb.JobSpec) -> dict[str, Any]:
@@ -142,60 +134,45 @@ def job_pb(job: Job) -> pb.Job:
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
-    def __init__(self, jobs: Callable[[], TrainingJobs]) -> None:
-        # The service builds TrainingJobs in start(); the readiness gate keeps calls out until then.
-        self._jobs = jobs
+    """Protobuf in and out; domain errors reach the caller through the server's error interceptor."""
 
-    async def _call(self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await work()
-        except Exception as exc:
-            for kind, code in CODES:
-                if isinstance(exc, kind):
-                    await context.abort(code, str(exc))
-            raise
+    def __init__(self, jobs: Callable[[], TrainingJobs]) -> None:
+        # A Deferred: the service builds TrainingJobs in start(); the readiness gate keeps calls out
+        # until then.
+        self._jobs = jobs
 
     async def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.aio.ServicerContext) -> pb.Job:
         if not request.HasField("spec"):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "spec is required")
-
-        async def submit() -> Job:
-            return await self._jobs().submit(spec_from_pb(request.spec), request.idempotency_key)
-
-        return job_pb(await self._call(context, submit))
+            raise InvalidArgument("spec is required")
+        return job_pb(await self._jobs().submit(spec_from_pb(request.spec), request.idempotency_key))
 
     async def GetJob(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.Job:
-        if not request.job_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
-        return job_pb(await self._call(context, lambda: self._jobs().get(request.job_id)))
+        return job_pb(await self._jobs().get(_job_id(request.job_id)))
 
     async def ListJobs(
         self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListJobsResponse:
         if request.state != pb.JOB_STATE_UNSPECIFIED and request.state not in STATES:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown state {request.state}")
+            raise InvalidArgument(f"unknown state {request.state}")
         state = STATES.get(request.state)
-        page = await self._call(
-            context,
-            lambda: self._jobs().list(state, request.model_name, request.page_size, request.page_token),
-        )
+        page = await self._jobs().list(state, request.model_name, request.page_size, request.page_token)
         return pb.ListJobsResponse(jobs=[job_pb(j) for j in page.jobs], next_page_token=page.next_page_token)
 
     async def CancelJob(self, request: pb.CancelJobRequest, context: grpc.aio.ServicerContext) -> pb.Job:
-        if not request.job_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
-        return job_pb(await self._call(context, lambda: self._jobs().cancel(request.job_id, request.reason)))
+        return job_pb(await self._jobs().cancel(_job_id(request.job_id), request.reason))
 
     async def StreamProgress(
         self, request: pb.StreamProgressRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.Progress]:
-        if not request.job_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
-        updates = self._jobs().stream(request.job_id)
+        updates = self._jobs().stream(_job_id(request.job_id))
         try:
             async for job in updates:
                 yield progress_pb(job)
-        except NotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         finally:
             await updates.aclose()
+
+
+def _job_id(job_id: str) -> str:
+    if not job_id:
+        raise InvalidArgument("job_id is empty")
+    return job_id

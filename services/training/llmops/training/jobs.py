@@ -1,10 +1,13 @@
-"""Training jobs: submission and validation, the one-at-a-time queue, runs on Ray, evaluation, events.
+"""Training jobs: submission, the one-at-a-time queue, runs on Ray, evaluation, events.
 
-* Submitting validates the spec (base model, dataset version, method, ranges, resources) and stores a
-  QUEUED job; an ``idempotency_key`` seen before returns the existing job.
-* The dataset version is found by its id alone: the artifact store is searched for
-  ``datasets/*/<version_id>.parquet`` (the layout the labeling service writes). A spec may instead
-  name the file with ``labels["dataset_uri"]`` (any fsspec URL) - useful for data made elsewhere.
+* Submitting validates the spec (``job_validation``: base model, dataset version, method, ranges,
+  resources) and stores a QUEUED job; an ``idempotency_key`` seen before returns the existing job.
+* The dataset version's file is where labeling says it is (its ``GetDatasetVersion``): training
+  never looks into labeling's folders. A spec may instead name the file with
+  ``labels["dataset_uri"]`` - useful for data made elsewhere.
+* Every URL the service reads (the version's, ``dataset_uri``, ``champion_adapter_uri``) must lie
+  under the platform's artifact root; anything else is refused with INVALID_ARGUMENT before
+  anything is read.
 * One job runs at a time, oldest first. Each step's progress is stored, published as
   ``training.progress`` and pushed to ``StreamProgress`` subscribers.
 * After training, the adapter is evaluated on the eval split and compared by the judge with the
@@ -40,29 +43,21 @@ from llmops.contracts.events import (
     TrainingRequested,
 )
 from llmops.core.artifacts import ArtifactStore
+from llmops.core.errors import FailedPrecondition
 from llmops.core.messaging import EventBus
-from llmops.training.aio import in_daemon_thread
-from llmops.training.engine import data as D
-from llmops.training.engine.evaluate import EvalConfig, evaluate
-from llmops.training.engine.loop import TrainConfig
-from llmops.training.engine.models import BaseModelNotFound, linear_module_names, resolve_base_model
+from llmops.training.daemon_threads import in_daemon_thread
+from llmops.training.dataset_versions import DatasetVersions
+from llmops.training.job_validation import JobValidation
 from llmops.training.judge import ServingJudge
 from llmops.training.ray_runner import RunOutcome, TrainingCluster
 from llmops.training.settings import Settings
-from llmops.training.spec import (
-    ALL_LINEAR,
-    FailedPrecondition,
-    InvalidSpec,
-    JobSpec,
-    JobState,
-    NotFound,
-    build_spec,
-)
+from llmops.training.spec import JobState
 from llmops.training.store import Job, JobStore, Page
+from llmops.training.trainer.evaluate import EvalConfig, evaluate
+from llmops.training.trainer.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 
-PRODUCER = "training"
 ACTIVE = (JobState.QUEUED, JobState.RUNNING)
 
 
@@ -76,6 +71,7 @@ class TrainingJobs:
         bus: EventBus,
         artifacts: ArtifactStore,
         cluster: TrainingCluster,
+        datasets: DatasetVersions,
         judge: ServingJudge | None = None,
     ) -> None:
         self.settings = settings
@@ -83,6 +79,7 @@ class TrainingJobs:
         self.bus = bus
         self.artifacts = artifacts
         self.cluster = cluster
+        self.validation = JobValidation(settings, artifacts, cluster, datasets)
         self.judge = judge
         self._subscribers: dict[str, set[asyncio.Queue[Job]]] = defaultdict(set)
         self._wake = asyncio.Event()
@@ -103,7 +100,7 @@ class TrainingJobs:
     async def stop(self) -> None:
         """Ask the running job to checkpoint and stop (it resumes at the next start), then stop the queue.
 
-        Safe to call twice (the service calls it from drain() and from stop()).
+        Safe to call twice.
         """
         if self._stopping and (self._scheduler is None or self._scheduler.done()):
             return
@@ -133,11 +130,13 @@ class TrainingJobs:
 
         Raises:
             InvalidSpec: the spec is malformed, out of range or does not fit the data / cluster.
+            InvalidArgument: a URL it names lies outside the artifact root.
             NotFound: the base model or the dataset version does not exist.
+            Unavailable: labeling cannot be reached to find the dataset version.
         """
         if idempotency_key and (existing := await asyncio.to_thread(self.store.by_key, idempotency_key)):
             return existing
-        spec, dataset_uri, base_path = await asyncio.to_thread(self.validate, raw, zero_is_default)
+        spec, dataset_uri, base_path = await self.validation.validate(raw, zero_is_default)
         job, created = await asyncio.to_thread(
             self.store.create, spec, idempotency_key, dataset_uri, str(base_path)
         )
@@ -145,78 +144,6 @@ class TrainingJobs:
             log.info("queued job %s (%s of %s on %s)", job.job_id, spec.method, spec.base_model, dataset_uri)
             self._wake.set()
         return job
-
-    def validate(self, raw: Mapping[str, Any], zero_is_default: bool = True) -> tuple[JobSpec, str, Path]:
-        """The validated spec, its dataset URI and its base model folder (blocking: reads files)."""
-        spec = build_spec(
-            raw, self.settings.defaults, self.settings.default_resources, zero_is_default=zero_is_default
-        )
-        try:
-            base_path = resolve_base_model(spec.base_model, self.settings.platform.models_dir)
-        except BaseModelNotFound as exc:
-            raise NotFound(str(exc)) from None
-        targets = spec.hyperparameters.target_modules
-        if ALL_LINEAR not in targets:
-            known = linear_module_names(str(base_path))
-            unknown = sorted(set(targets) - known)
-            if unknown:
-                raise InvalidSpec(
-                    f"hyperparameters.target_modules: {', '.join(unknown)} not in {spec.base_model}; "
-                    f"its linear layers are {', '.join(sorted(known))} (or use {ALL_LINEAR!r})"
-                )
-        dataset_uri = self.find_dataset(spec.dataset_version_id, spec.labels)
-        try:
-            counts = D.split_counts(dataset_uri, spec.method)
-        except ValueError as exc:
-            raise InvalidSpec(str(exc)) from None
-        if counts.get("train", 0) == 0:
-            raise InvalidSpec(
-                f"dataset version {spec.dataset_version_id} has no usable {spec.method} example in its "
-                f"train split ({D.columns_for(spec.method)} with non-empty answers)"
-            )
-        self._check_resources(spec)
-        champion = spec.labels.get("champion_adapter_uri", "")
-        if champion and not _exists(f"{champion.rstrip('/')}/adapter_config.json"):
-            raise NotFound(f"labels.champion_adapter_uri: no adapter_config.json under {champion}")
-        return spec, dataset_uri, base_path
-
-    def find_dataset(self, version_id: str, labels: Mapping[str, str]) -> str:
-        """The URI of a dataset version's Parquet file (see the module docstring).
-
-        Raises:
-            NotFound: no such file.
-        """
-        explicit = labels.get("dataset_uri", "")
-        if explicit:
-            if not _exists(explicit):
-                raise NotFound(f"labels.dataset_uri: {explicit} does not exist")
-            return explicit
-        pattern = self.artifacts.path(f"datasets/*/{version_id}.parquet")
-        matches = sorted(self.artifacts.fs.glob(pattern))
-        if not matches:
-            raise NotFound(
-                f"dataset version {version_id!r} not found: no datasets/*/{version_id}.parquet in the "
-                f"artifact store {self.artifacts.root_url} (or set labels.dataset_uri)"
-            )
-        return self.artifacts.fs.unstrip_protocol(matches[0])
-
-    def _check_resources(self, spec: JobSpec) -> None:
-        if not self.cluster.local:
-            # A remote cluster may autoscale: what it has now is no limit.
-            return
-        res = spec.resources
-        have = self.cluster.resources()
-        cpus, gpus = res.num_workers * res.cpus_per_worker, res.num_workers * res.gpus_per_worker
-        if cpus > have.get("CPU", 0):
-            raise InvalidSpec(
-                f"resources: {res.num_workers} worker(s) x {res.cpus_per_worker:g} CPU need {cpus:g} CPUs; "
-                f"the local Ray cluster has {have.get('CPU', 0):g}"
-            )
-        if gpus > have.get("GPU", 0):
-            raise InvalidSpec(
-                f"resources: {res.num_workers} worker(s) x {res.gpus_per_worker:g} GPU need {gpus:g} GPUs; "
-                f"the local Ray cluster has {have.get('GPU', 0):g}"
-            )
 
     async def on_requested(self, event: TrainingRequested) -> None:
         """``training.requested``: submit the same way as gRPC; ``request_key`` is the idempotency key."""
@@ -267,7 +194,7 @@ class TrainingJobs:
         if job.state is JobState.RUNNING or self._current == job_id:
             self._cancelled.add(job_id)
             await self.cluster.request_stop(job_id, "cancel")
-        await self._publish(TrainingFailed(job_id=job_id, reason=message, producer=PRODUCER))
+        await self._publish(TrainingFailed(job_id=job_id, reason=message))
         self._notify(updated)
         log.info("job %s %s", job_id, message)
         return updated
@@ -380,7 +307,6 @@ class TrainingJobs:
                     loss=float(progress["loss"]),
                     learning_rate=float(progress["learning_rate"]),
                     tokens_per_second=float(progress["tokens_per_second"]),
-                    producer=PRODUCER,
                 )
             )
             self._notify(await self.get(job.job_id))
@@ -455,7 +381,6 @@ class TrainingJobs:
                 method=job.spec.method,
                 params=job.spec.params(),
                 metrics=metrics,
-                producer=PRODUCER,
             )
         )
         self._notify(done)
@@ -467,6 +392,13 @@ class TrainingJobs:
         judge = self.judge if self.judge is not None and await self.judge.available() else None
         champion_dir = None
         champion_uri = spec.labels.get("champion_adapter_uri", "")
+        if champion_uri and not self.artifacts.contains(champion_uri):
+            # Checked at submission; a job stored by an earlier release may predate the check.
+            log.warning(
+                "job %s: champion %s is outside the artifact root: no judge", job.job_id, champion_uri
+            )
+            champion_uri = ""
+            judge = None
         if judge is not None and champion_uri:
             try:
                 champion_dir = await asyncio.to_thread(_download_folder, champion_uri, job_dir / "champion")
@@ -518,13 +450,8 @@ class TrainingJobs:
         if failed is None:
             return
         log.error("job %s failed: %s", job_id, reason)
-        await self._publish(TrainingFailed(job_id=job_id, reason=reason[:4000], producer=PRODUCER))
+        await self._publish(TrainingFailed(job_id=job_id, reason=reason[:4000]))
         self._notify(failed)
-
-
-def _exists(uri: str) -> bool:
-    fs, path = fsspec.core.url_to_fs(uri)
-    return bool(fs.exists(path))
 
 
 def _download_folder(uri: str, target: Path) -> Path:

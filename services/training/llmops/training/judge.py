@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import re
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
+from llmops.contracts.vocabulary import parse_pairwise_verdict
 
 log = logging.getLogger(__name__)
 
@@ -18,34 +18,29 @@ PAIRWISE_PROMPT_V1 = (
     "Request:\n{prompt}\n\nAnswer A:\n{answer_a}\n\nAnswer B:\n{answer_b}\n\n"
     "Reply with the single letter A or B."
 )
-_VERDICT = re.compile(r"\b([AB])\b")
-
-
-def parse_verdict(text: str) -> str | None:
-    """The first standalone "A" or "B" in the judge's reply; None when there is none."""
-    match = _VERDICT.search(text.strip())
-    return match.group(1) if match else None
 
 
 class ServingJudge:
-    """judge(prompt, answer_a, answer_b) -> "A" | "B" | None over serving's gRPC API (greedy)."""
+    """judge(prompt, answer_a, answer_b) -> "A" | "B" | None over serving's gRPC API (greedy).
 
-    def __init__(self, address: str, api_key: str, model: str = "", timeout: float = 60.0) -> None:
-        self.address = address
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = serving_pb2_grpc.ServingServiceStub(self._channel)
-        self._metadata = (("x-api-key", api_key),)
+    ``channel`` comes from ``runtime.channel("serving")``: it adds the API key, the request id and a
+    default deadline, and the runtime closes it.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, model: str = "", timeout: float = 60.0) -> None:
+        self._health = health_pb2_grpc.HealthStub(channel)
+        self._stub = serving_pb2_grpc.ServingServiceStub(channel)
         self._model = model
         self._timeout = timeout
 
     async def available(self) -> bool:
         """Whether serving answers its health check with SERVING (checked before each evaluation)."""
         try:
-            reply = await health_pb2_grpc.HealthStub(self._channel).Check(
-                health_pb2.HealthCheckRequest(service="llmops.serving.v1.ServingService"), timeout=3
+            reply = await self._health.Check(
+                health_pb2.HealthCheckRequest(service="llmops.serving.v1.ServingService")
             )
         except grpc.RpcError as exc:
-            log.info("serving at %s is not reachable (%s): no judge", self.address, exc.code().name)
+            log.info("serving is not reachable (%s): no judge", exc.code().name)
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -58,10 +53,6 @@ class ServingJudge:
                 temperature=0.0,
                 metadata={"caller": "training-eval-judge", "judge_prompt": "pairwise@v1"},
             ),
-            metadata=self._metadata,
             timeout=self._timeout,
         )
-        return parse_verdict(reply.text)
-
-    async def close(self) -> None:
-        await self._channel.close()
+        return parse_pairwise_verdict(reply.text)

@@ -39,9 +39,9 @@ from typing import Any
 import ray
 
 from llmops.core.settings import RaySettings
-from llmops.training.aio import in_daemon_thread
-from llmops.training.engine.loop import LoopResult, Progress, StopKind, TrainConfig, run_training
+from llmops.training.daemon_threads import in_daemon_thread
 from llmops.training.spec import Resources
+from llmops.training.trainer.loop import LoopResult, Progress, StopKind, TrainConfig, run_training
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class _RayHooks:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """The Ray Train worker function: the engine's loop with DDP, results to the control actor."""
+    """The Ray Train worker function: the trainer's loop with DDP, results to the control actor."""
     import ray.train
 
     control = config["control"]

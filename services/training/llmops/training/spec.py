@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from llmops.core.errors import InvalidArgument
+
 Method = Literal["sft_lora", "dpo_lora"]
 METHODS: tuple[str, ...] = ("sft_lora", "dpo_lora")
 # Sentinel peft understands: every linear layer except the output head.
@@ -20,20 +22,8 @@ ALL_LINEAR = "all-linear"
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class TrainingError(Exception):
-    """Base class of the errors the training service raises on purpose."""
-
-
-class NotFound(TrainingError):
-    """A job, a dataset version or a base model does not exist."""
-
-
-class InvalidSpec(TrainingError, ValueError):
+class InvalidSpec(InvalidArgument):
     """A job spec is malformed or out of range; the message says which field and why."""
-
-
-class FailedPrecondition(TrainingError):
-    """The job is in a state that does not allow the operation (e.g. cancelling a finished job)."""
 
 
 class JobState(enum.StrEnum):
@@ -127,7 +117,7 @@ class JobSpec(BaseModel):
     @field_validator("dataset_version_id")
     @classmethod
     def _version_id(cls, value: str) -> str:
-        # It becomes part of a glob pattern: no path separators or wildcards.
+        # An id labeling gave out (a content hash): no path separators or wildcards.
         if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
             raise ValueError(f"dataset_version_id {value!r} is not a version id")
         return value

@@ -33,9 +33,9 @@ from typing import Any, Literal, Protocol
 import torch
 import torch.nn.functional as F
 
-from llmops.training.engine import data as D
-from llmops.training.engine.models import load_model, load_tokenizer
 from llmops.training.spec import ALL_LINEAR, Hyperparameters
+from llmops.training.trainer import data as D
+from llmops.training.trainer.models import load_model, load_tokenizer
 
 StopKind = Literal["cancel", "preempt"]
 CHECKPOINT_PREFIX = "step-"

@@ -1,4 +1,4 @@
-"""Blocking work (a Ray Train fit, an evaluation) awaited from the service's event loop."""
+"""Daemon threads for blocking work (a Ray Train fit, an evaluation) awaited from the event loop."""
 
 from __future__ import annotations
 

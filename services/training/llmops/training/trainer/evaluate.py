@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
-from llmops.training.engine import data as D
-from llmops.training.engine.loop import dpo_loss, sequence_logps
-from llmops.training.engine.metrics import exact_match, rouge_l
-from llmops.training.engine.models import load_model, load_tokenizer
+from llmops.training.trainer import data as D
+from llmops.training.trainer.loop import dpo_loss, sequence_logps
+from llmops.training.trainer.metrics import exact_match, rouge_l
+from llmops.training.trainer.models import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,0 @@
-"""The training engine: data, the LoRA loop (plain or in Ray Train workers), evaluation. No gRPC, no Kafka."""
