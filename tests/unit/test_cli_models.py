@@ -259,7 +259,7 @@ class _Stub:
 
 def _follow(stub: _Stub) -> int:
     try:
-        training_commands._follow(stub, "j1", (("x-api-key", "k"),))  # type: ignore[arg-type]
+        training_commands._follow(stub, "j1")  # type: ignore[arg-type]
     except training_commands.typer.Exit as exc:
         return exc.exit_code
     return 0

@@ -5,7 +5,7 @@ from llmops.feedback.domain.review import review
 
 
 def _review(**fields: object) -> FeedbackAccepted | FeedbackRejected:
-    return review(FeedbackSubmitted(**fields), max_text_chars=100, producer="test")  # type: ignore[arg-type]
+    return review(FeedbackSubmitted(**fields), max_text_chars=100)  # type: ignore[arg-type]
 
 
 def test_thumbs_are_normalised_to_scores() -> None:
@@ -37,8 +37,8 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_feedback_id_is_kept_or_derived_stably_from_the_event() -> None:
     event = FeedbackSubmitted(request_id="r", thumb="up")
-    first = review(event, max_text_chars=10, producer="t")
-    second = review(event, max_text_chars=10, producer="t")
+    first = review(event, max_text_chars=10)
+    second = review(event, max_text_chars=10)
     assert first.feedback_id == second.feedback_id
     assert _review(request_id="r", thumb="up", feedback_id="mine").feedback_id == "mine"
     accepted = _review(request_id="r", thumb="up")

@@ -1,4 +1,4 @@
-"""What every ``llmops`` command that calls a service shares: consoles, the API key, channels, errors."""
+"""What every ``llmops`` command that calls a service shares: consoles, keyed channels, errors."""
 
 from __future__ import annotations
 
@@ -7,34 +7,31 @@ from typing import NoReturn
 
 import grpc
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 
+from llmops.core.clients import connect_sync
 from llmops.core.settings import ClientSettings, PlatformSettings
 
 console = Console()
 err = Console(stderr=True)
 
 
-def api_key() -> str:
-    """LLMOPS_API_KEY, else the key `make up` wrote; exits 2 when there is neither."""
-    key = ClientSettings().api_key
-    if key is not None:
-        return key.get_secret_value()
+def settings() -> ClientSettings:
+    """Client settings with the API key (LLMOPS_API_KEY, else the key `make up` wrote); exits 2 without."""
+    found = ClientSettings()
+    if found.api_key is not None:
+        return found
     path = PlatformSettings().run_dir / "api-key"
     if path.exists():
-        return path.read_text().strip()
+        return found.model_copy(update={"api_key": SecretStr(path.read_text().strip())})
     err.print("[red]no API key:[/] set LLMOPS_API_KEY (or run `make up`, which makes a local one)")
     raise typer.Exit(2)
 
 
-def auth() -> tuple[tuple[str, str], ...]:
-    """Call metadata carrying the API key."""
-    return (("x-api-key", api_key()),)
-
-
 def channel(service: str) -> grpc.Channel:
-    """A channel to ``service`` at its LLMOPS_<SERVICE>_ADDRESS."""
-    return grpc.insecure_channel(ClientSettings().address(service))
+    """A channel to ``service`` at its LLMOPS_<SERVICE>_ADDRESS; every call carries the API key."""
+    return connect_sync(service, settings())
 
 
 def fail(exc: grpc.RpcError) -> NoReturn:

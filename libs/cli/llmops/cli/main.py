@@ -99,7 +99,6 @@ def sql(
         try:
             reply = monitoring_pb2_grpc.MonitoringServiceStub(channel).Query(
                 monitoring_pb2.QueryRequest(sql=query, parameters=parameters, max_rows=max_rows),
-                metadata=(("x-api-key", client.api_key()),),
                 timeout=60,
             )
         except grpc.RpcError as exc:
@@ -142,13 +141,12 @@ def generate(
     request = serving_pb2.GenerateRequest(model=model, prompt=prompt, max_tokens=max_tokens)
     if temperature is not None:
         request.temperature = temperature
-    metadata = (("x-api-key", client.api_key()),)
     with client.channel("serving") as channel:
         stub = serving_pb2_grpc.ServingServiceStub(channel)
         try:
             if stream:
                 last = None
-                for chunk in stub.GenerateStream(request, metadata=metadata, timeout=600):
+                for chunk in stub.GenerateStream(request, timeout=600):
                     sys.stdout.write(chunk.delta)
                     sys.stdout.flush()
                     last = chunk
@@ -156,7 +154,7 @@ def generate(
                 if last is not None:
                     _print_usage(last)
             else:
-                reply = stub.Generate(request, metadata=metadata, timeout=600)
+                reply = stub.Generate(request, timeout=600)
                 console.print(reply.text)
                 _print_usage(reply)
         except grpc.RpcError as exc:
@@ -192,9 +190,7 @@ def feedback(
         request.thumb = feedback_pb2.THUMB_UP if thumb == "up" else feedback_pb2.THUMB_DOWN
     with client.channel("feedback") as channel:
         try:
-            reply = feedback_pb2_grpc.FeedbackServiceStub(channel).Submit(
-                request, metadata=(("x-api-key", client.api_key()),), timeout=30
-            )
+            reply = feedback_pb2_grpc.FeedbackServiceStub(channel).Submit(request)
         except grpc.RpcError as exc:
             client.fail(exc)
     console.print(f"accepted: feedback_id={reply.feedback_id} score={reply.score}")
@@ -257,15 +253,12 @@ def ingest(
                 )
             progress.advance(task)
 
-    metadata = (("x-api-key", client.api_key()),)
     with client.channel("ingestion") as channel:
         stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
         try:
             with progress:
-                reply = stub.Ingest(requests(), metadata=metadata, timeout=3600)
-            info = stub.GetBatch(
-                ingestion_pb2.GetBatchRequest(batch_id=reply.batch_id), metadata=metadata, timeout=30
-            )
+                reply = stub.Ingest(requests(), timeout=3600)
+            info = stub.GetBatch(ingestion_pb2.GetBatchRequest(batch_id=reply.batch_id))
         except grpc.RpcError as exc:
             client.fail(exc)
     state = ingestion_pb2.BatchState.Name(info.state).removeprefix("BATCH_STATE_")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from llmops.cli import client
 from llmops.cli.client import console, err, number, when
+from llmops.contracts.vocabulary import DEFAULT_ALIAS
 
 if TYPE_CHECKING:
     from llmops.contracts.rpc.registry.v1 import registry_pb2, registry_pb2_grpc
@@ -22,7 +23,6 @@ registry_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DEFAULT_ALIAS = "champion"
 # Metric names as the registry accepts them (see llmops.registry.domain.gates).
 METRIC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
 # Two-character operators first, so ">=" is not read as ">" followed by "=0.8".
@@ -200,8 +200,6 @@ def models(limit: Annotated[int, typer.Option(min=1, help="Models to show at mos
             while len(found) < limit:
                 page = stub.ListModels(
                     pb.ListModelsRequest(page_size=min(limit - len(found), 100), page_token=token),
-                    metadata=client.auth(),
-                    timeout=30,
                 )
                 found.extend(page.models)
                 token = page.next_page_token
@@ -239,8 +237,6 @@ def create_model(
         try:
             model = _stub(channel).CreateModel(
                 pb.CreateModelRequest(name=name, base_model=base_model, description=description, gate=rules),
-                metadata=client.auth(),
-                timeout=30,
             )
         except grpc.RpcError as exc:
             client.fail(exc)
@@ -269,8 +265,6 @@ def set_gate(
         try:
             model = _stub(channel).SetGate(
                 pb.SetGateRequest(model=name, gate=rules, actor=client.actor()),
-                metadata=client.auth(),
-                timeout=30,
             )
         except grpc.RpcError as exc:
             client.fail(exc)
@@ -295,8 +289,6 @@ def versions(
                     pb.ListVersionsRequest(
                         model=name, page_size=min(limit - len(found), 100), page_token=token
                     ),
-                    metadata=client.auth(),
-                    timeout=30,
                 )
                 found.extend(page.versions)
                 token = page.next_page_token
@@ -323,8 +315,6 @@ def show(
         try:
             v = _stub(channel).GetVersion(
                 pb.GetVersionRequest(model=name, **version_selector(version)),  # type: ignore[arg-type]
-                metadata=client.auth(),
-                timeout=30,
             )
         except grpc.RpcError as exc:
             client.fail(exc)
@@ -370,7 +360,7 @@ def promote(
     request = pb.PromoteRequest(model=name, version=version, alias=alias, actor=client.actor(), reason=reason)
     with client.channel("registry") as channel:
         try:
-            change = _stub(channel).Promote(request, metadata=client.auth(), timeout=30)
+            change = _stub(channel).Promote(request)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 # The server's message names each failed metric with its value and threshold.
@@ -395,7 +385,7 @@ def set_alias(
     )
     with client.channel("registry") as channel:
         try:
-            change = _stub(channel).SetAlias(request, metadata=client.auth(), timeout=30)
+            change = _stub(channel).SetAlias(request)
         except grpc.RpcError as exc:
             client.fail(exc)
     console.print(f"set {change_text(change)}", highlight=False)
@@ -413,7 +403,7 @@ def rollback(
     request = pb.RollbackRequest(model=name, alias=alias, actor=client.actor(), reason=reason)
     with client.channel("registry") as channel:
         try:
-            change = _stub(channel).Rollback(request, metadata=client.auth(), timeout=30)
+            change = _stub(channel).Rollback(request)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 err.print(f"[red]not rolled back:[/] {exc.details()}", highlight=False)
@@ -444,8 +434,6 @@ def history(
                     pb.ListAliasHistoryRequest(
                         model=name, alias=alias, page_size=min(limit - len(changes), 100), page_token=token
                     ),
-                    metadata=client.auth(),
-                    timeout=30,
                 )
                 changes.extend(page.changes)
                 token = page.next_page_token
@@ -478,9 +466,7 @@ def lineage(
 
     with client.channel("registry") as channel:
         try:
-            graph = _stub(channel).GetLineage(
-                pb.GetLineageRequest(model=name, version=version), metadata=client.auth(), timeout=30
-            )
+            graph = _stub(channel).GetLineage(pb.GetLineageRequest(model=name, version=version), timeout=30)
         except grpc.RpcError as exc:
             client.fail(exc)
     nodes, edges = lineage_rows(graph)

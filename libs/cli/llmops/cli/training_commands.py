@@ -272,23 +272,20 @@ def train(
     except ValueError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
-    metadata = client.auth()
     with client.channel("training") as channel:
         stub = _training_stub(channel)
         try:
-            job = stub.SubmitJob(request, metadata=metadata, timeout=120)
+            job = stub.SubmitJob(request, timeout=120)
         except grpc.RpcError as exc:
             client.fail(exc)
         console.print(f"job {job.job_id}: {state_name(job.state)}", highlight=False)
         if detach:
             console.print(f"follow it with: llmops jobs follow {job.job_id}", highlight=False)
             return
-        _follow(stub, job.job_id, metadata)
+        _follow(stub, job.job_id)
 
 
-def _follow(
-    stub: training_pb2_grpc.TrainingServiceStub, job_id: str, metadata: tuple[tuple[str, str], ...]
-) -> None:
+def _follow(stub: training_pb2_grpc.TrainingServiceStub, job_id: str) -> None:
     """Show StreamProgress as a bar until the job ends, then its outcome; exit 1 unless it succeeded."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -302,7 +299,7 @@ def _follow(
         TimeElapsedColumn(),
         console=err,
     )
-    stream = stub.StreamProgress(pb.StreamProgressRequest(job_id=job_id), metadata=metadata)
+    stream = stub.StreamProgress(pb.StreamProgressRequest(job_id=job_id))
     try:
         with progress:
             task = progress.add_task("queued", total=None, stats="")
@@ -327,7 +324,7 @@ def _follow(
         err.print(f"lost the progress stream of job {job_id}; follow it again: llmops jobs follow {job_id}")
         client.fail(exc)
     try:
-        job = stub.GetJob(pb.GetJobRequest(job_id=job_id), metadata=metadata, timeout=30)
+        job = stub.GetJob(pb.GetJobRequest(job_id=job_id))
     except grpc.RpcError as exc:
         client.fail(exc)
     _print_outcome(job)
@@ -386,8 +383,6 @@ def jobs_list(
                         page_size=min(limit - len(jobs), 100),
                         page_token=token,
                     ),
-                    metadata=client.auth(),
-                    timeout=30,
                 )
                 jobs.extend(page.jobs)
                 token = page.next_page_token
@@ -410,9 +405,7 @@ def jobs_show(job_id: Annotated[str, typer.Argument(help="The job's id.")]) -> N
 
     with client.channel("training") as channel:
         try:
-            job = _training_stub(channel).GetJob(
-                pb.GetJobRequest(job_id=job_id), metadata=client.auth(), timeout=30
-            )
+            job = _training_stub(channel).GetJob(pb.GetJobRequest(job_id=job_id), timeout=30)
         except grpc.RpcError as exc:
             client.fail(exc)
     table = Table("field", "value", show_header=False)
@@ -435,7 +428,7 @@ def jobs_cancel(
     with client.channel("training") as channel:
         try:
             job = _training_stub(channel).CancelJob(
-                pb.CancelJobRequest(job_id=job_id, reason=reason), metadata=client.auth(), timeout=60
+                pb.CancelJobRequest(job_id=job_id, reason=reason), timeout=60
             )
         except grpc.RpcError as exc:
             client.fail(exc)
@@ -446,7 +439,7 @@ def jobs_cancel(
 def jobs_follow(job_id: Annotated[str, typer.Argument(help="The job's id.")]) -> None:
     """Follow a job's progress until it finishes (Ctrl-C stops following, not the job)."""
     with client.channel("training") as channel:
-        _follow(_training_stub(channel), job_id, client.auth())
+        _follow(_training_stub(channel), job_id)
 
 
 # --- dataset versions -----------------------------------------------------------------------------
@@ -518,9 +511,7 @@ def datasets_create(
     )
     with client.channel("labeling") as channel:
         try:
-            version = _labeling_stub(channel).CreateDatasetVersion(
-                request, metadata=client.auth(), timeout=300
-            )
+            version = _labeling_stub(channel).CreateDatasetVersion(request, timeout=300)
         except grpc.RpcError as exc:
             client.fail(exc)
     console.print(
@@ -550,8 +541,6 @@ def datasets_list(
                     pb.ListDatasetVersionsRequest(
                         dataset=name, page_size=min(limit - len(versions), 100), page_token=token
                     ),
-                    metadata=client.auth(),
-                    timeout=30,
                 )
                 versions.extend(page.versions)
                 token = page.next_page_token
@@ -581,7 +570,7 @@ def datasets_show(version_id: Annotated[str, typer.Argument(help="The dataset ve
     with client.channel("labeling") as channel:
         try:
             version = _labeling_stub(channel).GetDatasetVersion(
-                pb.GetDatasetVersionRequest(version_id=version_id), metadata=client.auth(), timeout=30
+                pb.GetDatasetVersionRequest(version_id=version_id), timeout=30
             )
         except grpc.RpcError as exc:
             client.fail(exc)

@@ -13,12 +13,12 @@ from llmops.feedback.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The group this service has always consumed with (not llmops-feedback.<purpose>): a new name would
+# start from the earliest offset and review every submission again.
 CONSUMER_GROUP = "llmops-feedback"
 
 
 class FeedbackService:
-    name = "feedback"
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
@@ -30,7 +30,7 @@ class FeedbackService:
         )
 
         async def on_submitted(event: FeedbackSubmitted) -> None:
-            outcome = review(event, max_text_chars=self.settings.max_text_chars, producer=self.name)
+            outcome = review(event, max_text_chars=self.settings.max_text_chars)
             await runtime.bus.publish(outcome)
             if not isinstance(outcome, FeedbackAccepted):
                 log.info("rejected feedback for %s: %s", event.request_id, "; ".join(outcome.reasons))
@@ -39,6 +39,3 @@ class FeedbackService:
 
     async def start(self, runtime: Runtime) -> None:
         """Nothing to open: the service keeps no state beyond the processed-events table."""
-
-    async def stop(self) -> None:
-        """Nothing to close."""

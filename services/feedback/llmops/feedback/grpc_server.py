@@ -6,7 +6,7 @@ import grpc
 
 from llmops.contracts.events import FeedbackAccepted, FeedbackSubmitted
 from llmops.contracts.rpc.feedback.v1 import feedback_pb2, feedback_pb2_grpc
-from llmops.core.logging import request_id_var
+from llmops.core.errors import InvalidArgument
 from llmops.core.messaging import EventBus
 from llmops.feedback.domain.review import review
 
@@ -30,11 +30,10 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             correction=request.correction,
             user_id=request.user_id,
             metadata=dict(request.metadata),
-            trace_id=request_id_var.get(),
-            producer="feedback",
         )
-        outcome = review(submitted, max_text_chars=self._max_text_chars, producer="feedback")
+        outcome = review(submitted, max_text_chars=self._max_text_chars)
+        # A rejection is published as well (the event trail matches the Kafka path); the caller learns why.
         await self._bus.publish(outcome)
         if not isinstance(outcome, FeedbackAccepted):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(outcome.reasons))
+            raise InvalidArgument("; ".join(outcome.reasons))
         return feedback_pb2.SubmitFeedbackResponse(feedback_id=outcome.feedback_id, score=outcome.score)

@@ -10,7 +10,7 @@ from llmops.contracts.events import DocumentRaw
 from llmops.contracts.rpc.ingestion.v1 import ingestion_pb2_grpc
 from llmops.core.artifacts import ArtifactStore
 from llmops.core.documents import SourceDocument
-from llmops.core.service import Runtime
+from llmops.core.service import Deferred, Runtime
 from llmops.ingestion.batches import Ingestor
 from llmops.ingestion.domain.pipeline import PipelineConfig
 from llmops.ingestion.domain.quality import QualityConfig
@@ -19,8 +19,6 @@ from llmops.ingestion.settings import Settings
 from llmops.ingestion.store.batches import BatchStore
 
 log = logging.getLogger(__name__)
-
-RAW_GROUP = "llmops-ingestion.raw"
 
 
 def pipeline_config(s: Settings) -> PipelineConfig:
@@ -41,41 +39,37 @@ def pipeline_config(s: Settings) -> PipelineConfig:
 
 
 class IngestionService:
-    name = "ingestion"
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.ingestor: Ingestor | None = None
+        self.ingestor: Deferred[Ingestor] = Deferred("the ingestor")
 
     def register(self, runtime: Runtime) -> None:
         runtime.grpc.add(
             ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-            IngestionServicer(self._ingestor, self.settings.roots()),
+            IngestionServicer(self.ingestor, self.settings.roots()),
             "llmops.ingestion.v1.IngestionService",
         )
         runtime.bus.consume_batches(
             DocumentRaw,
-            RAW_GROUP,
+            self.settings.consumer_group("raw"),
             self._on_raw,
             max_records=self.settings.raw_batch_max_records,
             timeout_ms=self.settings.raw_batch_timeout_ms,
         )
 
-    def _ingestor(self) -> Ingestor:
-        if self.ingestor is None:
-            raise RuntimeError("ingestion is not started")
-        return self.ingestor
-
     async def start(self, runtime: Runtime) -> None:
         s = self.settings
         for root in s.roots():
             root.mkdir(parents=True, exist_ok=True)
-        self.ingestor = Ingestor(
-            pipeline_config(s),
-            BatchStore(s.database_url or s.platform.sqlite_url("ingestion")),
-            ArtifactStore(s.platform.resolved_artifacts_url()),
-            runtime.bus,
-            s.platform.data_dir / "ingestion" / "near_dup_index",
+        store = runtime.own(BatchStore(s.resolved_database_url()))
+        self.ingestor.set(
+            Ingestor(
+                pipeline_config(s),
+                store,
+                ArtifactStore(s.platform.resolved_artifacts_url()),
+                runtime.bus,
+                s.platform.data_dir / "ingestion" / "near_dup_index",
+            )
         )
 
     async def _on_raw(self, events: list[DocumentRaw]) -> None:
@@ -98,8 +92,5 @@ class IngestionService:
                         metadata=e.metadata,
                     )
 
-            record = await self._ingestor().run(dataset, items(), source_description="kafka:documents.raw")
+            record = await self.ingestor().run(dataset, items(), source_description="kafka:documents.raw")
             log.info("documents.raw batch %s: %s", record.batch_id, record.counts)
-
-    async def stop(self) -> None:
-        """The stores hold no open handles beyond SQLAlchemy's pool."""

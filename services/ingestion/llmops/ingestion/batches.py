@@ -16,7 +16,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +25,7 @@ from llmops.contracts.events import DocumentCleaned, IngestionBatchCompleted
 from llmops.core.artifacts import ArtifactStore
 from llmops.core.documents import ReadError, SourceDocument
 from llmops.core.messaging import EventBus
+from llmops.core.sql import utc_now
 from llmops.ingestion.domain.dedup import NearDuplicateIndex
 from llmops.ingestion.domain.pipeline import (
     BatchCounts,
@@ -135,7 +135,7 @@ class Ingestor:
                 self.index = await asyncio.to_thread(self._load_index)
             record.counts = _counts(pipeline.counts)
             record.errors = [asdict(e) for e in pipeline.counts.item_errors]
-            record.completed_at = datetime.now(UTC)
+            record.completed_at = utc_now()
             await asyncio.to_thread(self.store.finish, record)
             if record.state == SUCCEEDED:
                 await self.bus.publish(
@@ -145,7 +145,6 @@ class Ingestor:
                         snapshot_id=record.snapshot_id,
                         snapshot_uri=record.snapshot_uri,
                         counts={k: v for k, v in record.counts.items() if isinstance(v, int)},
-                        producer="ingestion",
                     )
                 )
             return record
@@ -208,7 +207,6 @@ class Ingestor:
                 source=d.source,
                 pii_redacted=dict(d.pii_counts),
                 metadata=dict(d.metadata),
-                producer="ingestion",
             )
             for d in docs
         ]

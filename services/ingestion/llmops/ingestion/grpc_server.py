@@ -11,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from llmops.contracts.rpc.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from llmops.core.documents import ReadError, SourceDocument, UnreadableSource, read_documents
+from llmops.core.errors import InvalidArgument, NotFound, PermissionDenied
 from llmops.ingestion.batches import Ingestor
 from llmops.ingestion.store.batches import BatchRecord
 
@@ -120,12 +121,12 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         try:
             first = await stream.__anext__()
         except StopAsyncIteration:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty stream: send an IngestHeader first")
+            raise InvalidArgument("empty stream: send an IngestHeader first") from None
         if first.WhichOneof("payload") != "header":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be an IngestHeader")
+            raise InvalidArgument("the first message must be an IngestHeader")
         header = first.header
         if problem := dataset_problem(header.dataset):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            raise InvalidArgument(problem)
 
         async def items() -> AsyncIterator[SourceDocument | ReadError]:
             position = 0
@@ -163,17 +164,14 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self, request: ingestion_pb2.IngestFileRequest, context: grpc.aio.ServicerContext
     ) -> ingestion_pb2.IngestResponse:
         if problem := dataset_problem(request.dataset):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            raise InvalidArgument(problem)
         path = _local_path(request.uri)
         if not request.uri:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "uri is empty: give a path the service can read"
-            )
+            raise InvalidArgument("uri is empty: give a path the service can read")
         if not any(path.is_relative_to(root) for root in self._roots):
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
+            raise PermissionDenied(
                 f"{path} is outside the folders this service may read ({', '.join(map(str, self._roots))}); "
-                "set LLMOPS_INGESTION_ALLOWED_ROOTS or stream the documents with Ingest",
+                "set LLMOPS_INGESTION_ALLOWED_ROOTS or stream the documents with Ingest"
             )
         try:
             reader = read_documents(
@@ -184,7 +182,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             )
             first = await asyncio.to_thread(lambda: next(reader, None))
         except UnreadableSource as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            # llmops.core.documents raises a plain ValueError; to the caller it is a bad file.
+            raise InvalidArgument(str(exc)) from exc
 
         async def items() -> AsyncIterator[SourceDocument | ReadError]:
             if first is not None:
@@ -205,5 +204,5 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     ) -> ingestion_pb2.BatchInfo:
         record = await asyncio.to_thread(self._ingestor().get, request.batch_id)
         if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no batch {request.batch_id!r}")
+            raise NotFound(f"no batch {request.batch_id!r}")
         return batch_info(record)

@@ -9,16 +9,11 @@ from llmops.monitoring.grpc_server import MonitoringServicer
 from llmops.monitoring.settings import Settings
 from llmops.monitoring.store.analytics import AnalyticsStore
 
-# One consumer group per topic: each subscriber is its own Kafka consumer.
-INFERENCE_GROUP = "llmops-monitoring.inference"
-FEEDBACK_GROUP = "llmops-monitoring.feedback"
-
 
 class MonitoringService:
-    name = "monitoring"
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Nothing connects until open() in start(); the consumers and servicer need the object now.
         self.store = AnalyticsStore(settings.clickhouse.resolved_dsn(settings.platform))
 
     def register(self, runtime: Runtime) -> None:
@@ -27,13 +22,18 @@ class MonitoringService:
             MonitoringServicer(self.settings, self.store),
             "llmops.monitoring.v1.MonitoringService",
         )
-        # Both tables are ReplacingMergeTree keyed on the entity, so a redelivered batch does no harm.
-        batch = {"max_records": self.settings.batch_max_records, "timeout_ms": self.settings.batch_timeout_ms}
-        runtime.bus.consume_batches(InferenceLogged, INFERENCE_GROUP, self.store.insert_inference, **batch)
-        runtime.bus.consume_batches(FeedbackAccepted, FEEDBACK_GROUP, self.store.insert_feedback, **batch)
+        # One consumer group per topic: each subscriber is its own Kafka consumer. Both tables are
+        # ReplacingMergeTree keyed on the entity, so a redelivered batch does no harm.
+        s = self.settings
+        batch = {"max_records": s.batch_max_records, "timeout_ms": s.batch_timeout_ms}
+        runtime.bus.consume_batches(
+            InferenceLogged, s.consumer_group("inference"), self.store.insert_inference, **batch
+        )
+        runtime.bus.consume_batches(
+            FeedbackAccepted, s.consumer_group("feedback"), self.store.insert_feedback, **batch
+        )
 
     async def start(self, runtime: Runtime) -> None:
+        # Owned before it opens, so a failed open still shuts the store's worker thread down.
+        runtime.own(self.store)
         await self.store.open()
-
-    async def stop(self) -> None:
-        await self.store.close()

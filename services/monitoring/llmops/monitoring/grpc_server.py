@@ -7,7 +7,8 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from google.protobuf import struct_pb2
 
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
-from llmops.core.clickhouse import ReadOnlyQueryError
+from llmops.core.clickhouse import ReadOnlyQueryError, SqlSyntaxError
+from llmops.core.errors import InvalidArgument, Unimplemented
 from llmops.monitoring.settings import Settings
 from llmops.monitoring.store.analytics import AnalyticsStore
 
@@ -44,21 +45,19 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         self, request: monitoring_pb2.QueryRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.QueryResponse:
         if not request.sql.strip():
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "sql is empty")
+            raise InvalidArgument("sql is empty")
         max_rows = request.max_rows or self._settings.default_max_rows
         if max_rows > self._settings.max_rows_limit:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"max_rows must be at most {self._settings.max_rows_limit}, got {max_rows}",
-            )
+            raise InvalidArgument(f"max_rows must be at most {self._settings.max_rows_limit}, got {max_rows}")
         try:
             result = await self._store.query(request.sql, dict(request.parameters), max_rows)
-        except ReadOnlyQueryError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except (ReadOnlyQueryError, SqlSyntaxError) as exc:
+            # llmops.core.clickhouse raises plain ValueErrors here; to the caller they are a bad query.
+            raise InvalidArgument(str(exc)) from exc
         except DatabaseError as exc:
             # Bad SQL, unknown tables or columns: the engine's own first line says what is wrong.
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"query failed: {message}")
+            raise InvalidArgument(f"query failed: {message}") from exc
         return monitoring_pb2.QueryResponse(
             columns=[monitoring_pb2.Column(name=n, type=t) for n, t in result.columns],
             rows=[monitoring_pb2.Row(values=[to_value(v) for v in row]) for row in result.rows],
@@ -69,7 +68,6 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     async def DriftReport(
         self, request: monitoring_pb2.DriftReportRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.DriftReportResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "MonitoringService.DriftReport is not implemented yet (planned with drift analysis)",
+        raise Unimplemented(
+            "MonitoringService.DriftReport is not implemented yet (planned with drift analysis)"
         )

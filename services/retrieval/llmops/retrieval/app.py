@@ -10,8 +10,6 @@ from llmops.retrieval.settings import Settings
 
 
 class RetrievalService:
-    name = "retrieval"
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
@@ -27,7 +25,4 @@ class RetrievalService:
         )
 
     async def start(self, runtime: Runtime) -> None:
-        """Nothing to open until the service's behaviour lands."""
-
-    async def stop(self) -> None:
-        """Nothing to close."""
+        """Nothing to open until the service's behaviour lands (each store then goes to runtime.own)."""

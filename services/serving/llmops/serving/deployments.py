@@ -12,6 +12,7 @@ import grpc
 
 from llmops.contracts.events import ModelAliasChanged
 from llmops.contracts.rpc.registry.v1 import registry_pb2, registry_pb2_grpc
+from llmops.core.errors import Unavailable
 from llmops.serving.engine import TextEngine
 from llmops.serving.routing import AliasTable, Deployment, Route, UnknownModel, parse
 
@@ -40,25 +41,20 @@ def fetch_adapter(uri: str, cache: Path) -> Path:
     return cache
 
 
-class RegistryUnavailable(RuntimeError):
+class RegistryUnavailable(Unavailable):
     """The registry could not be asked (down, unreachable, refusing the key)."""
 
 
 class RegistryLookup:
     """Finds a version by number in the registry, for requests naming a version no alias named."""
 
-    def __init__(self, address: str, api_key: str) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = registry_pb2_grpc.RegistryServiceStub(self._channel)
-        self._metadata = (("x-api-key", api_key),)
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        # The channel (llmops.core.clients) adds the API key, request id and deadline to each call.
+        self._stub = registry_pb2_grpc.RegistryServiceStub(channel)
 
     async def get(self, model: str, version: int) -> Deployment | None:
         try:
-            v = await self._stub.GetVersion(
-                registry_pb2.GetVersionRequest(model=model, version=version),
-                metadata=self._metadata,
-                timeout=10,
-            )
+            v = await self._stub.GetVersion(registry_pb2.GetVersionRequest(model=model, version=version))
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
@@ -67,9 +63,6 @@ class RegistryLookup:
                 f"{exc.code().name} {exc.details()}"
             ) from exc
         return Deployment(model, v.version, v.artifact_uri, v.base_model)
-
-    async def close(self) -> None:
-        await self._channel.close()
 
 
 class ModelRouter:

@@ -20,6 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
+from llmops.core.errors import Aborted, FailedPrecondition, Unavailable
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
     from vllm.lora.request import LoRARequest
@@ -63,12 +65,12 @@ class GenerationChunk:
         return None if self.first_token_at is None else self.first_token_at - self.started_at
 
 
-class GenerationError(RuntimeError):
-    """The engine ended a request for a reason other than a stop or the length limit."""
+class GenerationError(Aborted):
+    """The engine ended a request for a reason other than a stop or the length limit (retry may help)."""
 
 
-class EngineNotStarted(RuntimeError):
-    """The engine was used outside its ``async with`` block."""
+class EngineNotStarted(Unavailable):
+    """The engine was used outside its ``async with`` block (not started yet, or stopped)."""
 
 
 class TextEngine:
@@ -328,7 +330,9 @@ class TextEngine:
         if name in self._adapters:
             return self._adapters[name]
         if not self._enable_lora:
-            raise RuntimeError("this engine was started without LoRA support (LLMOPS_SERVING_ENABLE_LORA)")
+            raise FailedPrecondition(
+                "this engine was started without LoRA support (LLMOPS_SERVING_ENABLE_LORA)"
+            )
         self._next_lora_id += 1
         request = LoRARequest(lora_name=name, lora_int_id=self._next_lora_id, lora_path=str(path))
         await engine.add_lora(request)

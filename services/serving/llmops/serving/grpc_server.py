@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,11 +12,10 @@ import grpc
 
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
 from llmops.core.logging import request_id_var
-from llmops.serving.deployments import ModelRouter, RegistryUnavailable
+from llmops.serving.deployments import ModelRouter
 from llmops.serving.domain.requests import InvalidRequest, check_fits_context, validate_generation
 from llmops.serving.engine import GenerationChunk, GenerationParams, TextEngine
 from llmops.serving.inference_log import InferenceLogWriter
-from llmops.serving.routing import UnknownModel
 from llmops.serving.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,57 +35,54 @@ class _Prepared:
 
 
 class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
+    """Generation over gRPC; failures are domain errors, given their status codes by the interceptor."""
+
     def __init__(
-        self, settings: Settings, engine: TextEngine, log: InferenceLogWriter, router: ModelRouter
+        self,
+        settings: Settings,
+        engine: TextEngine,
+        log: InferenceLogWriter,
+        router: Callable[[], ModelRouter],
     ) -> None:
+        # ``router`` is opened in the service's start(); the readiness gate keeps calls out until then.
         self._settings = settings
         self._engine = engine
         self._log = log
         self._router = router
 
-    async def _prepare(
-        self, request: serving_pb2.GenerateRequest, context: grpc.aio.ServicerContext
-    ) -> _Prepared:
+    async def _prepare(self, request: serving_pb2.GenerateRequest) -> _Prepared:
         started = time.perf_counter()
-        try:
-            route, lora = await self._router.resolve(request.model)
-        except UnknownModel as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        except RegistryUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        route, lora = await self._router().resolve(request.model)
         deployment = route.deployment
         model_version = deployment.adapter_name if deployment else self._settings.served_model_name
-        try:
-            if request.raw_prompt and request.messages:
-                raise InvalidRequest("raw_prompt applies to `prompt` only; send messages without raw_prompt")
-            conversation, params = validate_generation(
-                request.prompt,
-                [(m.role, m.content) for m in request.messages],
-                request.max_tokens,
-                request.temperature if request.HasField("temperature") else None,
-                request.top_p if request.HasField("top_p") else None,
-                list(request.stop),
-                default_max_tokens=self._settings.default_max_tokens,
-                max_tokens_limit=self._settings.max_tokens_limit,
+        if request.raw_prompt and request.messages:
+            raise InvalidRequest("raw_prompt applies to `prompt` only; send messages without raw_prompt")
+        conversation, params = validate_generation(
+            request.prompt,
+            [(m.role, m.content) for m in request.messages],
+            request.max_tokens,
+            request.temperature if request.HasField("temperature") else None,
+            request.top_p if request.HasField("top_p") else None,
+            list(request.stop),
+            default_max_tokens=self._settings.default_max_tokens,
+            max_tokens_limit=self._settings.max_tokens_limit,
+        )
+        if request.HasField("seed"):
+            params = GenerationParams(
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                stop=params.stop,
+                seed=request.seed,
             )
-            if request.HasField("seed"):
-                params = GenerationParams(
-                    max_tokens=params.max_tokens,
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    stop=params.stop,
-                    seed=request.seed,
-                )
-            if request.raw_prompt:
-                prompt_text = request.prompt
-            elif isinstance(conversation, str):
-                prompt_text = self._engine.format_chat([{"role": "user", "content": conversation}])
-            else:
-                prompt_text = self._engine.format_chat(conversation)
-            prompt_tokens = self._engine.count_tokens(prompt_text)
-            check_fits_context(prompt_tokens, params.max_tokens, self._engine.max_model_len)
-        except InvalidRequest as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if request.raw_prompt:
+            prompt_text = request.prompt
+        elif isinstance(conversation, str):
+            prompt_text = self._engine.format_chat([{"role": "user", "content": conversation}])
+        else:
+            prompt_text = self._engine.format_chat(conversation)
+        prompt_tokens = self._engine.count_tokens(prompt_text)
+        check_fits_context(prompt_tokens, params.max_tokens, self._engine.max_model_len)
         request_id = request.request_id or request_id_var.get()
         if request_id in ("", "-"):
             request_id = str(uuid.uuid4())
@@ -139,7 +135,7 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
     async def Generate(
         self, request: serving_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> serving_pb2.GenerateResponse:
-        prepared = await self._prepare(request, context)
+        prepared = await self._prepare(request)
         parts: list[str] = []
         last: GenerationChunk | None = None
         first_token_ms: float | None = None
@@ -147,7 +143,8 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
             parts.append(chunk.delta)
             last, first_token_ms = chunk, ttft
         if last is None or not last.finished:
-            await context.abort(grpc.StatusCode.INTERNAL, "the engine ended the request without finishing it")
+            # A bug in the engine wrapper, not the caller's doing: INTERNAL with the request id.
+            raise RuntimeError("the engine ended the request without finishing it")
         text = "".join(parts)
         usage, timing = self._finish(prepared, request, text, last, first_token_ms, streamed=False)
         return serving_pb2.GenerateResponse(
@@ -163,7 +160,7 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
     async def GenerateStream(
         self, request: serving_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[serving_pb2.GenerateStreamResponse]:
-        prepared = await self._prepare(request, context)
+        prepared = await self._prepare(request)
         parts: list[str] = []
         async for chunk, first_token_ms in self._chunks(prepared):
             parts.append(chunk.delta)
@@ -198,7 +195,7 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
             )
         ]
         by_version: dict[str, serving_pb2.ModelInfo] = {}
-        for model, alias, d in self._router.table.all_aliases():
+        for model, alias, d in self._router().table.all_aliases():
             info = by_version.get(d.adapter_name)
             if info is None:
                 info = by_version[d.adapter_name] = serving_pb2.ModelInfo(

@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 from llmops.contracts.events import InferenceLogged
-from llmops.core.logging import request_id_var
 from llmops.core.messaging import EventBus
 from llmops.serving.engine import GenerationParams
 
@@ -25,10 +24,9 @@ class InferenceLogWriter:
             temperature=params.temperature,
             top_p=params.top_p,
             max_tokens=params.max_tokens,
-            trace_id=request_id_var.get(),
-            producer="serving",
             **fields,  # type: ignore[arg-type]
         )
+        # The task copies this call's context, so the bus stamps the caller's request id as trace_id.
         task = asyncio.get_running_loop().create_task(self._publish(event))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

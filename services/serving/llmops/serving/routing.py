@@ -18,10 +18,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_ALIAS = "champion"
+from llmops.contracts.vocabulary import DEFAULT_ALIAS
+from llmops.core.errors import NotFound
 
 
-class UnknownModel(LookupError):
+class UnknownModel(NotFound):
     """The request names a model, alias or version this server cannot serve."""
 
 

@@ -12,10 +12,9 @@ _FEEDBACK_NAMESPACE = uuid.UUID("6f1b7c8e-2d4a-4e0b-9a51-0c3f5d1e7a92")
 MAX_ID_CHARS = 128
 
 
-def review(
-    submitted: FeedbackSubmitted, *, max_text_chars: int, producer: str
-) -> FeedbackAccepted | FeedbackRejected:
+def review(submitted: FeedbackSubmitted, *, max_text_chars: int) -> FeedbackAccepted | FeedbackRejected:
     """Accept ``submitted`` (normalised: score in [0, 1]) or reject it with every reason found."""
+    # The outcome keeps the submission's trace; the bus stamps producer (and trace_id where unset).
     reasons: list[str] = []
     request_id = submitted.request_id.strip()
     if not request_id:
@@ -50,7 +49,6 @@ def review(
             reasons=reasons,
             submitted_event_id=submitted.event_id,
             trace_id=submitted.trace_id,
-            producer=producer,
         )
     return FeedbackAccepted(
         feedback_id=feedback_id,
@@ -64,5 +62,4 @@ def review(
         submitted_event_id=submitted.event_id,
         occurred_at=submitted.occurred_at,
         trace_id=submitted.trace_id,
-        producer=producer,
     )

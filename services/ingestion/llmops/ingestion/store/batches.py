@@ -1,30 +1,20 @@
 """Batch records and the exact-dedup memory, in SQL (SQLite by default, PostgreSQL by URL).
 
-Tables are created with ``metadata.create_all``: the schema is small and additive so far; a migration
-tool comes in when a change needs one.
+The schema is managed by Alembic (``migrations/``), applied when the store opens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    MetaData,
-    String,
-    Table,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import JSON, Column, MetaData, String, Table, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from llmops.core.sql import make_engine
+from llmops.core.sql import SqlStore, UTCDateTime, utc_now
 
 metadata = MetaData()
 
@@ -40,8 +30,8 @@ batches = Table(
     Column("errors", JSON, nullable=False, default=list),
     Column("snapshot_id", String(80), nullable=False, default=""),
     Column("snapshot_uri", String(1000), nullable=False, default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime, nullable=True),
 )
 
 seen_hashes = Table(
@@ -67,17 +57,19 @@ class BatchRecord:
     errors: list[dict] = field(default_factory=list)
     snapshot_id: str = ""
     snapshot_uri: str = ""
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created_at: datetime = field(default_factory=utc_now)
     completed_at: datetime | None = None
 
 
-class BatchStore:
-    def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
-        metadata.create_all(self.engine)
+class BatchStore(SqlStore):
+    """Ingestion batches and the content hashes of every document kept so far."""
+
+    metadata = metadata
+    migrations = Path(__file__).parent / "migrations"
+    service = "ingestion"
 
     def create(self, record: BatchRecord) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(
                 insert(batches).values(
                     batch_id=record.batch_id,
@@ -92,7 +84,7 @@ class BatchStore:
             )
 
     def finish(self, record: BatchRecord) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(
                 update(batches)
                 .where(batches.c.batch_id == record.batch_id)
@@ -107,18 +99,12 @@ class BatchStore:
             )
 
     def get(self, batch_id: str) -> BatchRecord | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(batches).where(batches.c.batch_id == batch_id)).mappings().first()
-        if row is None:
-            return None
-        values = dict(row)
-        for key in ("created_at", "completed_at"):
-            if values[key] is not None and values[key].tzinfo is None:
-                values[key] = values[key].replace(tzinfo=UTC)  # SQLite drops the zone
-        return BatchRecord(**values)
+        return None if row is None else BatchRecord(**row)
 
     def load_hashes(self) -> set[str]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {row[0] for row in conn.execute(select(seen_hashes.c.content_hash))}
 
     def add_hashes(self, rows: Iterable[tuple[str, str, str]]) -> None:
@@ -126,7 +112,7 @@ class BatchStore:
         values = [{"content_hash": h, "document_id": d, "batch_id": b} for h, d, b in rows]
         if not values:
             return
-        dialect = self.engine.dialect.name
+        dialect = self._engine.dialect.name
         stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(seen_hashes).on_conflict_do_nothing()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(stmt, values)

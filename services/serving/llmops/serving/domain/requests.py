@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from llmops.core.errors import InvalidArgument
 from llmops.serving.engine import GenerationParams
 
 ROLES = ("system", "user", "assistant")
@@ -16,7 +17,7 @@ DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(InvalidArgument):
     """A request field breaks a rule; the message names the field, ``field`` holds its name."""
 
     def __init__(self, message: str, *, field: str = "") -> None:
