@@ -34,6 +34,8 @@ import clickhouse_connect
 from clickhouse_connect.driver import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from llmops.core.errors import InvalidArgument
+
 DSN_SETTING = "LLMOPS_CLICKHOUSE_DSN"
 MIGRATIONS_TABLE = "schema_migrations"
 READ_ONLY_KEYWORDS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
@@ -67,11 +69,11 @@ class MigrationError(RuntimeError):
     """The migrations folder or the ``schema_migrations`` table is not in a state we can apply."""
 
 
-class SqlSyntaxError(ValueError):
+class SqlSyntaxError(InvalidArgument):
     """SQL text that cannot be split into statements (an unterminated string or comment)."""
 
 
-class ReadOnlyQueryError(ValueError):
+class ReadOnlyQueryError(InvalidArgument):
     """A query that is not a single read-only statement, or that the engine refused as a write."""
 
 

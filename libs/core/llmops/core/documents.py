@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from llmops.core.errors import InvalidArgument
+
 Format = Literal["auto", "jsonl", "csv", "parquet", "text_folder"]
 FORMATS: tuple[str, ...] = ("auto", "jsonl", "csv", "parquet", "text_folder")
 
@@ -35,7 +37,7 @@ _SUFFIX_FORMAT = {
 }
 
 
-class UnreadableSource(ValueError):
+class UnreadableSource(InvalidArgument):
     """The source as a whole cannot be read (missing, unknown format, no header...)."""
 
 

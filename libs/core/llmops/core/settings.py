@@ -233,9 +233,9 @@ class ServiceSettings(BaseSettings):
             self.metrics_port = DEFAULT_METRICS_PORTS[name]
         return self
 
-    def consumer_group(self, purpose: str) -> str:
+    def consumer_group(self, purpose: str = "") -> str:
         """The Kafka consumer group of this service for one of its subscriptions."""
-        return f"llmops-{self.service_name}.{purpose}"
+        return f"llmops-{self.service_name}.{purpose}" if purpose else f"llmops-{self.service_name}"
 
 
 class DatabaseSettings(BaseSettings):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from llmops.contracts.events import FeedbackAccepted, FeedbackSubmitted
+from llmops.contracts.events import FeedbackAccepted, FeedbackRejected, FeedbackSubmitted
 from llmops.contracts.rpc.feedback.v1 import feedback_pb2_grpc
 from llmops.core.service import Runtime
 from llmops.feedback.domain.review import review
@@ -12,10 +12,6 @@ from llmops.feedback.grpc_server import FeedbackServicer
 from llmops.feedback.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# The group this service has always consumed with (not llmops-feedback.<purpose>): a new name would
-# start from the earliest offset and review every submission again.
-CONSUMER_GROUP = "llmops-feedback"
 
 
 class FeedbackService:
@@ -35,7 +31,10 @@ class FeedbackService:
             if not isinstance(outcome, FeedbackAccepted):
                 log.info("rejected feedback for %s: %s", event.request_id, "; ".join(outcome.reasons))
 
-        runtime.bus.consume(FeedbackSubmitted, CONSUMER_GROUP, on_submitted)
+        # The group without a purpose is the one this service has always used: a new name would start
+        # from the earliest offset and review every submission again.
+        runtime.bus.consume(FeedbackSubmitted, self.settings.consumer_group(), on_submitted)
+        runtime.bus.publishes(FeedbackAccepted, FeedbackRejected)
 
     async def start(self, runtime: Runtime) -> None:
         """Nothing to open: the service keeps no state beyond the processed-events table."""

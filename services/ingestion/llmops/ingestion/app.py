@@ -6,7 +6,7 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
-from llmops.contracts.events import DocumentRaw
+from llmops.contracts.events import DocumentCleaned, DocumentRaw, IngestionBatchCompleted
 from llmops.contracts.rpc.ingestion.v1 import ingestion_pb2_grpc
 from llmops.core.artifacts import ArtifactStore
 from llmops.core.documents import SourceDocument
@@ -44,6 +44,7 @@ class IngestionService:
         self.ingestor: Deferred[Ingestor] = Deferred("the ingestor")
 
     def register(self, runtime: Runtime) -> None:
+        runtime.bus.publishes(DocumentCleaned, IngestionBatchCompleted)
         runtime.grpc.add(
             ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
             IngestionServicer(self.ingestor, self.settings.roots()),

@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from llmops.contracts.rpc.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from llmops.core.documents import ReadError, SourceDocument, UnreadableSource, read_documents
+from llmops.core.documents import ReadError, SourceDocument, read_documents
 from llmops.core.errors import InvalidArgument, NotFound, PermissionDenied
 from llmops.ingestion.batches import Ingestor
 from llmops.ingestion.store.batches import BatchRecord
@@ -173,17 +173,14 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                 f"{path} is outside the folders this service may read ({', '.join(map(str, self._roots))}); "
                 "set LLMOPS_INGESTION_ALLOWED_ROOTS or stream the documents with Ingest"
             )
-        try:
-            reader = read_documents(
-                path,
-                _FORMAT.get(request.format, "auto"),
-                request.text_field or "text",
-                request.id_field or "id",
-            )
-            first = await asyncio.to_thread(lambda: next(reader, None))
-        except UnreadableSource as exc:
-            # llmops.core.documents raises a plain ValueError; to the caller it is a bad file.
-            raise InvalidArgument(str(exc)) from exc
+        # An unreadable file raises UnreadableSource, an InvalidArgument.
+        reader = read_documents(
+            path,
+            _FORMAT.get(request.format, "auto"),
+            request.text_field or "text",
+            request.id_field or "id",
+        )
+        first = await asyncio.to_thread(lambda: next(reader, None))
 
         async def items() -> AsyncIterator[SourceDocument | ReadError]:
             if first is not None:

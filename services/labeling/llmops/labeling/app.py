@@ -7,7 +7,7 @@ import logging
 
 import grpc
 
-from llmops.contracts.events import DocumentCleaned, FeedbackAccepted
+from llmops.contracts.events import DatasetVersionCreated, DocumentCleaned, FeedbackAccepted, LabelCreated
 from llmops.contracts.rpc.labeling.v1 import labeling_pb2_grpc
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
 from llmops.core.artifacts import ArtifactStore
@@ -66,6 +66,7 @@ class LabelingService:
         return self.labeling
 
     def register(self, runtime: Runtime) -> None:
+        runtime.bus.publishes(LabelCreated, DatasetVersionCreated)
         runtime.grpc.add(
             labeling_pb2_grpc.add_LabelingServiceServicer_to_server,
             LabelingServicer(self._labeling),

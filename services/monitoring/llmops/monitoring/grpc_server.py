@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import grpc
-from clickhouse_connect.driver.exceptions import DatabaseError
 from google.protobuf import struct_pb2
 
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
-from llmops.core.clickhouse import ReadOnlyQueryError, SqlSyntaxError
 from llmops.core.errors import InvalidArgument, Unimplemented
 from llmops.monitoring.settings import Settings
 from llmops.monitoring.store.analytics import AnalyticsStore
@@ -49,15 +47,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         max_rows = request.max_rows or self._settings.default_max_rows
         if max_rows > self._settings.max_rows_limit:
             raise InvalidArgument(f"max_rows must be at most {self._settings.max_rows_limit}, got {max_rows}")
-        try:
-            result = await self._store.query(request.sql, dict(request.parameters), max_rows)
-        except (ReadOnlyQueryError, SqlSyntaxError) as exc:
-            # llmops.core.clickhouse raises plain ValueErrors here; to the caller they are a bad query.
-            raise InvalidArgument(str(exc)) from exc
-        except DatabaseError as exc:
-            # Bad SQL, unknown tables or columns: the engine's own first line says what is wrong.
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InvalidArgument(f"query failed: {message}") from exc
+        result = await self._store.query(request.sql, dict(request.parameters), max_rows)
         return monitoring_pb2.QueryResponse(
             columns=[monitoring_pb2.Column(name=n, type=t) for n, t in result.columns],
             rows=[monitoring_pb2.Row(values=[to_value(v) for v in row]) for row in result.rows],

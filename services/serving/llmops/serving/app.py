@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmops.contracts.events import ModelAliasChanged
+from llmops.contracts.events import InferenceLogged, ModelAliasChanged
 from llmops.contracts.rpc.serving.v1 import serving_pb2_grpc
 from llmops.core.model_assets import smollm2_path
 from llmops.core.service import Deferred, Runtime
@@ -44,6 +44,7 @@ class ServingService:
         s = self.settings
         group = s.consumer_group(f"aliases.{s.instance_id}-{s.grpc_port}")
         runtime.bus.consume(ModelAliasChanged, group, self._on_alias_changed)
+        runtime.bus.publishes(InferenceLogged)
 
     async def start(self, runtime: Runtime) -> None:
         s = self.settings

@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from llmops.contracts.events import ModelVersionRegistered, TrainingRequested
+from llmops.contracts.events import (
+    ModelVersionRegistered,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    TrainingRequested,
+)
 from llmops.contracts.rpc.training.v1 import training_pb2_grpc
 from llmops.core.artifacts import ArtifactStore
 from llmops.core.errors import Unavailable
@@ -27,6 +33,7 @@ class TrainingService:
         self.jobs = Deferred[TrainingJobs]("the training job queue")
 
     def register(self, runtime: Runtime) -> None:
+        runtime.bus.publishes(TrainingProgress, TrainingCompleted, TrainingFailed)
         s = self.settings
         runtime.grpc.add(
             training_pb2_grpc.add_TrainingServiceServicer_to_server,

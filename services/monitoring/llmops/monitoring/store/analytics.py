@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from clickhouse_connect.driver import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from llmops.contracts.events import FeedbackAccepted, InferenceLogged
 from llmops.core.clickhouse import (
@@ -21,6 +22,7 @@ from llmops.core.clickhouse import (
     migrations_dir,
     run_read_only_query,
 )
+from llmops.core.errors import InvalidArgument
 
 T = TypeVar("T")
 
@@ -133,7 +135,12 @@ class AnalyticsStore:
     ) -> QueryResult:
         """Run one read-only statement (see :func:`llmops.core.clickhouse.run_read_only_query`)."""
         _, reader = self._clients()
-        return await self._call(run_read_only_query, reader, sql, dict(parameters or {}), max_rows)
+        try:
+            return await self._call(run_read_only_query, reader, sql, dict(parameters or {}), max_rows)
+        except DatabaseError as exc:
+            # Bad SQL, unknown tables or columns: the engine's own first line says what is wrong.
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidArgument(f"query failed: {message}") from exc
 
     async def close(self) -> None:
         """Close both clients and the worker thread; the store cannot be reopened."""
