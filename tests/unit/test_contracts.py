@@ -7,8 +7,8 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
+from llmops.cli.asyncapi import build
 from llmops.contracts import topics
-from llmops.contracts.asyncapi import build
 from llmops.contracts.events import ALL_EVENTS, EVENT_BY_TOPIC, FeedbackAccepted, InferenceLogged
 
 
@@ -56,11 +56,30 @@ def test_events_reject_bad_values_with_the_field_name() -> None:
         )
 
 
-def test_asyncapi_documents_every_topic_with_its_schema() -> None:
+def test_asyncapi_comes_from_what_the_services_subscribe_and_publish() -> None:
     doc = build()
     assert doc["asyncapi"] == "3.0.0"
-    addresses = {c["address"] for c in doc["channels"].values()}
-    assert addresses == set(EVENT_BY_TOPIC)
+    channels = doc["channels"]
+    # The event model is the handler's parameter: the consumer's channel carries its schema.
+    assert (
+        channels["llmops-monitoring.inference:llmops.inference.logged.v1"]["address"] == InferenceLogged.topic
+    )
     schema = doc["components"]["schemas"]["InferenceLogged"]
     assert {"request_id", "prompt_tokens", "event_id"} <= set(schema["properties"])
+    # Every service's declared publications, named by the service.
+    published = {name.split(":", 1)[0]: set() for name in channels}
+    for name, channel in channels.items():
+        published[name.split(":", 1)[0]].add(channel["address"])
+    assert topics.INFERENCE_LOGGED in published["serving"]
+    assert {topics.FEEDBACK_ACCEPTED, topics.FEEDBACK_REJECTED} <= published["feedback"]
+    assert {topics.TRAINING_COMPLETED, topics.TRAINING_FAILED, topics.TRAINING_PROGRESS} <= published[
+        "training"
+    ]
+    assert {topics.DOCUMENTS_CLEANED, topics.INGESTION_BATCH_COMPLETED} <= published["ingestion"]
+    assert {topics.MODELS_VERSION_REGISTERED, topics.MODELS_ALIAS_CHANGED} <= published["registry"]
+    assert topics.DATASETS_VERSION_CREATED in published["labeling"]
+    # Every topic someone consumes is documented.
+    addresses = {c["address"] for c in channels.values()}
+    assert {topics.DOCUMENTS_RAW, topics.FEEDBACK_SUBMITTED, topics.TRAINING_REQUESTED} <= addresses
+    assert addresses <= set(EVENT_BY_TOPIC)
     json.dumps(doc)

@@ -1,5 +1,5 @@
 """The registry store on SQLite: models, version numbering (also under concurrency), idempotent
-registration, lineage records and the outbox."""
+registration, lineage records, the outbox and migrations from the previous release."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from llmops.contracts import topics
 from llmops.registry.domain.errors import AlreadyExists, InvalidArgument, NotFound
@@ -21,7 +22,7 @@ from llmops.registry.domain.models import (
     VersionSpec,
     VersionStatus,
 )
-from llmops.registry.store import SqlRegistryStore, open_store
+from llmops.registry.store import SqlRegistryStore, open_store, tables
 
 T0 = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -274,3 +275,81 @@ def test_open_store_picks_the_backend_by_scheme(url: str) -> None:
         open_store("mysql://localhost/db")
     with pytest.raises(ValueError, match="is not a URL"):
         open_store("not a url")
+
+
+# --- migrations --------------------------------------------------------------------------------
+
+
+def _schema(url: str) -> dict[tuple[str, str], str]:
+    """Every table's and index's DDL in a SQLite file, whitespace folded, Alembic's own left out."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE '%alembic%'"
+        )
+        found = {(kind, name): " ".join((sql or "").split()) for kind, name, sql in rows}
+    engine.dispose()
+    return found
+
+
+def test_a_store_made_by_the_previous_release_keeps_its_data(tmp_path: Path) -> None:
+    # The release before migrations created its tables with metadata.create_all and kept no version.
+    url = f"sqlite:///{tmp_path}/registry.sqlite"
+    old = sa.create_engine(url)
+    tables.metadata.create_all(old)
+    with old.begin() as conn:
+        conn.execute(
+            sa.insert(tables.models_t).values(
+                id=1,
+                name="bot",
+                description="from the old release",
+                base_model="smollm2",
+                gate=[{"metric": "eval_accuracy", "comparator": ">=", "threshold": 0.8}],
+                latest_version=1,
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+        conn.execute(
+            sa.insert(tables.versions_t).values(
+                model_id=1,
+                version=1,
+                artifact_uri="file:///a/bot",
+                base_model="smollm2",
+                adapter=True,
+                adapter_kind="lora",
+                metrics={"eval_accuracy": 0.9},
+                params={},
+                status="ready",
+                training_job_id="job-old",
+                dataset_version_id="",
+                description="",
+                created_at=T0,
+            )
+        )
+    old.dispose()
+
+    with SqlRegistryStore(url) as store:
+        model = store.get_model("bot")
+        assert (model.description, model.latest_version, [str(r) for r in model.gate]) == (
+            "from the old release",
+            1,
+            ["eval_accuracy>=0.8"],
+        )
+        assert store.get_version("bot", 1).training_job_id == "job-old"
+        # Numbering goes on from the old rows.
+        assert store.register_version(_spec(training_job_id="job-new")).version.version == 2
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version_registry").all() == [("0001",)]
+    engine.dispose()
+
+
+def test_the_first_migration_makes_the_schema_the_previous_release_made(tmp_path: Path) -> None:
+    previous = f"sqlite:///{tmp_path}/previous.sqlite"
+    engine = sa.create_engine(previous)
+    tables.metadata.create_all(engine)
+    engine.dispose()
+    migrated = f"sqlite:///{tmp_path}/migrated.sqlite"
+    SqlRegistryStore(migrated).close()
+    assert _schema(migrated) == _schema(previous)

@@ -313,7 +313,7 @@ def asyncapi(
     check: Annotated[bool, typer.Option(help="Fail if OUTPUT differs from the models.")] = False,
 ) -> None:
     """Write the AsyncAPI document of every event topic."""
-    from llmops.contracts.asyncapi import render
+    from llmops.cli.asyncapi import render
 
     text = render()
     if check:

@@ -7,9 +7,15 @@ import asyncio
 import contextlib
 import logging
 
-from llmops.contracts.events import DatasetVersionCreated, IngestionBatchCompleted, TrainingCompleted
+from llmops.contracts.events import (
+    DatasetVersionCreated,
+    IngestionBatchCompleted,
+    ModelAliasChanged,
+    ModelVersionRegistered,
+    TrainingCompleted,
+)
 from llmops.contracts.rpc.registry.v1 import registry_pb2_grpc
-from llmops.core.service import Runtime
+from llmops.core.service import Deferred, Runtime
 from llmops.registry.grpc_server import RegistryServicer
 from llmops.registry.registry import Registry
 from llmops.registry.settings import Settings
@@ -17,63 +23,58 @@ from llmops.registry.store import open_store
 
 log = logging.getLogger(__name__)
 
-TRAINING_GROUP = "llmops-registry.training"
-DATASETS_GROUP = "llmops-registry.datasets"
-INGESTION_GROUP = "llmops-registry.ingestion"
-
 
 class RegistryService:
-    name = "registry"
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # Parsed here so a bad default gate stops the process before anything listens.
         self.default_gate = settings.default_gate_rules()
-        self.registry: Registry | None = None
+        self.registry: Deferred[Registry] = Deferred("the registry store")
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _registry(self) -> Registry:
-        if self.registry is None:
-            raise RuntimeError("registry is not started")
-        return self.registry
-
     def register(self, runtime: Runtime) -> None:
+        runtime.bus.publishes(ModelVersionRegistered, ModelAliasChanged)
+        s = self.settings
         runtime.grpc.add(
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,
-            RegistryServicer(self._registry),
+            RegistryServicer(self.registry),
             "llmops.registry.v1.RegistryService",
         )
-        runtime.bus.consume(TrainingCompleted, TRAINING_GROUP, self._on_training_completed)
-        runtime.bus.consume(
-            DatasetVersionCreated, DATASETS_GROUP, lambda e: self._registry().on_dataset_version(e)
-        )
-        runtime.bus.consume(
-            IngestionBatchCompleted, INGESTION_GROUP, lambda e: self._registry().on_ingestion_batch(e)
-        )
+        runtime.bus.consume(TrainingCompleted, s.consumer_group("training"), self._on_training_completed)
+        runtime.bus.consume(DatasetVersionCreated, s.consumer_group("datasets"), self._on_dataset_version)
+        runtime.bus.consume(IngestionBatchCompleted, s.consumer_group("ingestion"), self._on_ingestion_batch)
 
     async def _on_training_completed(self, event: TrainingCompleted) -> None:
-        await self._registry().on_training_completed(event)
+        await self.registry().on_training_completed(event)
+
+    async def _on_dataset_version(self, event: DatasetVersionCreated) -> None:
+        await self.registry().on_dataset_version(event)
+
+    async def _on_ingestion_batch(self, event: IngestionBatchCompleted) -> None:
+        await self.registry().on_ingestion_batch(event)
 
     async def start(self, runtime: Runtime) -> None:
         s = self.settings
-        store = await asyncio.to_thread(open_store, s.resolved_database_url())
-        self.registry = Registry(
-            store,
-            runtime.bus.publish,
-            auto_create_models=s.auto_create_models,
-            default_gate=self.default_gate,
-            verify_artifacts=s.verify_artifacts,
-            artifact_check_timeout=s.artifact_check_timeout_seconds,
+        store = runtime.own(await asyncio.to_thread(open_store, s.resolved_database_url()))
+        registry = self.registry.set(
+            Registry(
+                store,
+                runtime.bus.publish,
+                auto_create_models=s.auto_create_models,
+                default_gate=self.default_gate,
+                verify_artifacts=s.verify_artifacts,
+                artifact_check_timeout=s.artifact_check_timeout_seconds,
+            )
         )
         # Both loops wait before their first round, by which time the bus has connected (it starts
         # right after this method); events left over from a previous run go out on that first round.
         self._tasks = [
-            asyncio.create_task(self.registry.run_publisher(s.outbox_retry_seconds), name="registry-outbox"),
+            asyncio.create_task(registry.run_publisher(s.outbox_retry_seconds), name="registry-outbox"),
         ]
         if s.verify_artifacts:
             self._tasks.append(
                 asyncio.create_task(
-                    self.registry.run_artifact_checks(s.artifact_recheck_seconds), name="registry-artifacts"
+                    registry.run_artifact_checks(s.artifact_recheck_seconds), name="registry-artifacts"
                 )
             )
 
@@ -85,16 +86,9 @@ class RegistryService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self.registry is not None:
-            try:
-                sent = await asyncio.wait_for(
-                    self.registry.publish_pending(), self.settings.grace_seconds or 1
-                )
-                if sent:
-                    log.info("published %d queued event(s) before stopping", sent)
-            except TimeoutError:
-                log.warning("queued events not yet published stay in the outbox for the next start")
-
-    async def stop(self) -> None:
-        if self.registry is not None:
-            self.registry.store.close()
+        try:
+            sent = await asyncio.wait_for(self.registry().publish_pending(), self.settings.grace_seconds or 1)
+            if sent:
+                log.info("published %d queued event(s) before stopping", sent)
+        except TimeoutError:
+            log.warning("queued events not yet published stay in the outbox for the next start")

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from collections.abc import Callable
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
 from llmops.contracts.rpc.registry.v1 import registry_pb2_grpc
-from llmops.registry.domain import errors
+from llmops.contracts.vocabulary import DEFAULT_ALIAS
+from llmops.registry.domain.errors import InvalidArgument
 from llmops.registry.domain.models import (
-    DEFAULT_ALIAS,
     AliasChange,
     AliasOperation,
     Comparator,
@@ -33,8 +32,6 @@ from llmops.registry.domain.values import (
     check_version_spec,
 )
 from llmops.registry.registry import Registry
-
-T = TypeVar("T")
 
 COMPARATORS = {
     pb.COMPARATOR_GTE: Comparator.GTE,
@@ -59,14 +56,6 @@ KINDS_PB = {
     LineageNodeKind.DEPLOYMENT: pb.LINEAGE_NODE_KIND_DEPLOYMENT,
 }
 
-# Each domain error maps to one status code (subclasses first).
-CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-]
-
 
 def _ts(value: dt.datetime | None) -> Timestamp | None:
     if value is None:
@@ -80,12 +69,12 @@ def gate_from_pb(rules: object) -> list[GateRule]:
     """Domain rules from proto rules.
 
     Raises:
-        errors.InvalidArgument: a rule's comparator is unspecified or unknown (names the rule).
+        InvalidArgument: a rule's comparator is unspecified or unknown (names the rule).
     """
     out = []
     for i, rule in enumerate(rules):  # type: ignore[call-overload]
         if rule.comparator not in COMPARATORS:
-            raise errors.InvalidArgument(
+            raise InvalidArgument(
                 f"gate[{i}].comparator is unspecified for metric {rule.metric!r}: use GTE, LTE, GT or LT"
             )
         out.append(GateRule(rule.metric, COMPARATORS[rule.comparator], rule.threshold))
@@ -161,56 +150,41 @@ def lineage_pb(lineage: Lineage) -> pb.Lineage:
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
+    """Thin transport over :class:`Registry`: domain errors reach the caller through the interceptor."""
+
     def __init__(self, registry: Callable[[], Registry]) -> None:
         # The service opens its store in start(); the readiness gate keeps calls out until then.
         self._registry = registry
 
-    async def _call(self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await work()
-        except errors.RegistryError as exc:
-            for kind, code in CODES:
-                if isinstance(exc, kind):
-                    await _abort(context, code, str(exc))
-            raise
-
     async def CreateModel(
         self, request: pb.CreateModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.Model:
-        async def work() -> RegisteredModel:
-            registry = self._registry()
-            return await _thread(
-                registry.store.create_model,
-                request.name,
-                description=request.description,
-                base_model=request.base_model,
-                gate=gate_from_pb(request.gate),
-            )
-
-        return model_pb(await self._call(context, work))
+        gate = gate_from_pb(request.gate)
+        created = await asyncio.to_thread(
+            self._registry().store.create_model,
+            request.name,
+            description=request.description,
+            base_model=request.base_model,
+            gate=gate,
+        )
+        return model_pb(created)
 
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.Model:
-        return model_pb(
-            await self._call(context, lambda: _thread(self._registry().store.get_model, request.name))
-        )
+        return model_pb(await asyncio.to_thread(self._registry().store.get_model, request.name))
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        page = await self._call(
-            context,
-            lambda: _thread(self._registry().store.list_models, request.page_size, request.page_token),
+        page = await asyncio.to_thread(
+            self._registry().store.list_models, request.page_size, request.page_token
         )
         return pb.ListModelsResponse(
             models=[model_pb(m) for m in page.items], next_page_token=page.next_page_token
         )
 
     async def SetGate(self, request: pb.SetGateRequest, context: grpc.aio.ServicerContext) -> pb.Model:
-        async def work() -> RegisteredModel:
-            registry = self._registry()
-            return await registry.set_gate(request.model, gate_from_pb(request.gate), request.actor)
-
-        return model_pb(await self._call(context, work))
+        gate = gate_from_pb(request.gate)
+        return model_pb(await self._registry().set_gate(request.model, gate, request.actor))
 
     async def CreateVersion(
         self, request: pb.CreateVersionRequest, context: grpc.aio.ServicerContext
@@ -227,43 +201,30 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             dataset_version_id=request.dataset_version_id,
             description=request.description,
         )
-
-        async def work() -> ModelVersion:
-            # A bad spec fails before the artifact is looked at.
-            check_version_spec(spec)
-            return (await self._registry().create_version(spec)).version
-
-        return version_pb(await self._call(context, work))
+        # A bad spec fails before the artifact is looked at.
+        check_version_spec(spec)
+        return version_pb((await self._registry().create_version(spec)).version)
 
     async def GetVersion(
         self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelVersion:
         selector = request.WhichOneof("selector")
         if selector is None:
-            await _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "neither version nor alias is set: address the version by number or by alias",
+            raise InvalidArgument(
+                "neither version nor alias is set: address the version by number or by alias"
             )
         store = self._registry().store
         if selector == "version":
-            found = await self._call(
-                context, lambda: _thread(store.get_version, request.model, request.version)
-            )
+            found = await asyncio.to_thread(store.get_version, request.model, request.version)
         else:
-            found = await self._call(
-                context, lambda: _thread(store.get_version_by_alias, request.model, request.alias)
-            )
+            found = await asyncio.to_thread(store.get_version_by_alias, request.model, request.alias)
         return version_pb(found)
 
     async def ListVersions(
         self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListVersionsResponse:
-        page = await self._call(
-            context,
-            lambda: _thread(
-                self._registry().store.list_versions, request.model, request.page_size, request.page_token
-            ),
+        page = await asyncio.to_thread(
+            self._registry().store.list_versions, request.model, request.page_size, request.page_token
         )
         return pb.ListVersionsResponse(
             versions=[version_pb(v) for v in page.items], next_page_token=page.next_page_token
@@ -272,62 +233,45 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def SetAlias(
         self, request: pb.SetAliasRequest, context: grpc.aio.ServicerContext
     ) -> pb.AliasChange:
-        async def work() -> AliasChange:
-            _check_alias_request(request.model, request.alias, request.version)
-            return await self._registry().move_alias(
-                request.model,
-                request.alias,
-                request.version,
-                AliasOperation.SET,
-                request.actor,
-                request.reason,
-            )
-
-        return change_pb(await self._call(context, work))
+        _check_alias_request(request.model, request.alias, request.version)
+        change = await self._registry().move_alias(
+            request.model, request.alias, request.version, AliasOperation.SET, request.actor, request.reason
+        )
+        return change_pb(change)
 
     async def DeleteAlias(
         self, request: pb.DeleteAliasRequest, context: grpc.aio.ServicerContext
     ) -> pb.AliasChange:
-        async def work() -> AliasChange:
-            _check_alias_request(request.model, request.alias)
-            return await self._registry().delete_alias(
-                request.model, request.alias, request.actor, request.reason
-            )
-
-        return change_pb(await self._call(context, work))
+        _check_alias_request(request.model, request.alias)
+        change = await self._registry().delete_alias(
+            request.model, request.alias, request.actor, request.reason
+        )
+        return change_pb(change)
 
     async def Promote(self, request: pb.PromoteRequest, context: grpc.aio.ServicerContext) -> pb.AliasChange:
-        async def work() -> AliasChange:
-            alias = request.alias or DEFAULT_ALIAS
-            _check_alias_request(request.model, alias, request.version)
-            return await self._registry().move_alias(
-                request.model, alias, request.version, AliasOperation.PROMOTE, request.actor, request.reason
-            )
-
-        return change_pb(await self._call(context, work))
+        alias = request.alias or DEFAULT_ALIAS
+        _check_alias_request(request.model, alias, request.version)
+        change = await self._registry().move_alias(
+            request.model, alias, request.version, AliasOperation.PROMOTE, request.actor, request.reason
+        )
+        return change_pb(change)
 
     async def Rollback(
         self, request: pb.RollbackRequest, context: grpc.aio.ServicerContext
     ) -> pb.AliasChange:
-        async def work() -> AliasChange:
-            alias = request.alias or DEFAULT_ALIAS
-            _check_alias_request(request.model, alias)
-            return await self._registry().rollback(request.model, alias, request.actor, request.reason)
-
-        return change_pb(await self._call(context, work))
+        alias = request.alias or DEFAULT_ALIAS
+        _check_alias_request(request.model, alias)
+        return change_pb(await self._registry().rollback(request.model, alias, request.actor, request.reason))
 
     async def ListAliasHistory(
         self, request: pb.ListAliasHistoryRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAliasHistoryResponse:
-        page = await self._call(
-            context,
-            lambda: _thread(
-                self._registry().store.alias_history,
-                request.model,
-                request.alias,
-                request.page_size,
-                request.page_token,
-            ),
+        page = await asyncio.to_thread(
+            self._registry().store.alias_history,
+            request.model,
+            request.alias,
+            request.page_size,
+            request.page_token,
         )
         return pb.ListAliasHistoryResponse(
             changes=[change_pb(c) for c in page.items], next_page_token=page.next_page_token
@@ -336,9 +280,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     async def GetLineage(
         self, request: pb.GetLineageRequest, context: grpc.aio.ServicerContext
     ) -> pb.Lineage:
-        return lineage_pb(
-            await self._call(context, lambda: self._registry().lineage(request.model, request.version))
-        )
+        return lineage_pb(await self._registry().lineage(request.model, request.version))
 
 
 def _check_alias_request(model: str, alias: str, version: int | None = None) -> None:
@@ -347,12 +289,3 @@ def _check_alias_request(model: str, alias: str, version: int | None = None) -> 
     check_alias(alias)
     if version is not None:
         check_version_number(version)
-
-
-async def _thread(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    await context.abort(code, message)
-    raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises

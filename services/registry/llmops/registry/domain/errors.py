@@ -1,30 +1,12 @@
-"""The registry's errors; the gRPC layer maps each class to one status code.
+"""The registry's errors: the platform's domain errors (llmops.core.errors) and the registry's own.
 
-NotFound -> NOT_FOUND, AlreadyExists -> ALREADY_EXISTS, InvalidArgument -> INVALID_ARGUMENT,
-FailedPrecondition (and its subclasses) -> FAILED_PRECONDITION.
+The gRPC server's error interceptor maps each to its status code; the registry's own are all
+FAILED_PRECONDITION.
 """
 
 from __future__ import annotations
 
-
-class RegistryError(Exception):
-    """Base class of every error the registry domain and store raise on purpose."""
-
-
-class NotFound(RegistryError):
-    """A model, version or alias does not exist."""
-
-
-class AlreadyExists(RegistryError):
-    """Creating something whose unique key is taken (a model name, a training job's version)."""
-
-
-class InvalidArgument(RegistryError, ValueError):
-    """A request is malformed; the message names the field."""
-
-
-class FailedPrecondition(RegistryError):
-    """The request is well formed but the registry's state does not allow it now."""
+from llmops.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 
 class GateFailed(FailedPrecondition):
@@ -37,3 +19,14 @@ class VersionNotReady(FailedPrecondition):
 
 class NothingToRollBack(FailedPrecondition):
     """An alias has no earlier holder to go back to."""
+
+
+__all__ = [
+    "AlreadyExists",
+    "FailedPrecondition",
+    "GateFailed",
+    "InvalidArgument",
+    "NotFound",
+    "NothingToRollBack",
+    "VersionNotReady",
+]

@@ -14,8 +14,6 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-DEFAULT_ALIAS = "champion"
-
 
 class Comparator(enum.StrEnum):
     """How a gate rule compares a metric with its threshold; the value is the operator's spelling."""

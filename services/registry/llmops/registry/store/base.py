@@ -25,6 +25,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llmops.core.sql import DEFAULT_PAGE_SIZE
 from llmops.registry.domain.models import (
     AliasChange,
     AliasOperation,
@@ -39,9 +40,6 @@ from llmops.registry.domain.models import (
     VersionSpec,
     VersionStatus,
 )
-
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True)
