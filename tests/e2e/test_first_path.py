@@ -20,6 +20,7 @@ import pytest
 
 from llmops.cli.local import SERVICES, LocalPlatform
 from llmops.contracts import topics
+from llmops.contracts.rpc.labeling.v1 import labeling_pb2, labeling_pb2_grpc
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
 from llmops.contracts.rpc.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
@@ -230,3 +231,35 @@ def test_cli_sql_prints_a_table_and_refuses_writes(platform: LocalPlatform) -> N
         [*cli, "sql", "DELETE FROM feedback WHERE 1"], env=env, capture_output=True, text=True
     )
     assert refused.returncode == 1 and "INVALID_ARGUMENT" in refused.stderr
+
+
+def test_a_request_id_follows_the_call_through_every_service(platform: LocalPlatform) -> None:
+    """RunJudge on labeling calls Generate on serving: both log the caller's id and return it."""
+    request_id = f"req-trace-{uuid.uuid4().hex[:8]}"
+    queue = f"trace-{uuid.uuid4().hex[:6]}"
+    with grpc.insecure_channel(platform.address("labeling")) as channel:
+        labeling = labeling_pb2_grpc.LabelingServiceStub(channel)
+        labeling.CreateQueue(
+            labeling_pb2.CreateQueueRequest(
+                name=queue, task_type=labeling_pb2.TASK_TYPE_CLASSIFICATION, label_set=["good", "bad"]
+            ),
+            metadata=auth(platform),
+            timeout=30,
+        )
+        labeling.CreateTasks(
+            labeling_pb2.CreateTasksRequest(
+                queue=queue, tasks=[labeling_pb2.TaskInput(text="The answer was clear and correct.")]
+            ),
+            metadata=auth(platform),
+            timeout=30,
+        )
+        reply, call = labeling.RunJudge.with_call(
+            labeling_pb2.RunJudgeRequest(queue=queue, limit=1),
+            metadata=(*auth(platform), ("x-request-id", request_id)),
+            timeout=300,
+        )
+    assert reply.tasks_labeled + reply.tasks_failed == 1
+    assert ("x-request-id", request_id) in tuple(call.trailing_metadata())
+    for service in ("labeling", "serving"):
+        log = (platform.log_dir / f"{service}.log").read_text(errors="replace")
+        assert f"[{request_id}]" in log, f"{service}'s log has no line for {request_id}"
