@@ -28,10 +28,8 @@ FEEDBACK_GROUP = "llmops-labeling.feedback"
 class MonitoringLookup:
     """Finds the answer a piece of feedback is about, in monitoring's inference log."""
 
-    def __init__(self, address: str, api_key: str) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = monitoring_pb2_grpc.MonitoringServiceStub(self._channel)
-        self._metadata = (("x-api-key", api_key),)
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = monitoring_pb2_grpc.MonitoringServiceStub(channel)
 
     async def __call__(self, request_id: str) -> dict[str, str] | None:
         reply = await self._stub.Query(
@@ -40,15 +38,10 @@ class MonitoringLookup:
                 "WHERE request_id = {r:String} LIMIT 1",
                 parameters={"r": request_id},
             ),
-            metadata=self._metadata,
-            timeout=10,
         )
         if not reply.rows:
             return None
         return {c.name: v.string_value for c, v in zip(reply.columns, reply.rows[0].values, strict=True)}
-
-    async def close(self) -> None:
-        await self._channel.close()
 
 
 class LabelingService:
@@ -58,7 +51,6 @@ class LabelingService:
         self.settings = settings
         functions.load_modules(settings.function_modules)
         self.labeling: Labeling | None = None
-        self._closers: list = []
 
     def _labeling(self) -> Labeling:
         if self.labeling is None:
@@ -77,15 +69,13 @@ class LabelingService:
 
     async def start(self, runtime: Runtime) -> None:
         s = self.settings
-        key = s.clients.api_key.get_secret_value() if s.clients.api_key else ""
         judge = lookup = None
-        if key:
-            judge = ServingJudge(s.clients.address("serving"), key, s.judge_timeout_seconds)
-            lookup = MonitoringLookup(s.clients.address("monitoring"), key)
-            self._closers += [judge.close, lookup.close]
+        if s.clients.api_key is not None:
+            judge = ServingJudge(runtime.channel("serving"), s.judge_timeout_seconds)
+            lookup = MonitoringLookup(runtime.channel("monitoring"))
         else:
             log.warning("LLMOPS_API_KEY is not set: the judge and the feedback-to-answer lookup are off")
-        store = LabelingStore(s.database_url or s.platform.sqlite_url("labeling"))
+        store = runtime.own(LabelingStore(s.resolved_database_url()))
         self.labeling = Labeling(
             store,
             runtime.bus,
@@ -97,9 +87,3 @@ class LabelingService:
             inference_lookup_seconds=s.inference_lookup_seconds,
         )
         self.labeling.ensure_review_queue()
-
-    async def stop(self) -> None:
-        for close in self._closers:
-            await close()
-        if self.labeling is not None:
-            self.labeling.store.close()

@@ -98,12 +98,10 @@ def parse(answer: str, queue: Queue) -> LabelValue | None:
 
 
 class ServingJudge:
-    """Asks serving's Generate (greedy, short answers) with the platform's API key."""
+    """Asks serving's Generate (greedy, short answers) over a channel from llmops.core.clients."""
 
-    def __init__(self, address: str, api_key: str, timeout: float) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = serving_pb2_grpc.ServingServiceStub(self._channel)
-        self._metadata = (("x-api-key", api_key),)
+    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
+        self._stub = serving_pb2_grpc.ServingServiceStub(channel)
         self._timeout = timeout
 
     async def ask(self, prompt: str, model: str) -> str:
@@ -115,10 +113,6 @@ class ServingJudge:
                 temperature=0,
                 metadata={"caller": "labeling-judge"},
             ),
-            metadata=self._metadata,
             timeout=self._timeout,
         )
         return reply.text
-
-    async def close(self) -> None:
-        await self._channel.close()
