@@ -11,7 +11,7 @@ from llmops.contracts.events import DatasetVersionCreated, DocumentCleaned, Feed
 from llmops.contracts.rpc.labeling.v1 import labeling_pb2_grpc
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
 from llmops.core.artifacts import ArtifactStore
-from llmops.core.service import Runtime
+from llmops.core.service import Deferred, Runtime
 from llmops.labeling import functions
 from llmops.labeling.grpc_server import LabelingServicer
 from llmops.labeling.judge import ServingJudge
@@ -20,9 +20,6 @@ from llmops.labeling.settings import Settings
 from llmops.labeling.store.sql import LabelingStore
 
 log = logging.getLogger(__name__)
-
-DOCUMENTS_GROUP = "llmops-labeling.documents"
-FEEDBACK_GROUP = "llmops-labeling.feedback"
 
 
 class MonitoringLookup:
@@ -45,27 +42,28 @@ class MonitoringLookup:
 
 
 class LabelingService:
-    name = "labeling"
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         functions.load_modules(settings.function_modules)
-        self.labeling: Labeling | None = None
-
-    def _labeling(self) -> Labeling:
-        if self.labeling is None:
-            raise RuntimeError("labeling is not started")
-        return self.labeling
+        self.labeling: Deferred[Labeling] = Deferred("labeling")
 
     def register(self, runtime: Runtime) -> None:
         runtime.bus.publishes(LabelCreated, DatasetVersionCreated)
         runtime.grpc.add(
             labeling_pb2_grpc.add_LabelingServiceServicer_to_server,
-            LabelingServicer(self._labeling),
+            LabelingServicer(self.labeling),
             "llmops.labeling.v1.LabelingService",
         )
-        runtime.bus.consume(DocumentCleaned, DOCUMENTS_GROUP, lambda e: self._labeling().on_document(e))
-        runtime.bus.consume(FeedbackAccepted, FEEDBACK_GROUP, lambda e: self._labeling().on_feedback(e))
+        runtime.bus.consume(
+            DocumentCleaned,
+            self.settings.consumer_group("documents"),
+            lambda e: self.labeling().on_document(e),
+        )
+        runtime.bus.consume(
+            FeedbackAccepted,
+            self.settings.consumer_group("feedback"),
+            lambda e: self.labeling().on_feedback(e),
+        )
 
     async def start(self, runtime: Runtime) -> None:
         s = self.settings
@@ -76,14 +74,16 @@ class LabelingService:
         else:
             log.warning("LLMOPS_API_KEY is not set: the judge and the feedback-to-answer lookup are off")
         store = runtime.own(LabelingStore(s.resolved_database_url()))
-        self.labeling = Labeling(
-            store,
-            runtime.bus,
-            ArtifactStore(s.platform.resolved_artifacts_url()),
-            judge_client=judge,
-            inference_lookup=lookup,
-            review_queue=s.feedback_review_queue,
-            review_max_score=s.review_max_score,
-            inference_lookup_seconds=s.inference_lookup_seconds,
+        labeling = self.labeling.set(
+            Labeling(
+                store,
+                runtime.bus,
+                ArtifactStore(s.platform.resolved_artifacts_url()),
+                judge_client=judge,
+                inference_lookup=lookup,
+                review_queue=s.feedback_review_queue,
+                review_max_score=s.review_max_score,
+                inference_lookup_seconds=s.inference_lookup_seconds,
+            )
         )
-        self.labeling.ensure_review_queue()
+        labeling.ensure_review_queue()

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from llmops.core.errors import AlreadyExists, NotFound
 from llmops.labeling.domain.models import LabelValue, Queue, TaskInput, TaskType
 
 Result = LabelValue | tuple[LabelValue, float] | None
@@ -50,7 +51,7 @@ def labeling_function(name: str, version: str, task_types: set[TaskType]) -> Cal
     def register(fn: Function) -> Function:
         key = (name, version)
         if key in REGISTRY and REGISTRY[key].fn is not fn:
-            raise ValueError(f"labeling function {name}@{version} is already registered")
+            raise AlreadyExists(f"labeling function {name}@{version} is already registered")
         REGISTRY[key] = LabelingFunction(name, version, frozenset(task_types), fn, (fn.__doc__ or "").strip())
         return fn
 
@@ -70,7 +71,7 @@ def lookup(name: str, version: str) -> LabelingFunction:
         return REGISTRY[(name, version)]
     except KeyError:
         known = ", ".join(sorted(f"{n}@{v}" for n, v in REGISTRY)) or "none"
-        raise KeyError(f"no labeling function {name}@{version} (registered: {known})") from None
+        raise NotFound(f"no labeling function {name}@{version} (registered: {known})") from None
 
 
 # --- built-ins ---------------------------------------------------------------------------------

@@ -59,18 +59,6 @@ METRICS = {
 }
 METRICS_PB = {v: k for k, v in METRICS.items()}
 
-# Each domain error maps to one status code.
-CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.LeaseNotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (errors.LeaseExpired, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.AgreementUndefined, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (KeyError, grpc.StatusCode.NOT_FOUND),
-    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
-]
-
 
 def _ts(value: dt.datetime | None) -> Timestamp | None:
     if value is None:
@@ -179,14 +167,8 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         self._labeling = labeling
 
     async def _call(self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await work()
-        except Exception as exc:
-            for kind, code in CODES:
-                if isinstance(exc, kind):
-                    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-                    await context.abort(code, str(message))
-            raise
+        # Domain errors become status codes in the server's interceptor; nothing is mapped here.
+        return await work()
 
     def _blocking(
         self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any, **kw: Any
@@ -197,7 +179,7 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         self, request: pb.CreateQueueRequest, context: grpc.aio.ServicerContext
     ) -> pb.Queue:
         if request.task_type not in TASK_TYPES:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task_type is required")
+            raise errors.InvalidArgument("task_type is required")
         spec = QueueSpec(
             name=request.name,
             task_type=TASK_TYPES[request.task_type],
@@ -247,7 +229,7 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         self, request: pb.NextTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.NextTaskResponse:
         if not request.labeler_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "labeler_id is empty: say who is labeling")
+            raise errors.InvalidArgument("labeler_id is empty: say who is labeling")
         task = await self._blocking(
             context, self._labeling().store.next_task, request.queue, request.labeler_id
         )
@@ -260,14 +242,11 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     ) -> pb.Label:
         kind = request.WhichOneof("value")
         if kind is None:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "no value: set class_label, rating, corrected_text or preference",
-            )
+            raise errors.InvalidArgument("no value: set class_label, rating, corrected_text or preference")
         value: Any = getattr(request, kind)
         if kind == "preference":
             if value not in PREFS:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "preference must be A, B or TIE")
+                raise errors.InvalidArgument("preference must be A, B or TIE")
             value = PREFS[value]
         label = await self._call(
             context,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
+from llmops.core.errors import InvalidArgument
 from llmops.labeling.domain.models import LabelValue, Preference, Queue, TaskInput, TaskType
 
 # Built-in judge prompts, by (task type, version). A version is never edited once used: labels
@@ -53,7 +54,7 @@ def resolve_prompt(queue: Queue, template: str, version: str) -> JudgePrompt:
         return JudgePrompt(queue.task_type.value, version, PROMPTS[(queue.task_type, version)])
     except KeyError:
         known = ", ".join(f"{t.value}/{v}" for t, v in PROMPTS)
-        raise ValueError(
+        raise InvalidArgument(
             f"no built-in judge prompt for {queue.task_type.value} version {version!r} (built-in: {known}); "
             "send judge_prompt as a template"
         ) from None
@@ -72,7 +73,7 @@ def render(prompt: JudgePrompt, task: TaskInput, queue: Queue) -> str:
             rating_max=queue.rating_max,
         )
     except (KeyError, IndexError) as exc:
-        raise ValueError(f"judge prompt has an unknown placeholder {exc}") from None
+        raise InvalidArgument(f"judge prompt has an unknown placeholder {exc}") from None
 
 
 def parse(answer: str, queue: Queue) -> LabelValue | None:

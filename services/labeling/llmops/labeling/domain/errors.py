@@ -1,40 +1,35 @@
-"""The labeling service's errors; the gRPC layer maps each class to one status code.
+"""The labeling service's errors: the kernel's domain errors, and the few kinds only labeling has.
 
-Suggested mapping: NotFound -> NOT_FOUND, AlreadyExists -> ALREADY_EXISTS, InvalidArgument and
-InvalidLabel -> INVALID_ARGUMENT, LeaseNotFound -> NOT_FOUND, LeaseExpired -> FAILED_PRECONDITION,
-AgreementUndefined -> FAILED_PRECONDITION.
+The gRPC server maps each to its status code (llmops.core.grpc_server); LeaseNotFound is NOT_FOUND,
+LeaseExpired and AgreementUndefined are FAILED_PRECONDITION, InvalidLabel is INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
+from llmops.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
-class LabelingError(Exception):
-    """Base class of every error the labeling domain and store raise on purpose."""
-
-
-class NotFound(LabelingError):
-    """A queue, task or dataset version does not exist."""
-
-
-class AlreadyExists(LabelingError):
-    """Creating something whose unique name is taken."""
-
-
-class InvalidArgument(LabelingError, ValueError):
-    """A request is malformed: a queue definition, a task input, a page token, a split parameter."""
+__all__ = [
+    "AgreementUndefined",
+    "AlreadyExists",
+    "InvalidArgument",
+    "InvalidLabel",
+    "LeaseExpired",
+    "LeaseNotFound",
+    "NotFound",
+]
 
 
 class InvalidLabel(InvalidArgument):
     """A label value does not fit the queue (wrong type, outside the label set or rating range...)."""
 
 
-class LeaseNotFound(LabelingError):
+class LeaseNotFound(NotFound):
     """No usable lease with that id for that task and labeler (unknown, someone else's, or released)."""
 
 
-class LeaseExpired(LabelingError):
+class LeaseExpired(FailedPrecondition):
     """The lease existed but ran out; the task went back to the queue and may be leased again."""
 
 
-class AgreementUndefined(LabelingError):
+class AgreementUndefined(FailedPrecondition):
     """An agreement statistic cannot be computed from the data given (e.g. no pairable labels)."""
