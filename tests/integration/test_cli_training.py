@@ -12,18 +12,16 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 
-import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llmops.cli.local import LocalPlatform, free_port
-from llmops.contracts.rpc.labeling.v1 import labeling_pb2, labeling_pb2_grpc
+from llmops.cli.local import LocalPlatform
 from llmops.core.model_assets import SMOLLM2_NAME
 from llmops.testing.platform import running_platform
+from llmops.testing.stand_ins import DatasetVersions, labeling_dataset_versions
 
 pytestmark = pytest.mark.integration
 
@@ -50,22 +48,7 @@ def _sft_rows(n: int) -> list[dict[str, str]]:
     ]
 
 
-class StandInLabeling(labeling_pb2_grpc.LabelingServiceServicer):
-    """GetDatasetVersion of the versions the test wrote: training asks labeling where a version is."""
-
-    def __init__(self) -> None:
-        self.versions: dict[str, str] = {}
-
-    def GetDatasetVersion(
-        self, request: labeling_pb2.GetDatasetVersionRequest, context: grpc.ServicerContext
-    ) -> labeling_pb2.DatasetVersion:
-        if request.version_id not in self.versions:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"dataset version {request.version_id} not found")
-        uri = self.versions[request.version_id]
-        return labeling_pb2.DatasetVersion(version_id=request.version_id, uri=uri)
-
-
-LABELING = StandInLabeling()
+LABELING = DatasetVersions()
 
 
 def _write_version(platform: LocalPlatform, dataset: str, rows: list[dict[str, str]]) -> str:
@@ -80,13 +63,8 @@ def _write_version(platform: LocalPlatform, dataset: str, rows: list[dict[str, s
 
 @pytest.fixture(scope="module")
 def labeling_address() -> Iterator[str]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    labeling_pb2_grpc.add_LabelingServiceServicer_to_server(LABELING, server)
-    address = f"127.0.0.1:{free_port()}"
-    server.add_insecure_port(address)
-    server.start()
-    yield address
-    server.stop(0)
+    with labeling_dataset_versions(LABELING) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -24,14 +23,14 @@ import pyarrow.parquet as pq
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from llmops.cli.local import LocalPlatform, free_port
+from llmops.cli.local import LocalPlatform
 from llmops.contracts import topics
 from llmops.contracts.events import TrainingRequested
-from llmops.contracts.rpc.labeling.v1 import labeling_pb2, labeling_pb2_grpc
 from llmops.contracts.rpc.training.v1 import training_pb2 as pb
 from llmops.contracts.rpc.training.v1 import training_pb2_grpc
 from llmops.core.model_assets import SMOLLM2_NAME, smollm2_path
 from llmops.testing.platform import auth, publish_raw, running_platform
+from llmops.testing.stand_ins import DatasetVersions, labeling_dataset_versions
 from llmops.training.ray_runner import short_temp_dir
 
 pytestmark = pytest.mark.integration
@@ -71,34 +70,14 @@ def _dpo_rows(n: int) -> list[dict[str, str]]:
     ]
 
 
-class StandInLabeling(labeling_pb2_grpc.LabelingServiceServicer):
-    """GetDatasetVersion of the versions the tests wrote (version id -> uri)."""
-
-    def __init__(self) -> None:
-        self.versions: dict[str, str] = {}
-
-    def GetDatasetVersion(
-        self, request: labeling_pb2.GetDatasetVersionRequest, context: grpc.ServicerContext
-    ) -> labeling_pb2.DatasetVersion:
-        if request.version_id not in self.versions:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"dataset version {request.version_id} not found")
-        uri = self.versions[request.version_id]
-        return labeling_pb2.DatasetVersion(version_id=request.version_id, uri=uri)
-
-
 # One for the module, like the platform: the versions the tests wrote.
-LABELING = StandInLabeling()
+LABELING = DatasetVersions()
 
 
 @pytest.fixture(scope="module")
 def labeling_address() -> Iterator[str]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    labeling_pb2_grpc.add_LabelingServiceServicer_to_server(LABELING, server)
-    address = f"127.0.0.1:{free_port()}"
-    server.add_insecure_port(address)
-    server.start()
-    yield address
-    server.stop(0)
+    with labeling_dataset_versions(LABELING) as address:
+        yield address
 
 
 def _write_version(platform: LocalPlatform, dataset: str, rows: list[dict[str, str]]) -> str:

@@ -17,11 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from llmops.cli.local import LocalPlatform
 from llmops.contracts.rpc.training.v1 import training_pb2 as pb
 from llmops.contracts.rpc.training.v1 import training_pb2_grpc
 from llmops.core.model_assets import SMOLLM2_NAME
 from llmops.core.settings import RaySettings
 from llmops.testing.platform import auth, running_platform
+from llmops.testing.stand_ins import DatasetVersions, labeling_dataset_versions
 from llmops.training.ray_runner import TrainingCluster, short_temp_dir
 
 pytestmark = pytest.mark.integration
@@ -54,45 +56,52 @@ def test_job_runs_on_the_cluster_and_the_cluster_outlives_the_service(
     cluster: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
     address, join = cluster
-    env = {**ENV, **join, "LLMOPS_RAY_ADDRESS": address}
-    with running_platform(tmp_path, ["training"], **env) as platform:
-        assert f"Ray joined at {address}" in platform.log_tail("training", 200)
-        # It did not start a Ray of its own.
-        own = str(short_temp_dir(platform.data_dir)).encode()
-        assert not any(own in cmdline for cmdline in _command_lines())
-
-        version_id = "v" + os.urandom(8).hex()
-        rows = [
-            {
-                "prompt": f"Colour of card {i}?",
-                "completion": f"Card {i} is red.",
-                "split": "eval" if i % 4 == 0 else "train",
-            }
-            for i in range(16)
-        ]
-        path = platform.data_dir / "artifacts" / "datasets" / "cards" / f"{version_id}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows), path)
-        spec = pb.JobSpec(
-            base_model=SMOLLM2_NAME,
-            dataset_version_id=version_id,
-            method=pb.TRAINING_METHOD_SFT_LORA,
-            model_name="on-cluster",
-            hyperparameters=pb.Hyperparameters(learning_rate=2e-3, batch_size=2, max_length=48, max_steps=3),
-            resources=pb.Resources(num_workers=1, cpus_per_worker=1),
-        )
-        with grpc.insecure_channel(platform.address("training")) as channel:
-            stub = training_pb2_grpc.TrainingServiceStub(channel)
-            job = stub.SubmitJob(pb.SubmitJobRequest(spec=spec), metadata=auth(platform), timeout=60)
-            progress = list(
-                stub.StreamProgress(
-                    pb.StreamProgressRequest(job_id=job.job_id), metadata=auth(platform), timeout=600
-                )
-            )
-        assert progress[-1].state == pb.JOB_STATE_SUCCEEDED, progress[-1]
-        assert progress[-1].step == 3
+    versions = DatasetVersions()
+    with labeling_dataset_versions(versions) as labeling_address:
+        env = {**ENV, **join, "LLMOPS_RAY_ADDRESS": address, "LLMOPS_LABELING_ADDRESS": labeling_address}
+        with running_platform(tmp_path, ["training"], **env) as platform:
+            _train_on_the_cluster(platform, address, versions)
     # The service has stopped; the cluster it joined still runs.
     assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 2
+
+
+def _train_on_the_cluster(platform: LocalPlatform, address: str, versions: DatasetVersions) -> None:
+    assert f"Ray joined at {address}" in platform.log_tail("training", 200)
+    # It did not start a Ray of its own.
+    own = str(short_temp_dir(platform.data_dir)).encode()
+    assert not any(own in cmdline for cmdline in _command_lines())
+
+    version_id = "v" + os.urandom(8).hex()
+    rows = [
+        {
+            "prompt": f"Colour of card {i}?",
+            "completion": f"Card {i} is red.",
+            "split": "eval" if i % 4 == 0 else "train",
+        }
+        for i in range(16)
+    ]
+    path = platform.data_dir / "artifacts" / "datasets" / "cards" / f"{version_id}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    versions.versions[version_id] = path.as_uri()
+    spec = pb.JobSpec(
+        base_model=SMOLLM2_NAME,
+        dataset_version_id=version_id,
+        method=pb.TRAINING_METHOD_SFT_LORA,
+        model_name="on-cluster",
+        hyperparameters=pb.Hyperparameters(learning_rate=2e-3, batch_size=2, max_length=48, max_steps=3),
+        resources=pb.Resources(num_workers=1, cpus_per_worker=1),
+    )
+    with grpc.insecure_channel(platform.address("training")) as channel:
+        stub = training_pb2_grpc.TrainingServiceStub(channel)
+        job = stub.SubmitJob(pb.SubmitJobRequest(spec=spec), metadata=auth(platform), timeout=60)
+        progress = list(
+            stub.StreamProgress(
+                pb.StreamProgressRequest(job_id=job.job_id), metadata=auth(platform), timeout=600
+            )
+        )
+    assert progress[-1].state == pb.JOB_STATE_SUCCEEDED, progress[-1]
+    assert progress[-1].step == 3
 
 
 def _command_lines() -> list[bytes]:

@@ -7,6 +7,7 @@ from the same definitions the services run with, not from a table kept by hand.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import tempfile
@@ -52,6 +53,11 @@ def brokers(data_dir: Path) -> list[KafkaBroker]:
 
 
 def build() -> dict[str, Any]:
+    # A service's register() makes its grpc.aio server, which needs an event loop; run it in one.
+    return asyncio.run(_build())
+
+
+async def _build() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="llmops-asyncapi-") as tmp:
         spec = AsyncAPI(
             *brokers(Path(tmp)), title="LLMOps platform events", version="1", description=DESCRIPTION
