@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from llmops.labeling.domain.errors import (
     AlreadyExists,
@@ -28,7 +29,7 @@ from llmops.labeling.domain.models import (
 )
 from llmops.labeling.domain.values import validate_label_value
 from llmops.labeling.domain.versions import build_dataset_version
-from llmops.labeling.store import LabelingStore
+from llmops.labeling.store import LabelingStore, tables
 
 T0 = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -422,6 +423,102 @@ def test_naive_times_are_utc_and_memory_databases_work() -> None:
         task = s.next_task("sentiment", "alice", now=T0.replace(tzinfo=None))
         assert task is not None and task.lease_expires_at == T0 + dt.timedelta(seconds=60)
         assert s.next_task("sentiment", "bob", now=T0 + dt.timedelta(seconds=30)) is None
+
+
+# --- migrations --------------------------------------------------------------------------------
+
+
+def test_a_store_made_by_the_release_before_migrations_keeps_its_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/labeling.db"
+    # What the previous release did at open (metadata.create_all, no version table), and its rows.
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        tables.metadata.create_all(conn)
+        queue_id = conn.execute(
+            sa.insert(tables.queues_t).values(
+                name="old",
+                task_type="classification",
+                label_set=["neg", "pos"],
+                rating_min=0.0,
+                rating_max=0.0,
+                labelers_per_task=2,
+                lease_seconds=600,
+                instructions="",
+                meta={"team": "search"},
+                created_at=T0,
+            )
+        ).inserted_primary_key[0]
+        task_pk = conn.execute(
+            sa.insert(tables.tasks_t).values(
+                task_id="task-1",
+                queue_id=queue_id,
+                document_id="doc-1",
+                text="kept",
+                prompt="",
+                response="",
+                candidate_a="",
+                candidate_b="",
+                meta={},
+                snapshot_id="snap-1",
+                source="api",
+                state="open",
+                human_label_count=1,
+                created_at=T0,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            sa.insert(tables.labels_t).values(
+                label_id="label-1",
+                task_pk=task_pk,
+                queue_id=queue_id,
+                source="human",
+                labeler_id="alice",
+                value="pos",
+                comment="",
+                confidence=0.0,
+                meta={},
+                created_at=T0,
+            )
+        )
+    engine.dispose()
+
+    with LabelingStore(url) as store:
+        queue = store.get_queue("old", now=T0)
+        assert (queue.total_tasks, queue.open_tasks, queue.metadata) == (1, 1, {"team": "search"})
+        [label] = store.list_labels("old").items
+        assert (label.label_id, label.labeler_id, label.value, label.created_at) == (
+            "label-1",
+            "alice",
+            "pos",
+            T0,
+        )
+        # The migrated store keeps working on the old rows: bob labels the task alice labeled.
+        task = store.next_task("old", "bob", now=T0)
+        assert task is not None and task.task_id == "task-1" and task.input.text == "kept"
+        store.submit_label(task.task_id, task.lease_id, "bob", "pos", now=T0)
+        assert store.get_task("task-1", now=T0).state == TaskState.COMPLETED
+    with sa.create_engine(url).connect() as conn:
+        assert (
+            conn.execute(sa.text("SELECT version_num FROM alembic_version_labeling")).scalar_one() == "0001"
+        )
+
+
+def test_a_new_store_is_made_by_the_migrations(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/labeling.db"
+    LabelingStore(url).close()
+    engine = sa.create_engine(url)
+    names = set(sa.inspect(engine).get_table_names())
+    assert set(tables.metadata.tables) | {"alembic_version_labeling"} == names
+    with engine.connect() as conn:
+        assert (
+            conn.execute(sa.text("SELECT version_num FROM alembic_version_labeling")).scalar_one() == "0001"
+        )
+    engine.dispose()
+    # Opening it again applies nothing and loses nothing.
+    with LabelingStore(url) as store:
+        _queue(store)
+    with LabelingStore(url) as store:
+        assert store.get_queue("sentiment").name == "sentiment"
 
 
 # --- value validation --------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from llmops.core.service import Deferred, Runtime
 from llmops.labeling import functions
 from llmops.labeling.grpc_server import LabelingServicer
 from llmops.labeling.judge import ServingJudge
-from llmops.labeling.labeling import Labeling
 from llmops.labeling.settings import Settings
-from llmops.labeling.store.sql import LabelingStore
+from llmops.labeling.store import LabelingStore
+from llmops.labeling.workflows import Labeling
 
 log = logging.getLogger(__name__)
 

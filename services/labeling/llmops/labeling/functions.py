@@ -67,6 +67,7 @@ def load_modules(modules: list[str]) -> None:
 
 
 def lookup(name: str, version: str) -> LabelingFunction:
+    """The registered function ``name@version``; NotFound lists the registered ones."""
     try:
         return REGISTRY[(name, version)]
     except KeyError:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -27,9 +27,7 @@ from llmops.labeling.domain.models import (
     TaskState,
     TaskType,
 )
-from llmops.labeling.labeling import Labeling
-
-T = TypeVar("T")
+from llmops.labeling.workflows import Labeling
 
 TASK_TYPES = {
     pb.TASK_TYPE_CLASSIFICATION: TaskType.CLASSIFICATION,
@@ -162,18 +160,14 @@ def version_pb(v: DatasetVersion) -> pb.DatasetVersion:
 
 
 class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
+    """Thin transport: requests to domain values, the workflows or the store, replies to messages.
+
+    Errors are domain errors raised below; the server's interceptor gives each its status code.
+    """
+
     def __init__(self, labeling: Callable[[], Labeling]) -> None:
         # The service opens its store in start(); the readiness gate keeps calls out until then.
         self._labeling = labeling
-
-    async def _call(self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
-        # Domain errors become status codes in the server's interceptor; nothing is mapped here.
-        return await work()
-
-    def _blocking(
-        self, context: grpc.aio.ServicerContext, fn: Callable[..., T], *args: Any, **kw: Any
-    ) -> Awaitable[T]:
-        return self._call(context, lambda: asyncio.to_thread(fn, *args, **kw))
 
     async def CreateQueue(
         self, request: pb.CreateQueueRequest, context: grpc.aio.ServicerContext
@@ -191,16 +185,16 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
             instructions=request.instructions,
             metadata=dict(request.metadata),
         )
-        return queue_pb(await self._blocking(context, self._labeling().store.create_queue, spec))
+        return queue_pb(await asyncio.to_thread(self._labeling().store.create_queue, spec))
 
     async def GetQueue(self, request: pb.GetQueueRequest, context: grpc.aio.ServicerContext) -> pb.Queue:
-        return queue_pb(await self._blocking(context, self._labeling().store.get_queue, request.name))
+        return queue_pb(await asyncio.to_thread(self._labeling().store.get_queue, request.name))
 
     async def ListQueues(
         self, request: pb.ListQueuesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListQueuesResponse:
-        page = await self._blocking(
-            context, self._labeling().store.list_queues, request.page_size or 100, request.page_token
+        page = await asyncio.to_thread(
+            self._labeling().store.list_queues, request.page_size, request.page_token
         )
         return pb.ListQueuesResponse(
             queues=[queue_pb(q) for q in page.items], next_page_token=page.next_page_token
@@ -222,7 +216,7 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
             )
             for t in request.tasks
         ]
-        created = await self._call(context, lambda: self._labeling().create_tasks(request.queue, inputs))
+        created = await self._labeling().create_tasks(request.queue, inputs)
         return pb.CreateTasksResponse(task_ids=list(created.task_ids), created=created.created)
 
     async def NextTask(
@@ -230,9 +224,7 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     ) -> pb.NextTaskResponse:
         if not request.labeler_id:
             raise errors.InvalidArgument("labeler_id is empty: say who is labeling")
-        task = await self._blocking(
-            context, self._labeling().store.next_task, request.queue, request.labeler_id
-        )
+        task = await asyncio.to_thread(self._labeling().store.next_task, request.queue, request.labeler_id)
         return (
             pb.NextTaskResponse(queue_empty=True) if task is None else pb.NextTaskResponse(task=task_pb(task))
         )
@@ -248,11 +240,8 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
             if value not in PREFS:
                 raise errors.InvalidArgument("preference must be A, B or TIE")
             value = PREFS[value]
-        label = await self._call(
-            context,
-            lambda: self._labeling().submit_label(
-                request.task_id, request.lease_id, request.labeler_id, value, request.comment
-            ),
+        label = await self._labeling().submit_label(
+            request.task_id, request.lease_id, request.labeler_id, value, request.comment
         )
         task_type = TaskType.CORRECTION if kind == "corrected_text" else TaskType.CLASSIFICATION
         return label_pb(label, task_type)
@@ -260,8 +249,7 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     async def SkipTask(
         self, request: pb.SkipTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.SkipTaskResponse:
-        result = await self._blocking(
-            context,
+        result = await asyncio.to_thread(
             self._labeling().store.skip_task,
             request.task_id,
             request.lease_id,
@@ -274,13 +262,12 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         self, request: pb.ListLabelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListLabelsResponse:
         source = SOURCES.get(request.source)
-        queue = await self._blocking(context, self._labeling().store.get_queue, request.queue)
-        page = await self._blocking(
-            context,
+        queue = await asyncio.to_thread(self._labeling().store.get_queue, request.queue)
+        page = await asyncio.to_thread(
             self._labeling().store.list_labels,
             request.queue,
             source,
-            request.page_size or 100,
+            request.page_size,
             request.page_token,
         )
         return pb.ListLabelsResponse(
@@ -290,11 +277,8 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     async def Agreement(
         self, request: pb.AgreementRequest, context: grpc.aio.ServicerContext
     ) -> pb.AgreementResponse:
-        result = await self._call(
-            context,
-            lambda: self._labeling().agreement(
-                request.queue, METRICS.get(request.metric), request.include_pair_counts
-            ),
+        result = await self._labeling().agreement(
+            request.queue, METRICS.get(request.metric), request.include_pair_counts
         )
         return pb.AgreementResponse(
             queue=request.queue,
@@ -312,11 +296,8 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     async def RegisterLabelingFunction(
         self, request: pb.RegisterLabelingFunctionRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterLabelingFunctionResponse:
-        labeled, abstained = await self._call(
-            context,
-            lambda: self._labeling().register_function(
-                request.queue, request.name, request.version, backfill=not request.skip_backfill
-            ),
+        labeled, abstained = await self._labeling().register_function(
+            request.queue, request.name, request.version, backfill=not request.skip_backfill
         )
         return pb.RegisterLabelingFunctionResponse(
             queue=request.queue,
@@ -329,32 +310,26 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     async def RunJudge(
         self, request: pb.RunJudgeRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunJudgeResponse:
-        labeled, failed = await self._call(
-            context,
-            lambda: self._labeling().run_judge(
-                request.queue,
-                request.judge_prompt,
-                request.judge_prompt_version,
-                request.model_alias,
-                request.limit,
-            ),
+        labeled, failed = await self._labeling().run_judge(
+            request.queue,
+            request.judge_prompt,
+            request.judge_prompt_version,
+            request.model_alias,
+            request.limit,
         )
         return pb.RunJudgeResponse(queue=request.queue, tasks_labeled=labeled, tasks_failed=failed)
 
     async def CreateDatasetVersion(
         self, request: pb.CreateDatasetVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DatasetVersion:
-        version = await self._call(
-            context,
-            lambda: self._labeling().create_dataset_version(
-                request.dataset,
-                list(request.queues),
-                dict(request.filter),
-                [SOURCES[s] for s in request.sources if s in SOURCES],
-                request.eval_fraction,
-                request.seed,
-                request.description,
-            ),
+        version = await self._labeling().create_dataset_version(
+            request.dataset,
+            list(request.queues),
+            dict(request.filter),
+            [SOURCES[s] for s in request.sources if s in SOURCES],
+            request.eval_fraction,
+            request.seed,
+            request.description,
         )
         return version_pb(version)
 
@@ -362,17 +337,16 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         self, request: pb.GetDatasetVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DatasetVersion:
         return version_pb(
-            await self._blocking(context, self._labeling().store.get_dataset_version, request.version_id)
+            await asyncio.to_thread(self._labeling().store.get_dataset_version, request.version_id)
         )
 
     async def ListDatasetVersions(
         self, request: pb.ListDatasetVersionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDatasetVersionsResponse:
-        page = await self._blocking(
-            context,
+        page = await asyncio.to_thread(
             self._labeling().store.list_dataset_versions,
             request.dataset,
-            request.page_size or 100,
+            request.page_size,
             request.page_token,
         )
         return pb.ListDatasetVersionsResponse(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
+from llmops.contracts.vocabulary import parse_pairwise_verdict
 from llmops.core.errors import InvalidArgument
 from llmops.labeling.domain.models import LabelValue, Preference, Queue, TaskInput, TaskType
 
@@ -61,6 +62,7 @@ def resolve_prompt(queue: Queue, template: str, version: str) -> JudgePrompt:
 
 
 def render(prompt: JudgePrompt, task: TaskInput, queue: Queue) -> str:
+    """The prompt text for ``task``: the template with the task's fields and the queue's labels."""
     try:
         return prompt.template.format(
             labels=", ".join(queue.label_set),
@@ -93,8 +95,8 @@ def parse(answer: str, queue: Queue) -> LabelValue | None:
         value = float(m.group())
         return value if queue.rating_min <= value <= queue.rating_max else None
     if queue.task_type == TaskType.PAIRWISE_PREFERENCE:
-        m = re.search(r"\b([AB])\b", text)
-        return Preference(m.group(1)) if m else None
+        verdict = parse_pairwise_verdict(text)
+        return Preference(verdict) if verdict else None
     return None
 
 
@@ -103,6 +105,7 @@ class ServingJudge:
 
     def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
         self._stub = serving_pb2_grpc.ServingServiceStub(channel)
+        # Generation may queue behind other requests, so the judge has its own (longer) deadline.
         self._timeout = timeout
 
     async def ask(self, prompt: str, model: str) -> str:

@@ -28,7 +28,7 @@ from llmops.labeling.domain.models import (
     TaskType,
 )
 from llmops.labeling.domain.versions import build_dataset_version, version_key, write_parquet
-from llmops.labeling.store.sql import CreatedTasks, LabelingStore
+from llmops.labeling.store import CreatedTasks, LabelingStore
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ InferenceLookup = Callable[[str], Awaitable[dict[str, str] | None]]
 
 
 class Labeling:
+    """The labeling workflows: events into tasks, labels announced, rules, the judge, dataset versions."""
+
     def __init__(
         self,
         store: LabelingStore,
@@ -177,7 +179,6 @@ class Labeling:
                 labeler_id=label.labeler_id,
                 value=label.value_text,
                 document_id=label.document_id,
-                producer="labeling",
             )
         )
 
@@ -326,7 +327,6 @@ class Labeling:
                 eval_count=stored.eval_count,
                 snapshot_ids=list(stored.lineage.snapshot_ids),
                 queues=list(stored.lineage.queues),
-                producer="labeling",
             )
         )
         return stored

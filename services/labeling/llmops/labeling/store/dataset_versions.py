@@ -1,0 +1,84 @@
+"""Dataset versions in SQL: immutable records of what a version holds and where its file is."""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from llmops.core.sql import DEFAULT_PAGE_SIZE, SqlStore, decode_page_token, encode_page_token, utc
+from llmops.core.sql import page_size as checked_page_size
+from llmops.labeling.domain.errors import NotFound
+from llmops.labeling.domain.models import DatasetVersion, Page, TaskType
+from llmops.labeling.store.rows import check_id, dataset_version_of
+from llmops.labeling.store.tables import dataset_versions_t
+
+
+class SqlDatasetVersions(SqlStore):
+    """Dataset version records (the files themselves live in the artifact store)."""
+
+    def save_dataset_version(self, version: DatasetVersion) -> DatasetVersion:
+        """Store a dataset version record; a version is immutable, so saving an existing id returns
+        the stored record unchanged."""
+        check_id("version_id", version.version_id)
+        check_id("dataset", version.dataset)
+        lineage = version.lineage
+        try:
+            with self._write() as conn:
+                existing = conn.execute(
+                    select(dataset_versions_t).where(dataset_versions_t.c.version_id == version.version_id)
+                ).first()
+                if existing is not None:
+                    return dataset_version_of(existing)
+                conn.execute(
+                    insert(dataset_versions_t).values(
+                        version_id=version.version_id,
+                        dataset=version.dataset,
+                        task_type=TaskType(version.task_type).value,
+                        train_count=version.train_count,
+                        eval_count=version.eval_count,
+                        eval_fraction=version.eval_fraction,
+                        seed=version.seed,
+                        uri=version.uri,
+                        description=version.description,
+                        lineage={
+                            "snapshot_ids": list(lineage.snapshot_ids),
+                            "label_ids_count": lineage.label_ids_count,
+                            "labeler_ids": list(lineage.labeler_ids),
+                            "queues": list(lineage.queues),
+                        },
+                        created_at=utc(version.created_at),
+                    )
+                )
+        except IntegrityError:
+            pass  # saved concurrently by another caller: read theirs below
+        return self.get_dataset_version(version.version_id)
+
+    def get_dataset_version(self, version_id: str) -> DatasetVersion:
+        """Raises: NotFound: no such version."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(dataset_versions_t).where(dataset_versions_t.c.version_id == version_id)
+            ).first()
+        if row is None:
+            raise NotFound(f"dataset version {version_id!r} not found")
+        return dataset_version_of(row)
+
+    def list_dataset_versions(
+        self, dataset: str, page_size: int = DEFAULT_PAGE_SIZE, page_token: str = ""
+    ) -> Page[DatasetVersion]:
+        """Versions of ``dataset``, newest first (an unknown dataset has no versions)."""
+        size = checked_page_size(page_size)
+        before = decode_page_token(page_token, int)
+        query = (
+            select(dataset_versions_t)
+            .where(dataset_versions_t.c.dataset == dataset)
+            .order_by(dataset_versions_t.c.id.desc())
+            .limit(size + 1)
+        )
+        if before is not None:
+            query = query.where(dataset_versions_t.c.id < before)
+        with self._read() as conn:
+            rows = list(conn.execute(query))
+        more = len(rows) > size
+        rows = rows[:size]
+        return Page([dataset_version_of(r) for r in rows], encode_page_token(rows[-1].id) if more else "")

@@ -1,0 +1,149 @@
+"""The labeling store's tables (SQLAlchemy Core); Alembic revisions under migrations/ create them.
+
+A change here needs a new revision in migrations/versions that makes the same change.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from llmops.core.sql import AutoId, UTCDateTime
+
+MAX_ID_CHARS = 256
+
+metadata = MetaData()
+
+queues_t = Table(
+    "queues",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("task_type", String(32), nullable=False),
+    Column("label_set", JSON, nullable=False),
+    Column("rating_min", Float, nullable=False),
+    Column("rating_max", Float, nullable=False),
+    Column("labelers_per_task", Integer, nullable=False),
+    Column("lease_seconds", Integer, nullable=False),
+    Column("instructions", Text, nullable=False),
+    Column("metadata", JSON, nullable=False, key="meta"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+tasks_t = Table(
+    "tasks",
+    metadata,
+    # Insertion order: "oldest task first" is ORDER BY id.
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False, unique=True),
+    Column("queue_id", AutoId, ForeignKey("queues.id"), nullable=False),
+    # NULL when the task has no document; NULLs are distinct, so only real ids are deduplicated.
+    Column("document_id", String(MAX_ID_CHARS)),
+    Column("text", Text, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("candidate_a", Text, nullable=False),
+    Column("candidate_b", Text, nullable=False),
+    Column("metadata", JSON, nullable=False, key="meta"),
+    Column("snapshot_id", String(MAX_ID_CHARS), nullable=False),
+    Column("source", String(16), nullable=False),
+    # "open" or "completed"; LEASED is derived from the leases at query time.
+    Column("state", String(16), nullable=False),
+    # Denormalised count of human labels, so picking a task needs no aggregate over labels.
+    Column("human_label_count", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    UniqueConstraint("queue_id", "document_id", name="uq_tasks_queue_document"),
+    Index("ix_tasks_queue_state", "queue_id", "state", "id"),
+)
+
+labels_t = Table(
+    "labels",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("label_id", String(64), nullable=False, unique=True),
+    Column("task_pk", AutoId, ForeignKey("tasks.id"), nullable=False),
+    Column("queue_id", AutoId, ForeignKey("queues.id"), nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("labeler_id", String(MAX_ID_CHARS), nullable=False),
+    # Canonical text form (see values.encode_label_value); decoded with the queue's task type.
+    Column("value", Text, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("metadata", JSON, nullable=False, key="meta"),
+    Column("lease_id", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    # One label per labeler per task: a human never labels a task twice, and a labeling function
+    # or judge at one version labels it once (programmatic labels are idempotent on this).
+    UniqueConstraint("task_pk", "source", "labeler_id", name="uq_labels_task_source_labeler"),
+    Index("ix_labels_queue", "queue_id", "id"),
+)
+
+leases_t = Table(
+    "leases",
+    metadata,
+    Column("lease_id", String(64), primary_key=True),
+    Column("task_pk", AutoId, ForeignKey("tasks.id"), nullable=False),
+    Column("queue_id", AutoId, ForeignKey("queues.id"), nullable=False),
+    Column("labeler_id", String(MAX_ID_CHARS), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("released_at", UTCDateTime),
+    # "labeled" or "skipped" once released.
+    Column("outcome", String(16)),
+    Index("ix_leases_task_active", "task_pk", "released_at", "expires_at"),
+    Index("ix_leases_queue_labeler", "queue_id", "labeler_id", "released_at"),
+)
+
+skips_t = Table(
+    "skips",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("task_pk", AutoId, ForeignKey("tasks.id"), nullable=False),
+    Column("labeler_id", String(MAX_ID_CHARS), nullable=False),
+    Column("lease_id", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("task_pk", "labeler_id", name="uq_skips_task_labeler"),
+)
+
+dataset_versions_t = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("version_id", String(128), nullable=False, unique=True),
+    Column("dataset", String(MAX_ID_CHARS), nullable=False),
+    Column("task_type", String(32), nullable=False),
+    Column("train_count", BigInteger, nullable=False),
+    Column("eval_count", BigInteger, nullable=False),
+    Column("eval_fraction", Float, nullable=False),
+    Column("seed", BigInteger, nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("lineage", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_dataset_versions_dataset", "dataset", "id"),
+)
+
+labeling_functions_t = Table(
+    "labeling_functions",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("queue_id", AutoId, ForeignKey("queues.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("registered_at", UTCDateTime, nullable=False),
+    UniqueConstraint("queue_id", "name", "version", name="uq_labeling_functions"),
+)
