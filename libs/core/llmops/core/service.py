@@ -122,10 +122,6 @@ async def serve(service: Service, settings: ServiceSettings) -> None:
     started_service = False
     try:
         await runtime.grpc.start()
-        legacy_stop = getattr(service, "stop", None)
-        if legacy_stop is not None:
-            # A service not yet moved onto runtime.own closes everything in its stop(), last.
-            runtime.own(service, close=lambda _: legacy_stop())
         await _until_stopped(service.start(runtime), stop)
         started_service = True
         if stop.is_set():
