@@ -16,23 +16,27 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    Column,
+    ColumnElement,
     Connection,
     DateTime,
     Dialect,
     Engine,
     Integer,
     MetaData,
+    Select,
     TypeDecorator,
     create_engine,
     event,
     inspect,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Row, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
@@ -117,6 +121,46 @@ def decode_page_token(token: str, kind: type) -> Any:
     if type(position) is not kind:
         raise InvalidArgument(f"page_token {token!r} is not a token this service gave out")
     return position
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing; ``next_page_token`` is empty on the last page."""
+
+    items: Sequence[T]
+    next_page_token: str = ""
+
+    def map(self, of: Callable[[Any], T]) -> Page[T]:
+        return Page([of(item) for item in self.items], self.next_page_token)
+
+
+def keyset_page(
+    conn: Connection,
+    query: Select[Any],
+    key: ColumnElement[Any],
+    size: int,
+    token: str,
+    *,
+    descending: bool = False,
+) -> Page[Row[Any]]:
+    """The rows of ``query`` ordered by the unique ``key``, ``size`` of them (0: the default) after
+    the position ``token`` holds: keyset paging, stable while rows are added."""
+    size = page_size(size)
+    kind = int if isinstance(key.type, (Integer, BigInteger)) else str
+    position = decode_page_token(token, kind)
+    query = query.order_by(key.desc() if descending else key).limit(size + 1)
+    if position is not None:
+        query = query.where(key < position if descending else key > position)
+    rows = list(conn.execute(query))
+    if len(rows) <= size:
+        return Page(rows)
+    rows = rows[:size]
+    return Page(rows, encode_page_token(rows[-1]._mapping[key]))
+
+
+def auto_id() -> Column[int]:
+    """The surrogate key most tables start with: ``id``, auto-incremented, in insertion order."""
+    return Column("id", AutoId, primary_key=True, autoincrement=True)
 
 
 def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:

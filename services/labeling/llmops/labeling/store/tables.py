@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from llmops.core.sql import AutoId, UTCDateTime
+from llmops.core.sql import AutoId, UTCDateTime, auto_id
 
 MAX_ID_CHARS = 256
 
@@ -29,7 +29,7 @@ metadata = MetaData()
 queues_t = Table(
     "queues",
     metadata,
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("name", String(128), nullable=False, unique=True),
     Column("task_type", String(32), nullable=False),
     Column("label_set", JSON, nullable=False),
@@ -46,7 +46,7 @@ tasks_t = Table(
     "tasks",
     metadata,
     # Insertion order: "oldest task first" is ORDER BY id.
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("task_id", String(64), nullable=False, unique=True),
     Column("queue_id", AutoId, ForeignKey("queues.id"), nullable=False),
     # NULL when the task has no document; NULLs are distinct, so only real ids are deduplicated.
@@ -72,7 +72,7 @@ tasks_t = Table(
 labels_t = Table(
     "labels",
     metadata,
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("label_id", String(64), nullable=False, unique=True),
     Column("task_pk", AutoId, ForeignKey("tasks.id"), nullable=False),
     Column("queue_id", AutoId, ForeignKey("queues.id"), nullable=False),
@@ -110,7 +110,7 @@ leases_t = Table(
 skips_t = Table(
     "skips",
     metadata,
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("task_pk", AutoId, ForeignKey("tasks.id"), nullable=False),
     Column("labeler_id", String(MAX_ID_CHARS), nullable=False),
     Column("lease_id", String(64), nullable=False),
@@ -122,7 +122,7 @@ skips_t = Table(
 dataset_versions_t = Table(
     "dataset_versions",
     metadata,
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("version_id", String(128), nullable=False, unique=True),
     Column("dataset", String(MAX_ID_CHARS), nullable=False),
     Column("task_type", String(32), nullable=False),
@@ -140,7 +140,7 @@ dataset_versions_t = Table(
 labeling_functions_t = Table(
     "labeling_functions",
     metadata,
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("queue_id", AutoId, ForeignKey("queues.id"), nullable=False),
     Column("name", String(128), nullable=False),
     Column("version", String(64), nullable=False),

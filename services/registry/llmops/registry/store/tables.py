@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from llmops.core.sql import AutoId, UTCDateTime
+from llmops.core.sql import AutoId, UTCDateTime, auto_id
 from llmops.registry.domain.values import MAX_ID_CHARS
 
 metadata = MetaData()
@@ -31,7 +31,7 @@ metadata = MetaData()
 models_t = Table(
     "registered_models",
     metadata,
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("name", String(200), nullable=False, unique=True),
     Column("description", Text, nullable=False),
     Column("base_model", Text, nullable=False),
@@ -46,7 +46,7 @@ models_t = Table(
 versions_t = Table(
     "model_versions",
     metadata,
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("model_id", AutoId, ForeignKey("registered_models.id"), nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("artifact_uri", Text, nullable=False),
@@ -81,7 +81,7 @@ alias_changes_t = Table(
     "model_alias_changes",
     metadata,
     # Insertion order is history order: "newest first" is ORDER BY id DESC.
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("model_id", AutoId, ForeignKey("registered_models.id"), nullable=False),
     Column("alias", String(64), nullable=False),
     Column("from_version", BigInteger, nullable=False),
@@ -122,7 +122,7 @@ outbox_t = Table(
     "registry_outbox",
     metadata,
     # Publication order is id order, so one model's events leave in the order they were made.
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("topic", String(255), nullable=False),
     Column("key", LargeBinary, nullable=False),
     Column("payload", Text, nullable=False),

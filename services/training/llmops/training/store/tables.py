@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, Text
 
-from llmops.core.sql import AutoId, UTCDateTime
+from llmops.core.sql import UTCDateTime, auto_id
 
 metadata = MetaData()
 
@@ -13,7 +13,7 @@ jobs_t = Table(
     "jobs",
     metadata,
     # Insertion order: the queue is FIFO on it, and listings page on it (newest first).
-    Column("id", AutoId, primary_key=True, autoincrement=True),
+    auto_id(),
     Column("job_id", String(64), nullable=False, unique=True),
     # NULLs are distinct in a unique index, so jobs submitted without a key never collide.
     Column("idempotency_key", String(256), unique=True),

@@ -1,10 +1,4 @@
-"""Ingestion's tables as the release before migrations made them (metadata.create_all).
-
-Revision ID: 0001
-Revises:
-"""
-
-from __future__ import annotations
+"""Ingestion's tables as the release before migrations made them (metadata.create_all)."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -13,8 +7,6 @@ from llmops.core.sql import UTCDateTime
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

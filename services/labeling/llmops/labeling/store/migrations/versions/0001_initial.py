@@ -1,20 +1,12 @@
-"""The labeling tables as the release before migrations made them (metadata.create_all).
-
-Revision ID: 0001
-Revises:
-"""
-
-from __future__ import annotations
+"""The labeling tables as the release before migrations made them (metadata.create_all)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-from llmops.core.sql import AutoId, UTCDateTime
+from llmops.core.sql import AutoId, UTCDateTime, auto_id
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 # llmops.labeling.store.tables.MAX_ID_CHARS when this revision was written; a revision is frozen.
 ID_CHARS = 256
@@ -23,7 +15,7 @@ ID_CHARS = 256
 def upgrade() -> None:
     op.create_table(
         "queues",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("name", sa.String(128), nullable=False, unique=True),
         sa.Column("task_type", sa.String(32), nullable=False),
         sa.Column("label_set", sa.JSON, nullable=False),
@@ -37,7 +29,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "tasks",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("task_id", sa.String(64), nullable=False, unique=True),
         sa.Column("queue_id", AutoId, sa.ForeignKey("queues.id"), nullable=False),
         sa.Column("document_id", sa.String(ID_CHARS)),
@@ -58,7 +50,7 @@ def upgrade() -> None:
     op.create_index("ix_tasks_queue_state", "tasks", ["queue_id", "state", "id"])
     op.create_table(
         "labels",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("label_id", sa.String(64), nullable=False, unique=True),
         sa.Column("task_pk", AutoId, sa.ForeignKey("tasks.id"), nullable=False),
         sa.Column("queue_id", AutoId, sa.ForeignKey("queues.id"), nullable=False),
@@ -88,7 +80,7 @@ def upgrade() -> None:
     op.create_index("ix_leases_queue_labeler", "leases", ["queue_id", "labeler_id", "released_at"])
     op.create_table(
         "skips",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("task_pk", AutoId, sa.ForeignKey("tasks.id"), nullable=False),
         sa.Column("labeler_id", sa.String(ID_CHARS), nullable=False),
         sa.Column("lease_id", sa.String(64), nullable=False),
@@ -98,7 +90,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "dataset_versions",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("version_id", sa.String(128), nullable=False, unique=True),
         sa.Column("dataset", sa.String(ID_CHARS), nullable=False),
         sa.Column("task_type", sa.String(32), nullable=False),
@@ -114,7 +106,7 @@ def upgrade() -> None:
     op.create_index("ix_dataset_versions_dataset", "dataset_versions", ["dataset", "id"])
     op.create_table(
         "labeling_functions",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("queue_id", AutoId, sa.ForeignKey("queues.id"), nullable=False),
         sa.Column("name", sa.String(128), nullable=False),
         sa.Column("version", sa.String(64), nullable=False),

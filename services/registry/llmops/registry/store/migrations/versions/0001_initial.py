@@ -1,20 +1,12 @@
-"""The registry's tables as the release before migrations made them (metadata.create_all).
-
-Revision ID: 0001
-Revises:
-"""
-
-from __future__ import annotations
+"""The registry's tables as the release before migrations made them (metadata.create_all)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-from llmops.core.sql import AutoId, UTCDateTime
+from llmops.core.sql import AutoId, UTCDateTime, auto_id
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 # llmops.registry.domain.values.MAX_ID_CHARS when this revision was written; a revision is frozen.
 ID_CHARS = 256
@@ -23,7 +15,7 @@ ID_CHARS = 256
 def upgrade() -> None:
     op.create_table(
         "registered_models",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("name", sa.String(200), nullable=False, unique=True),
         sa.Column("description", sa.Text, nullable=False),
         sa.Column("base_model", sa.Text, nullable=False),
@@ -34,7 +26,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "model_versions",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("model_id", AutoId, sa.ForeignKey("registered_models.id"), nullable=False),
         sa.Column("version", sa.BigInteger, nullable=False),
         sa.Column("artifact_uri", sa.Text, nullable=False),
@@ -62,7 +54,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "model_alias_changes",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("model_id", AutoId, sa.ForeignKey("registered_models.id"), nullable=False),
         sa.Column("alias", sa.String(64), nullable=False),
         sa.Column("from_version", sa.BigInteger, nullable=False),
@@ -96,7 +88,7 @@ def upgrade() -> None:
     op.create_index("ix_lineage_ingestion_batches_snapshot_id", "lineage_ingestion_batches", ["snapshot_id"])
     op.create_table(
         "registry_outbox",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("topic", sa.String(255), nullable=False),
         sa.Column("key", sa.LargeBinary, nullable=False),
         sa.Column("payload", sa.Text, nullable=False),

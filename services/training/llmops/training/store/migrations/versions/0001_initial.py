@@ -1,26 +1,18 @@
-"""The jobs table as the release before migrations made it (metadata.create_all).
-
-Revision ID: 0001
-Revises:
-"""
-
-from __future__ import annotations
+"""The jobs table as the release before migrations made it (metadata.create_all)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-from llmops.core.sql import AutoId, UTCDateTime
+from llmops.core.sql import UTCDateTime, auto_id
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
     op.create_table(
         "jobs",
-        sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+        auto_id(),
         sa.Column("job_id", sa.String(64), nullable=False, unique=True),
         sa.Column("idempotency_key", sa.String(256), unique=True),
         sa.Column("model_name", sa.String(128), nullable=False),
