@@ -38,10 +38,7 @@ def timestamp(value: dt.datetime | float | None) -> Timestamp | None:
     if value is None:
         return None
     ts = Timestamp()
-    if isinstance(value, dt.datetime):
-        ts.FromDatetime(value)
-    else:
-        ts.FromNanoseconds(int(value * 1e9))
+    ts.FromDatetime(value if isinstance(value, dt.datetime) else dt.datetime.fromtimestamp(value, dt.UTC))
     return ts
 
 
