@@ -66,17 +66,21 @@ async def test_malformed_message_goes_to_dlq_and_the_next_is_processed(
         [
             b"{not json",
             b'{"request_id": 42, "thumb": "sideways"}',
+            None,
             _feedback("ok-1").model_dump_json().encode(),
         ],
+        # A tombstone (no value) needs a key.
+        key=b"req",
     )
     await eventually(lambda: handled == ["ok-1"])
-    dead = await read_topic(broker.bootstrap_servers, dlq(Submitted.topic), 2)
+    dead = await read_topic(broker.bootstrap_servers, dlq(Submitted.topic), 3)
     headers = [dict(r.headers) for r in dead]
-    assert [r.value for r in dead] == [b"{not json", b'{"request_id": 42, "thumb": "sideways"}']
-    assert [h[DLQ_OFFSET] for h in headers] == [b"0", b"1"]
+    assert [r.value for r in dead] == [b"{not json", b'{"request_id": 42, "thumb": "sideways"}', b""]
+    assert [h[DLQ_OFFSET] for h in headers] == [b"0", b"1", b"2"]
     assert all(h[DLQ_TOPIC] == Submitted.topic.encode() for h in headers)
     assert b"Invalid JSON" in headers[0][DLQ_ERROR]
     assert b"request_id" in headers[1][DLQ_ERROR] and b"thumb" in headers[1][DLQ_ERROR]
+    assert b"tombstone" in headers[2][DLQ_ERROR]
 
 
 async def test_failing_handler_is_retried_then_dead_lettered(bus: EventBus, broker: LocalPlatform) -> None:
@@ -91,7 +95,8 @@ async def test_failing_handler_is_retried_then_dead_lettered(bus: EventBus, brok
     async def handler(event: Submitted) -> None:
         attempts[event.request_id] = attempts.get(event.request_id, 0) + 1
         if event.request_id == "poison":
-            raise RuntimeError("store is refusing this one")
+            # A ValueError from the handler is a failure to retry, not an invalid message.
+            raise ValueError("store is refusing this one")
         handled.append(event.request_id)
 
     bus.consume(Submitted, f"g-{run}", handler)

@@ -12,6 +12,7 @@ Consumers get validated event models and may assume:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -98,11 +99,13 @@ class EventBus:
             async def consume_scope(self, call_next: Callable[..., Awaitable[Any]], msg: Any) -> Any:
                 try:
                     return await call_next(msg)
-                except (ValidationError, ValueError) as exc:
+                except (ValidationError, ValueError):
                     raw = msg.raw_message
-                    first = raw[0] if isinstance(raw, (list, tuple)) and raw else raw
-                    typed = bus._typed_groups.get(getattr(first, "topic", ""))
-                    if typed is None or not _is_decoding_error(exc):
+                    records = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+                    typed = bus._typed_groups.get(getattr(records[0], "topic", "")) if records else None
+                    # Only a message that really fails its event model is invalid; any other error
+                    # (a bug on the way to the handler) must not dead-letter good messages.
+                    if typed is None or all(_decodes(typed[1], r) for r in records):
                         raise
                     await typed[2](msg)
                     return None
@@ -113,6 +116,9 @@ class EventBus:
         try:
             await self.broker.start()
         except Exception as exc:
+            # A start that failed half way (producer up, a consumer not) closes what it opened.
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
             raise ConnectionError(
                 f"cannot reach Kafka at {self.settings.bootstrap_servers} ({exc}); is the broker running "
                 "(`make up` starts one) and is LLMOPS_KAFKA_BOOTSTRAP_SERVERS right?"
@@ -364,9 +370,14 @@ def _describe(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
-def _is_decoding_error(exc: ValueError) -> bool:
-    # json.JSONDecodeError is a ValueError; so is FastStream's complaint about an empty body.
-    return isinstance(exc, ValidationError) or type(exc).__name__ in ("JSONDecodeError", "ValueError")
+def _decodes(event_type: type[Event], record: ConsumerRecord) -> bool:
+    if record.value is None:
+        return False
+    try:
+        event_type.model_validate_json(record.value)
+    except ValidationError:
+        return False
+    return True
 
 
 def _reason(record: ConsumerRecord, event_type: type[Event]) -> BaseException:

@@ -46,8 +46,10 @@ def auth(platform: LocalPlatform) -> tuple[tuple[str, str], ...]:
     return (("x-api-key", platform.api_key()),)
 
 
-async def publish_raw(bootstrap: str, topic: str, values: Iterable[bytes], key: bytes | None = None) -> None:
-    """Publish bytes with a plain aiokafka producer, as an app would."""
+async def publish_raw(
+    bootstrap: str, topic: str, values: Iterable[bytes | None], key: bytes | None = None
+) -> None:
+    """Publish bytes (None: a tombstone) with a plain aiokafka producer, as an app would."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
