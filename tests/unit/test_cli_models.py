@@ -61,7 +61,7 @@ def test_gate_rules_parse_into_the_proto_enum(
     server = server_parse_rule(text)
     assert (server.metric, server.comparator, server.threshold) == (
         metric,
-        COMPARATORS[comparator],
+        COMPARATORS.require(comparator, "comparator"),
         threshold,
     )
 

@@ -118,11 +118,11 @@ def test_store_idempotency_states_and_paging(tmp_path: Path) -> None:
     assert store.transition(first.job_id, [JobState.QUEUED, JobState.RUNNING], JobState.CANCELLED) is None
 
     page = store.list(page_size=2)
-    assert [j.job_id for j in page.jobs] == [third.job_id, other.job_id] and page.next_page_token
+    assert [j.job_id for j in page.items] == [third.job_id, other.job_id] and page.next_page_token
     rest = store.list(page_size=2, page_token=page.next_page_token)
-    assert [j.job_id for j in rest.jobs] == [first.job_id] and rest.next_page_token == ""
-    assert [j.job_id for j in store.list(model_name="other").jobs] == [other.job_id]
-    assert [j.job_id for j in store.list(state=JobState.SUCCEEDED).jobs] == [first.job_id]
+    assert [j.job_id for j in rest.items] == [first.job_id] and rest.next_page_token == ""
+    assert [j.job_id for j in store.list(model_name="other").items] == [other.job_id]
+    assert [j.job_id for j in store.list(state=JobState.SUCCEEDED).items] == [first.job_id]
     with pytest.raises(InvalidArgument, match="page_token"):
         store.list(page_token="bogus")
     # A token of the release before the kernel's paging ("jobs:<id>") is refused, not misread.
@@ -181,7 +181,7 @@ def test_a_store_of_the_previous_release_keeps_its_jobs(tmp_path: Path) -> None:
         assert job.registered_version == 2 and job.created_at == now and store.by_key("old-key") == job
         # New jobs go on after the old ones.
         new, _ = store.create(_spec(), "", "file:///d.parquet", "/models/x")
-        assert [j.job_id for j in store.list().jobs] == [new.job_id, "old-job"]
+        assert [j.job_id for j in store.list().items] == [new.job_id, "old-job"]
     check = create_engine(url)
     with check.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version_training")).scalar_one() == "0001"

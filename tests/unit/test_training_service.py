@@ -222,7 +222,7 @@ async def test_a_label_url_outside_the_artifact_root_is_refused_and_nothing_is_r
     assert f"labels.{label}" in details and "/etc/passwd" in details
     assert jobs.artifacts.root_url in details
     assert touched == [] and labeling.asked == []
-    assert (await jobs.list(None, "", 10, "")).jobs == []
+    assert (await jobs.list(None, "", 10, "")).items == []
 
 
 async def test_validation_errors(jobs: TrainingJobs, labeling: Labeling) -> None:
@@ -244,7 +244,7 @@ async def test_validation_errors(jobs: TrainingJobs, labeling: Labeling) -> None
         await jobs.submit(_raw("v1", labels={"champion_adapter_uri": jobs.artifacts.uri("adapters/none")}))
     with pytest.raises(InvalidArgument, match="champion_adapter_uri"):
         await jobs.submit(_raw("v1", labels={"champion_adapter_uri": "/no/adapter"}))
-    assert (await jobs.list(None, "", 10, "")).jobs == []
+    assert (await jobs.list(None, "", 10, "")).items == []
 
 
 async def test_submit_is_idempotent_and_cancel_publishes_a_failure(
@@ -290,7 +290,7 @@ async def test_training_requested_event(jobs: TrainingJobs, labeling: Labeling) 
     )
     await jobs.on_requested(event)
     await jobs.on_requested(event)
-    (job,) = (await jobs.list(None, "bot", 10, "")).jobs
+    (job,) = (await jobs.list(None, "bot", 10, "")).items
     assert job.idempotency_key == "loop-7" and job.spec.labels == {"reason": "feedback"}
     # An event's 0 is a value, not "use the default".
     assert job.spec.hyperparameters.lora_dropout == 0 and job.spec.hyperparameters.max_steps == 3

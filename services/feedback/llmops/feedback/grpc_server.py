@@ -6,6 +6,7 @@ import grpc
 
 from llmops.contracts.events import FeedbackAccepted, FeedbackSubmitted
 from llmops.contracts.rpc.feedback.v1 import feedback_pb2, feedback_pb2_grpc
+from llmops.core.convert import copy_fields
 from llmops.core.errors import InvalidArgument
 from llmops.core.messaging import EventBus
 from llmops.feedback.domain.review import review
@@ -21,16 +22,8 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
     async def Submit(
         self, request: feedback_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
     ) -> feedback_pb2.SubmitFeedbackResponse:
-        submitted = FeedbackSubmitted(
-            request_id=request.request_id,
-            feedback_id=request.feedback_id,
-            score=request.score if request.HasField("score") else None,
-            thumb=_THUMBS.get(request.thumb),
-            comment=request.comment,
-            correction=request.correction,
-            user_id=request.user_id,
-            metadata=dict(request.metadata),
-        )
+        # An unspecified (or unknown) thumb is no thumb; review() then says what is missing.
+        submitted = copy_fields(FeedbackSubmitted, request, thumb=_THUMBS.get(request.thumb))
         outcome = review(submitted, max_text_chars=self._max_text_chars)
         # A rejection is published as well (the event trail matches the Kafka path); the caller learns why.
         await self._bus.publish(outcome)

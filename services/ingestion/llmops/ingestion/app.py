@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from llmops.contracts.events import DocumentCleaned, DocumentRaw, IngestionBatchCompleted
 from llmops.contracts.rpc.ingestion.v1 import ingestion_pb2_grpc
 from llmops.core.artifacts import ArtifactStore
+from llmops.core.convert import copy_fields
 from llmops.core.documents import SourceDocument
 from llmops.core.service import Deferred, Runtime
 from llmops.ingestion.batches import Ingestor
@@ -22,20 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def pipeline_config(s: Settings) -> PipelineConfig:
-    return PipelineConfig(
-        quality=QualityConfig(
-            min_chars=s.min_chars,
-            max_chars=s.max_chars,
-            min_words=s.min_words,
-            max_symbol_ratio=s.max_symbol_ratio,
-            max_repeated_line_ratio=s.max_repeated_line_ratio,
-            max_top_word_ratio=s.max_top_word_ratio,
-        ),
-        near_dup_threshold=s.near_dup_threshold,
-        near_dup_verify_margin=s.near_dup_verify_margin,
-        num_perm=s.num_perm,
-        shingle_size=s.shingle_size,
-    )
+    """The pipeline and quality settings named alike in ``s``; the rest keep their defaults."""
+    return copy_fields(PipelineConfig, s, quality=copy_fields(QualityConfig, s))
 
 
 class IngestionService:
@@ -84,13 +73,12 @@ class IngestionService:
 
             async def items(group: list[DocumentRaw] = group) -> AsyncIterator[SourceDocument]:
                 for position, e in enumerate(group, 1):
-                    yield SourceDocument(
+                    yield copy_fields(
+                        SourceDocument,
+                        e,
                         position=position,
-                        text=e.text,
                         doc_id=e.document_id,
                         source=e.source or f"kafka:{e.document_id}",
-                        mime_type=e.mime_type,
-                        metadata=e.metadata,
                     )
 
             record = await self.ingestor().run(dataset, items(), source_description="kafka:documents.raw")

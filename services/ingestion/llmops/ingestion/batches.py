@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from llmops.contracts.events import DocumentCleaned, IngestionBatchCompleted
 from llmops.core.artifacts import ArtifactStore
+from llmops.core.convert import copy_fields
 from llmops.core.documents import ReadError, SourceDocument
 from llmops.core.messaging import EventBus
 from llmops.core.sql import utc_now
@@ -160,16 +161,7 @@ class Ingestor:
             doc_id = item.doc_id or str(
                 uuid.uuid5(_DOC_NAMESPACE, f"{dataset}|{item.source}|{item.position}")
             )
-            outcome = pipeline.process(
-                RawDocument(
-                    doc_id=doc_id,
-                    text=item.text,
-                    source=item.source,
-                    mime_type=item.mime_type,
-                    metadata=item.metadata,
-                    position=item.position,
-                )
-            )
+            outcome = pipeline.process(copy_fields(RawDocument, item, doc_id=doc_id))
             if outcome.kept and outcome.doc is not None:
                 kept.append(outcome.doc)
         return kept
@@ -197,16 +189,14 @@ class Ingestor:
 
     async def _publish(self, record: BatchRecord, docs: list[CleanedDocument]) -> None:
         events = [
-            DocumentCleaned(
+            copy_fields(
+                DocumentCleaned,
+                d,
                 document_id=d.doc_id,
                 dataset=record.dataset,
                 batch_id=record.batch_id,
                 snapshot_id=record.snapshot_id,
-                text=d.text,
-                content_hash=d.content_hash,
-                source=d.source,
-                pii_redacted=dict(d.pii_counts),
-                metadata=dict(d.metadata),
+                pii_redacted=d.pii_counts,
             )
             for d in docs
         ]

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from llmops.contracts.rpc.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from llmops.core.convert import message
 from llmops.core.documents import ReadError, SourceDocument, read_documents
 from llmops.core.errors import InvalidArgument, NotFound, PermissionDenied
 from llmops.ingestion.batches import Ingestor
@@ -50,46 +50,29 @@ def _response(record: BatchRecord) -> ingestion_pb2.IngestResponse:
     counts = record.counts
     received = int(counts.get("received", 0))
     kept = int(counts.get("kept", 0))
-    return ingestion_pb2.IngestResponse(
-        batch_id=record.batch_id,
-        dataset=record.dataset,
+    return message(
+        ingestion_pb2.IngestResponse,
+        record,
         state=_STATE[record.state],
         received=received,
         kept=kept,
         dropped=max(received - kept, 0),
-        errors=int(counts.get("errors", 0)),
-        snapshot_id=record.snapshot_id,
+        errors=int(counts.get("errors", 0)),  # the count; record.errors lists them
     )
-
-
-def _timestamp(value) -> Timestamp | None:  # noqa: ANN001
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def batch_info(record: BatchRecord) -> ingestion_pb2.BatchInfo:
     c = record.counts
-    info = ingestion_pb2.BatchInfo(
-        batch_id=record.batch_id,
-        dataset=record.dataset,
+    return message(
+        ingestion_pb2.BatchInfo,
+        record,
         state=_STATE[record.state],
-        snapshot_id=record.snapshot_id,
-        snapshot_uri=record.snapshot_uri,
-        created_at=_timestamp(record.created_at),
         counts=ingestion_pb2.BatchCounts(
             **{k: int(v) for k, v in c.items() if k != "pii_redacted_by_type"},
             pii_redacted_by_type={k: int(v) for k, v in c.get("pii_redacted_by_type", {}).items()},
         ),
         errors=[ingestion_pb2.ItemError(**e) for e in record.errors],
-        source_description=record.source_description,
-        metadata=record.metadata,
     )
-    if record.completed_at is not None:
-        info.completed_at.CopyFrom(_timestamp(record.completed_at))
-    return info
 
 
 async def _iterate_in_thread(items: Iterator) -> AsyncIterator:
@@ -130,11 +113,11 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
 
         async def items() -> AsyncIterator[SourceDocument | ReadError]:
             position = 0
-            async for message in stream:
+            async for request in stream:
                 position += 1
-                kind = message.WhichOneof("payload")
+                kind = request.WhichOneof("payload")
                 if kind == "document":
-                    d = message.document
+                    d = request.document
                     pos = d.position or position
                     yield SourceDocument(
                         position=pos,
@@ -145,7 +128,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                         metadata=dict(d.metadata),
                     )
                 elif kind == "read_error":
-                    e = message.read_error
+                    e = request.read_error
                     yield ReadError(e.position or position, e.source, e.reason)
                 else:
                     yield ReadError(

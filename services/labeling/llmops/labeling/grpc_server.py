@@ -3,160 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from llmops.contracts.rpc.labeling.v1 import labeling_pb2 as pb
 from llmops.contracts.rpc.labeling.v1 import labeling_pb2_grpc
+from llmops.core.convert import EnumMap, copy_fields, message
 from llmops.labeling.domain import errors
 from llmops.labeling.domain.agreement import AgreementMetric
 from llmops.labeling.domain.models import (
-    DatasetVersion,
+    DEFAULT_LEASE_SECONDS,
     Label,
     LabelSource,
     Preference,
-    Queue,
     QueueSpec,
-    Task,
     TaskInput,
     TaskSource,
-    TaskState,
     TaskType,
 )
 from llmops.labeling.workflows import Labeling
 
-TASK_TYPES = {
-    pb.TASK_TYPE_CLASSIFICATION: TaskType.CLASSIFICATION,
-    pb.TASK_TYPE_RATING: TaskType.RATING,
-    pb.TASK_TYPE_CORRECTION: TaskType.CORRECTION,
-    pb.TASK_TYPE_PAIRWISE_PREFERENCE: TaskType.PAIRWISE_PREFERENCE,
-}
-TASK_TYPES_PB = {v: k for k, v in TASK_TYPES.items()}
-SOURCES = {
-    pb.LABEL_SOURCE_HUMAN: LabelSource.HUMAN,
-    pb.LABEL_SOURCE_RULE: LabelSource.RULE,
-    pb.LABEL_SOURCE_JUDGE: LabelSource.JUDGE,
-}
-SOURCES_PB = {v: k for k, v in SOURCES.items()}
-PREFS = {pb.PREFERENCE_A: Preference.A, pb.PREFERENCE_B: Preference.B, pb.PREFERENCE_TIE: Preference.TIE}
-PREFS_PB = {v: k for k, v in PREFS.items()}
-STATES_PB = {
-    TaskState.OPEN: pb.TASK_STATE_OPEN,
-    TaskState.LEASED: pb.TASK_STATE_LEASED,
-    TaskState.COMPLETED: pb.TASK_STATE_COMPLETED,
-    TaskState.SKIPPED: pb.TASK_STATE_SKIPPED,
-}
-METRICS = {
-    pb.AGREEMENT_METRIC_COHEN_KAPPA: AgreementMetric.COHEN_KAPPA,
-    pb.AGREEMENT_METRIC_FLEISS_KAPPA: AgreementMetric.FLEISS_KAPPA,
-    pb.AGREEMENT_METRIC_KRIPPENDORFF_ALPHA: AgreementMetric.KRIPPENDORFF_ALPHA,
-}
-METRICS_PB = {v: k for k, v in METRICS.items()}
-
-
-def _ts(value: dt.datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def queue_pb(q: Queue) -> pb.Queue:
-    return pb.Queue(
-        name=q.name,
-        task_type=TASK_TYPES_PB[q.task_type],
-        label_set=list(q.label_set),
-        rating_min=q.rating_min,
-        rating_max=q.rating_max,
-        labelers_per_task=q.labelers_per_task,
-        lease_seconds=q.lease_seconds,
-        instructions=q.instructions,
-        created_at=_ts(q.created_at),
-        open_tasks=q.open_tasks,
-        leased_tasks=q.leased_tasks,
-        completed_tasks=q.completed_tasks,
-        total_tasks=q.total_tasks,
-        labeling_functions=list(q.labeling_functions),
-        metadata=q.metadata,
-    )
-
-
-def task_input_pb(t: TaskInput) -> pb.TaskInput:
-    return pb.TaskInput(
-        document_id=t.document_id,
-        text=t.text,
-        prompt=t.prompt,
-        response=t.response,
-        candidate_a=t.candidate_a,
-        candidate_b=t.candidate_b,
-        metadata=t.metadata,
-    )
-
-
-def task_pb(t: Task) -> pb.Task:
-    out = pb.Task(
-        task_id=t.task_id,
-        queue=t.queue,
-        task_type=TASK_TYPES_PB[t.task_type],
-        input=task_input_pb(t.input),
-        state=STATES_PB[t.state],
-        lease_id=t.lease_id,
-        created_at=_ts(t.created_at),
-        label_count=t.label_count,
-    )
-    if t.lease_expires_at is not None:
-        out.lease_expires_at.CopyFrom(_ts(t.lease_expires_at))
-    return out
+TASK_TYPES = EnumMap(pb.TaskType, TaskType)
+SOURCES = EnumMap(pb.LabelSource, LabelSource)
+PREFS = EnumMap(pb.Preference, Preference)
+METRICS = EnumMap(pb.AgreementMetric, AgreementMetric)
 
 
 def label_pb(label: Label, task_type: TaskType) -> pb.Label:
-    out = pb.Label(
-        label_id=label.label_id,
-        task_id=label.task_id,
-        queue=label.queue,
-        source=SOURCES_PB[label.source],
-        labeler_id=label.labeler_id,
-        comment=label.comment,
-        created_at=_ts(label.created_at),
-        confidence=label.confidence,
-        metadata=label.metadata,
-    )
+    # The value goes into the oneof field its kind (and, for text, the task type) names.
     value = label.value
     if isinstance(value, Preference):
-        out.preference = PREFS_PB[value]
-    elif isinstance(value, float):
-        out.rating = value
-    elif task_type == TaskType.CORRECTION:
-        out.corrected_text = str(value)
-    else:
-        out.class_label = str(value)
-    return out
-
-
-def version_pb(v: DatasetVersion) -> pb.DatasetVersion:
-    return pb.DatasetVersion(
-        version_id=v.version_id,
-        dataset=v.dataset,
-        train_count=v.train_count,
-        eval_count=v.eval_count,
-        uri=v.uri,
-        created_at=_ts(v.created_at),
-        lineage=pb.DatasetLineage(
-            snapshot_ids=list(v.lineage.snapshot_ids),
-            label_ids_count=v.lineage.label_ids_count,
-            labeler_ids=list(v.lineage.labeler_ids),
-            queues=list(v.lineage.queues),
-        ),
-        eval_fraction=v.eval_fraction,
-        seed=v.seed,
-        task_type=TASK_TYPES_PB[v.task_type],
-        description=v.description,
-    )
+        return message(pb.Label, label, preference=value)
+    if isinstance(value, float):
+        return message(pb.Label, label, rating=value)
+    if task_type == TaskType.CORRECTION:
+        return message(pb.Label, label, corrected_text=str(value))
+    return message(pb.Label, label, class_label=str(value))
 
 
 class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
@@ -172,23 +56,19 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     async def CreateQueue(
         self, request: pb.CreateQueueRequest, context: grpc.aio.ServicerContext
     ) -> pb.Queue:
-        if request.task_type not in TASK_TYPES:
-            raise errors.InvalidArgument("task_type is required")
-        spec = QueueSpec(
-            name=request.name,
-            task_type=TASK_TYPES[request.task_type],
-            label_set=tuple(request.label_set),
-            rating_min=request.rating_min,
-            rating_max=request.rating_max,
+        spec = copy_fields(
+            QueueSpec,
+            request,
+            task_type=TASK_TYPES.require(request.task_type, "task_type"),
             labelers_per_task=request.labelers_per_task or 1,
-            lease_seconds=request.lease_seconds or 600,
-            instructions=request.instructions,
-            metadata=dict(request.metadata),
+            lease_seconds=request.lease_seconds or DEFAULT_LEASE_SECONDS,
         )
-        return queue_pb(await asyncio.to_thread(self._labeling().store.create_queue, spec))
+        queue = await asyncio.to_thread(self._labeling().store.create_queue, spec)
+        return message(pb.Queue, queue)
 
     async def GetQueue(self, request: pb.GetQueueRequest, context: grpc.aio.ServicerContext) -> pb.Queue:
-        return queue_pb(await asyncio.to_thread(self._labeling().store.get_queue, request.name))
+        queue = await asyncio.to_thread(self._labeling().store.get_queue, request.name)
+        return message(pb.Queue, queue)
 
     async def ListQueues(
         self, request: pb.ListQueuesRequest, context: grpc.aio.ServicerContext
@@ -197,25 +77,13 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
             self._labeling().store.list_queues, request.page_size, request.page_token
         )
         return pb.ListQueuesResponse(
-            queues=[queue_pb(q) for q in page.items], next_page_token=page.next_page_token
+            queues=[message(pb.Queue, q) for q in page.items], next_page_token=page.next_page_token
         )
 
     async def CreateTasks(
         self, request: pb.CreateTasksRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateTasksResponse:
-        inputs = [
-            TaskInput(
-                document_id=t.document_id,
-                text=t.text,
-                prompt=t.prompt,
-                response=t.response,
-                candidate_a=t.candidate_a,
-                candidate_b=t.candidate_b,
-                metadata=dict(t.metadata),
-                source=TaskSource.API,
-            )
-            for t in request.tasks
-        ]
+        inputs = [copy_fields(TaskInput, t, source=TaskSource.API) for t in request.tasks]
         created = await self._labeling().create_tasks(request.queue, inputs)
         return pb.CreateTasksResponse(task_ids=list(created.task_ids), created=created.created)
 
@@ -225,9 +93,9 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         if not request.labeler_id:
             raise errors.InvalidArgument("labeler_id is empty: say who is labeling")
         task = await asyncio.to_thread(self._labeling().store.next_task, request.queue, request.labeler_id)
-        return (
-            pb.NextTaskResponse(queue_empty=True) if task is None else pb.NextTaskResponse(task=task_pb(task))
-        )
+        if task is None:
+            return pb.NextTaskResponse(queue_empty=True)
+        return pb.NextTaskResponse(task=message(pb.Task, task))
 
     async def SubmitLabel(
         self, request: pb.SubmitLabelRequest, context: grpc.aio.ServicerContext
@@ -237,9 +105,7 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
             raise errors.InvalidArgument("no value: set class_label, rating, corrected_text or preference")
         value: Any = getattr(request, kind)
         if kind == "preference":
-            if value not in PREFS:
-                raise errors.InvalidArgument("preference must be A, B or TIE")
-            value = PREFS[value]
+            value = PREFS.require(value, "preference")
         label = await self._labeling().submit_label(
             request.task_id, request.lease_id, request.labeler_id, value, request.comment
         )
@@ -256,12 +122,12 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
             request.labeler_id,
             request.reason,
         )
-        return pb.SkipTaskResponse(task_id=result.task_id, state=STATES_PB[result.state])
+        return message(pb.SkipTaskResponse, result)
 
     async def ListLabels(
         self, request: pb.ListLabelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListLabelsResponse:
-        source = SOURCES.get(request.source)
+        source = SOURCES.from_pb(request.source, "source")
         queue = await asyncio.to_thread(self._labeling().store.get_queue, request.queue)
         page = await asyncio.to_thread(
             self._labeling().store.list_labels,
@@ -278,20 +144,9 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         self, request: pb.AgreementRequest, context: grpc.aio.ServicerContext
     ) -> pb.AgreementResponse:
         result = await self._labeling().agreement(
-            request.queue, METRICS.get(request.metric), request.include_pair_counts
+            request.queue, METRICS.from_pb(request.metric, "metric"), request.include_pair_counts
         )
-        return pb.AgreementResponse(
-            queue=request.queue,
-            metric=METRICS_PB[result.metric],
-            metric_name=result.metric.value,
-            value=result.value,
-            n_items=result.n_items,
-            n_labelers=result.n_labelers,
-            pair_counts=[
-                pb.LabelPairCount(label_a=p.label_a, label_b=p.label_b, count=p.count)
-                for p in result.pair_counts
-            ],
-        )
+        return message(pb.AgreementResponse, result, queue=request.queue, metric_name=result.metric.value)
 
     async def RegisterLabelingFunction(
         self, request: pb.RegisterLabelingFunctionRequest, context: grpc.aio.ServicerContext
@@ -322,23 +177,24 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
     async def CreateDatasetVersion(
         self, request: pb.CreateDatasetVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DatasetVersion:
+        # UNSPECIFIED entries name no source.
+        sources = [SOURCES.from_pb(s, "sources") for s in request.sources]
         version = await self._labeling().create_dataset_version(
             request.dataset,
             list(request.queues),
             dict(request.filter),
-            [SOURCES[s] for s in request.sources if s in SOURCES],
+            [s for s in sources if s is not None],
             request.eval_fraction,
             request.seed,
             request.description,
         )
-        return version_pb(version)
+        return message(pb.DatasetVersion, version)
 
     async def GetDatasetVersion(
         self, request: pb.GetDatasetVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.DatasetVersion:
-        return version_pb(
-            await asyncio.to_thread(self._labeling().store.get_dataset_version, request.version_id)
-        )
+        version = await asyncio.to_thread(self._labeling().store.get_dataset_version, request.version_id)
+        return message(pb.DatasetVersion, version)
 
     async def ListDatasetVersions(
         self, request: pb.ListDatasetVersionsRequest, context: grpc.aio.ServicerContext
@@ -350,5 +206,5 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
             request.page_token,
         )
         return pb.ListDatasetVersionsResponse(
-            versions=[version_pb(v) for v in page.items], next_page_token=page.next_page_token
+            versions=[message(pb.DatasetVersion, v) for v in page.items], next_page_token=page.next_page_token
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from llmops.contracts.events import DatasetVersionCreated, DocumentCleaned, FeedbackAccepted, LabelCreated
 from llmops.core.artifacts import ArtifactStore
+from llmops.core.convert import copy_fields
 from llmops.core.messaging import EventBus
 from llmops.labeling import functions, judge
 from llmops.labeling.domain.agreement import AgreementMetric, AgreementResult, compute_agreement
@@ -319,12 +320,9 @@ class Labeling:
             self.store.save_dataset_version, _with_uri(version, self.artifacts.uri(key))
         )
         await self.bus.publish(
-            DatasetVersionCreated(
-                version_id=stored.version_id,
-                dataset=stored.dataset,
-                uri=stored.uri,
-                train_count=stored.train_count,
-                eval_count=stored.eval_count,
+            copy_fields(
+                DatasetVersionCreated,
+                stored,
                 snapshot_ids=list(stored.lineage.snapshot_ids),
                 queues=list(stored.lineage.queues),
             )

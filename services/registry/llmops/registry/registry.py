@@ -23,6 +23,7 @@ from llmops.contracts.events import (
     IngestionBatchCompleted,
     TrainingCompleted,
 )
+from llmops.core.convert import copy_fields
 from llmops.registry.domain.lineage import assemble_lineage
 from llmops.registry.domain.models import (
     AliasChange,
@@ -238,12 +239,9 @@ class Registry:
     async def on_dataset_version(self, event: DatasetVersionCreated) -> None:
         await asyncio.to_thread(
             self.store.record_dataset_version,
-            DatasetVersionRecord(
-                version_id=event.version_id,
-                dataset=event.dataset,
-                uri=event.uri,
-                train_count=event.train_count,
-                eval_count=event.eval_count,
+            copy_fields(
+                DatasetVersionRecord,
+                event,
                 snapshot_ids=tuple(event.snapshot_ids),
                 queues=tuple(event.queues),
                 created_at=event.occurred_at,
@@ -253,14 +251,7 @@ class Registry:
     async def on_ingestion_batch(self, event: IngestionBatchCompleted) -> None:
         await asyncio.to_thread(
             self.store.record_ingestion_batch,
-            IngestionBatchRecord(
-                batch_id=event.batch_id,
-                dataset=event.dataset,
-                snapshot_id=event.snapshot_id,
-                snapshot_uri=event.snapshot_uri,
-                counts=dict(event.counts),
-                created_at=event.occurred_at,
-            ),
+            copy_fields(IngestionBatchRecord, event, created_at=event.occurred_at),
         )
 
     # --- events out -----------------------------------------------------------------------------

@@ -109,10 +109,20 @@ class TextEngine:
         self._model_path = Path(model_path)
         self._served_name = served_name
         self._max_model_len = max_model_len
-        self._dtype = dtype
         self._enable_lora = enable_lora
-        self._max_loras = max_loras
-        self._max_lora_rank = max_lora_rank
+        # What vLLM's AsyncEngineArgs gets, in its names.
+        self._vllm_options: dict[str, Any] = {
+            "model": str(self._model_path),
+            "served_model_name": served_name,
+            "max_model_len": max_model_len,
+            "dtype": dtype,
+            "enable_lora": enable_lora,
+            "max_loras": max_loras,
+            "max_lora_rank": max_lora_rank,
+            # No torch.compile warm-up at start (this CPU build has no Triton either).
+            "enforce_eager": True,
+            "disable_log_stats": True,
+        }
         self._cache_dir = Path(cache_dir)
         self._kv_cache_gib = kv_cache_gib
         self._engine: AsyncLLM | None = None
@@ -196,18 +206,7 @@ class TextEngine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        args = AsyncEngineArgs(
-            model=str(self._model_path),
-            served_model_name=self._served_name,
-            max_model_len=self._max_model_len,
-            dtype=self._dtype,
-            # No torch.compile warm-up at start (this CPU build has no Triton either).
-            enforce_eager=True,
-            enable_lora=self._enable_lora,
-            max_loras=self._max_loras,
-            max_lora_rank=self._max_lora_rank,
-            disable_log_stats=True,
-        )
+        args = AsyncEngineArgs(**self._vllm_options)
         started = time.monotonic()
         # Construction blocks until the engine process is ready; a thread keeps the event loop
         # (health checks, signals) responsive meanwhile. AsyncLLM starts its output handler on the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import grpc
@@ -68,13 +68,7 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
             max_tokens_limit=self._settings.max_tokens_limit,
         )
         if request.HasField("seed"):
-            params = GenerationParams(
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                stop=params.stop,
-                seed=request.seed,
-            )
+            params = replace(params, seed=request.seed)
         if request.raw_prompt:
             prompt_text = request.prompt
         elif isinstance(conversation, str):

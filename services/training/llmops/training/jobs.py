@@ -45,6 +45,7 @@ from llmops.contracts.events import (
 from llmops.core.artifacts import ArtifactStore
 from llmops.core.errors import FailedPrecondition
 from llmops.core.messaging import EventBus
+from llmops.core.sql import Page
 from llmops.training.daemon_threads import in_daemon_thread
 from llmops.training.dataset_versions import DatasetVersions
 from llmops.training.job_validation import JobValidation
@@ -52,7 +53,7 @@ from llmops.training.judge import ServingJudge
 from llmops.training.ray_runner import RunOutcome, TrainingCluster
 from llmops.training.settings import Settings
 from llmops.training.spec import JobState
-from llmops.training.store import Job, JobStore, Page
+from llmops.training.store import Job, JobStore
 from llmops.training.trainer.evaluate import EvalConfig, evaluate
 from llmops.training.trainer.loop import TrainConfig
 
@@ -171,7 +172,9 @@ class TrainingJobs:
     async def get(self, job_id: str) -> Job:
         return await asyncio.to_thread(self.store.get, job_id)
 
-    async def list(self, state: JobState | None, model_name: str, page_size: int, page_token: str) -> Page:
+    async def list(
+        self, state: JobState | None, model_name: str, page_size: int, page_token: str
+    ) -> Page[Job]:
         return await asyncio.to_thread(self.store.list, state, model_name, page_size, page_token)
 
     async def cancel(self, job_id: str, reason: str = "") -> Job:

@@ -15,8 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from llmops.core.errors import InvalidArgument
 
+
+class TrainingMethod(enum.StrEnum):
+    SFT_LORA = "sft_lora"
+    DPO_LORA = "dpo_lora"
+
+
+# The spec holds the method as its plain value; a type checker sees the same list as a Literal.
 Method = Literal["sft_lora", "dpo_lora"]
-METHODS: tuple[str, ...] = ("sft_lora", "dpo_lora")
+METHODS: tuple[str, ...] = tuple(m.value for m in TrainingMethod)
 # Sentinel peft understands: every linear layer except the output head.
 ALL_LINEAR = "all-linear"
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmops.core.convert import copy_fields
 from llmops.ingestion.domain.dedup import NearDuplicateIndex, content_hash
 from llmops.ingestion.domain.html import html_to_text, looks_like_html
 from llmops.ingestion.domain.normalize import normalize_text
@@ -247,12 +248,10 @@ class CleaningPipeline:
                 )
 
         counts.kept += 1
-        cleaned = CleanedDocument(
-            doc_id=doc.doc_id,
+        cleaned = copy_fields(
+            CleanedDocument,
+            doc,
             text=text,
-            source=doc.source,
-            metadata=doc.metadata,
-            position=doc.position,
             content_hash=digest,
             html_stripped=html_stripped,
             pii_counts=pii_counts,

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
 
 
 class TaskType(enum.StrEnum):
@@ -212,11 +208,3 @@ class DatasetVersion:
     lineage: DatasetLineage = DatasetLineage()
     uri: str = ""
     description: str = ""
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a listing; ``next_page_token`` is empty on the last page."""
-
-    items: Sequence[T]
-    next_page_token: str = ""

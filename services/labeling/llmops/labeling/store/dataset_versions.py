@@ -5,10 +5,9 @@ from __future__ import annotations
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from llmops.core.sql import DEFAULT_PAGE_SIZE, SqlStore, decode_page_token, encode_page_token, utc
-from llmops.core.sql import page_size as checked_page_size
+from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc
 from llmops.labeling.domain.errors import NotFound
-from llmops.labeling.domain.models import DatasetVersion, Page, TaskType
+from llmops.labeling.domain.models import DatasetVersion, TaskType
 from llmops.labeling.store.rows import check_id, dataset_version_of
 from llmops.labeling.store.tables import dataset_versions_t
 
@@ -67,18 +66,7 @@ class SqlDatasetVersions(SqlStore):
         self, dataset: str, page_size: int = DEFAULT_PAGE_SIZE, page_token: str = ""
     ) -> Page[DatasetVersion]:
         """Versions of ``dataset``, newest first (an unknown dataset has no versions)."""
-        size = checked_page_size(page_size)
-        before = decode_page_token(page_token, int)
-        query = (
-            select(dataset_versions_t)
-            .where(dataset_versions_t.c.dataset == dataset)
-            .order_by(dataset_versions_t.c.id.desc())
-            .limit(size + 1)
-        )
-        if before is not None:
-            query = query.where(dataset_versions_t.c.id < before)
+        query = select(dataset_versions_t).where(dataset_versions_t.c.dataset == dataset)
         with self._read() as conn:
-            rows = list(conn.execute(query))
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page([dataset_version_of(r) for r in rows], encode_page_token(rows[-1].id) if more else "")
+            page = keyset_page(conn, query, dataset_versions_t.c.id, page_size, page_token, descending=True)
+        return page.map(dataset_version_of)

@@ -12,15 +12,13 @@ from typing import Any
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from llmops.core.sql import DEFAULT_PAGE_SIZE, SqlStore, chunks, decode_page_token, encode_page_token, utc_now
-from llmops.core.sql import page_size as checked_page_size
+from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, chunks, keyset_page, utc_now
 from llmops.labeling.domain.errors import AlreadyExists, InvalidArgument, LeaseExpired, LeaseNotFound
 from llmops.labeling.domain.models import (
     Label,
     LabeledTask,
     LabelSource,
     LabelValue,
-    Page,
     TaskState,
     TaskType,
 )
@@ -231,25 +229,17 @@ class SqlLabels(SqlStore):
             NotFound: no such queue.
             InvalidArgument: a malformed page token.
         """
-        size = checked_page_size(page_size)
-        after = decode_page_token(page_token, int)
         with self._read() as conn:
             q = queue_row(conn, queue)
             query = (
                 select(labels_t, tasks_t.c.task_id, tasks_t.c.document_id)
                 .join(tasks_t, tasks_t.c.id == labels_t.c.task_pk)
                 .where(labels_t.c.queue_id == q.id)
-                .order_by(labels_t.c.id)
-                .limit(size + 1)
             )
             if source is not None:
                 query = query.where(labels_t.c.source == LabelSource(source).value)
-            if after is not None:
-                query = query.where(labels_t.c.id > after)
-            rows = list(conn.execute(query))
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page([label_of(r, q, r) for r in rows], encode_page_token(rows[-1].id) if more else "")
+            page = keyset_page(conn, query, labels_t.c.id, page_size, page_token)
+        return page.map(lambda r: label_of(r, q, r))
 
     def labels_for_agreement(self, queue: str) -> dict[str, dict[str, LabelValue]]:
         """Human labels of ``queue`` as {task_id: {labeler_id: value}} (input of the agreement module).

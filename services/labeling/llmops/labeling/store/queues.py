@@ -9,17 +9,10 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, case, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from llmops.core.sql import (
-    DEFAULT_PAGE_SIZE,
-    SqlStore,
-    decode_page_token,
-    encode_page_token,
-    utc,
-    utc_now,
-)
-from llmops.core.sql import page_size as checked_page_size
+from llmops.core.convert import copy_fields
+from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc, utc_now
 from llmops.labeling.domain.errors import AlreadyExists
-from llmops.labeling.domain.models import LabelingFunctionRef, Page, Queue, QueueSpec, TaskState, TaskType
+from llmops.labeling.domain.models import LabelingFunctionRef, Queue, QueueSpec, TaskState, TaskType
 from llmops.labeling.domain.values import validate_queue_spec
 from llmops.labeling.store.rows import active_lease, check_id, queue_row
 from llmops.labeling.store.tables import labeling_functions_t, leases_t, queues_t, tasks_t
@@ -78,17 +71,10 @@ class SqlQueues(SqlStore):
         Raises:
             InvalidArgument: a malformed page token.
         """
-        size = checked_page_size(page_size)
-        after = decode_page_token(page_token, str)
-        query = select(queues_t).order_by(queues_t.c.name).limit(size + 1)
-        if after is not None:
-            query = query.where(queues_t.c.name > after)
         with self._read() as conn:
-            rows = list(conn.execute(query))
-            more = len(rows) > size
-            rows = rows[:size]
-            items = self._queues_with_counts(conn, rows, utc_now(now))
-        return Page(items, encode_page_token(rows[-1].name) if more else "")
+            page = keyset_page(conn, select(queues_t), queues_t.c.name, page_size, page_token)
+            items = self._queues_with_counts(conn, page.items, utc_now(now))
+        return Page(items, page.next_page_token)
 
     # --- labeling functions ------------------------------------------------------------------
 
@@ -177,17 +163,12 @@ class SqlQueues(SqlStore):
                 (int(c.total), int(c.completed or 0), int(c.leased or 0)) if c else (0, 0, 0)
             )
             queues.append(
-                Queue(
-                    name=r.name,
+                copy_fields(
+                    Queue,
+                    r,
                     task_type=TaskType(r.task_type),
                     label_set=tuple(r.label_set),
-                    rating_min=r.rating_min,
-                    rating_max=r.rating_max,
-                    labelers_per_task=r.labelers_per_task,
-                    lease_seconds=r.lease_seconds,
-                    instructions=r.instructions,
                     metadata=dict(r.meta or {}),
-                    created_at=r.created_at,
                     open_tasks=total - completed - leased,
                     leased_tasks=leased,
                     completed_tasks=completed,

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, select, update
 
+from llmops.core.convert import copy_fields
 from llmops.labeling.domain.errors import InvalidArgument, LeaseNotFound, NotFound
 from llmops.labeling.domain.models import (
     DatasetLineage,
@@ -111,15 +112,11 @@ def task_of(
         task_id=row.task_id,
         queue=q.name,
         task_type=TaskType(q.task_type),
-        input=TaskInput(
+        input=copy_fields(
+            TaskInput,
+            row,
             document_id=row.document_id or "",
-            text=row.text,
-            prompt=row.prompt,
-            response=row.response,
-            candidate_a=row.candidate_a,
-            candidate_b=row.candidate_b,
             metadata=dict(row.meta or {}),
-            snapshot_id=row.snapshot_id,
             source=TaskSource(row.source),
         ),
         state=state,
@@ -149,21 +146,14 @@ def label_of(row: Row[Any], q: Row[Any], task: Row[Any]) -> Label:
 
 def dataset_version_of(row: Row[Any]) -> DatasetVersion:
     lineage = row.lineage or {}
-    return DatasetVersion(
-        version_id=row.version_id,
-        dataset=row.dataset,
+    return copy_fields(
+        DatasetVersion,
+        row,
         task_type=TaskType(row.task_type),
-        train_count=row.train_count,
-        eval_count=row.eval_count,
-        eval_fraction=row.eval_fraction,
-        seed=row.seed,
-        created_at=row.created_at,
         lineage=DatasetLineage(
             snapshot_ids=tuple(lineage.get("snapshot_ids", ())),
             label_ids_count=int(lineage.get("label_ids_count", 0)),
             labeler_ids=tuple(lineage.get("labeler_ids", ())),
             queues=tuple(lineage.get("queues", ())),
         ),
-        uri=row.uri,
-        description=row.description,
     )

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
 
 
 class Comparator(enum.StrEnum):
@@ -167,13 +164,6 @@ class IngestionBatchRecord:
     snapshot_uri: str
     counts: Mapping[str, int]
     created_at: dt.datetime
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: Sequence[T]
-    # Empty on the last page.
-    next_page_token: str = ""
 
 
 class LineageNodeKind(enum.StrEnum):

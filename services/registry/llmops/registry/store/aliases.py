@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from llmops.contracts.events import ModelAliasChanged
-from llmops.core.sql import DEFAULT_PAGE_SIZE, SqlStore, decode_page_token, encode_page_token, utc_now
-from llmops.core.sql import page_size as checked_page_size
+from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc_now
 from llmops.registry.domain.aliases import rollback_target
 from llmops.registry.domain.errors import (
     GateFailed,
@@ -19,7 +18,7 @@ from llmops.registry.domain.errors import (
     VersionNotReady,
 )
 from llmops.registry.domain.gates import evaluate_gate
-from llmops.registry.domain.models import AliasChange, AliasOperation, Page, VersionStatus
+from llmops.registry.domain.models import AliasChange, AliasOperation, VersionStatus
 from llmops.registry.domain.values import (
     MAX_ID_CHARS,
     check_alias,
@@ -126,26 +125,18 @@ class SqlAliases(SqlStore):
         check_model_name(model)
         if alias:
             check_alias(alias)
-        size = checked_page_size(page_size)
-        before = decode_page_token(page_token, int)
+        query = select(alias_changes_t).join(models_t, models_t.c.id == alias_changes_t.c.model_id)
+        query = query.where(models_t.c.name == model)
+        if alias:
+            query = query.where(alias_changes_t.c.alias == alias)
         with self._read() as conn:
-            m = model_row(conn, model)
-            query = (
-                select(alias_changes_t)
-                .where(alias_changes_t.c.model_id == m.id)
-                .order_by(alias_changes_t.c.id.desc())
-                .limit(size + 1)
-            )
-            if alias:
-                query = query.where(alias_changes_t.c.alias == alias)
-            if before is not None:
-                query = query.where(alias_changes_t.c.id < before)
-            rows = list(conn.execute(query))
-            if alias and not rows and before is None:
+            # The page (and its token) is read before the model: a bad token fails as such even
+            # for a model that does not exist.
+            page = keyset_page(conn, query, alias_changes_t.c.id, page_size, page_token, descending=True)
+            model_row(conn, model)
+            if alias and not page.items and not page_token:
                 raise NotFound(f"model {model!r} has no alias {alias!r} (it was never set)")
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page([change_of(r, model) for r in rows], encode_page_token(rows[-1].id) if more else "")
+        return page.map(lambda r: change_of(r, model))
 
     def _change_alias(
         self,

@@ -25,7 +25,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmops.core.sql import DEFAULT_PAGE_SIZE
+from llmops.core.sql import DEFAULT_PAGE_SIZE, Page
 from llmops.registry.domain.models import (
     AliasChange,
     AliasOperation,
@@ -34,7 +34,6 @@ from llmops.registry.domain.models import (
     IngestionBatchRecord,
     ModelDefaults,
     ModelVersion,
-    Page,
     RegisteredModel,
     RegisteredVersion,
     VersionSpec,

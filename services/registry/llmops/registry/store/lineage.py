@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Column, Table, insert, select
@@ -23,35 +24,20 @@ from llmops.registry.store.tables import alias_changes_t, batches_t, dataset_ver
 
 
 class SqlLineage(SqlStore):
-    """Where versions came from: recorded once per event, read back per version."""
+    """Where versions came from: recorded once per event, read back per version.
+
+    A lineage record's fields are its table's columns, so it is stored as ``asdict(record)``.
+    """
 
     def record_dataset_version(self, record: DatasetVersionRecord) -> bool:
         _check_lineage_id("version_id", record.version_id)
-        values = dict(
-            version_id=record.version_id,
-            dataset=record.dataset,
-            uri=record.uri,
-            train_count=record.train_count,
-            eval_count=record.eval_count,
-            snapshot_ids=list(record.snapshot_ids),
-            queues=list(record.queues),
-            created_at=record.created_at,
-        )
         return self._insert_once(
-            dataset_versions_t, dataset_versions_t.c.version_id, record.version_id, values
+            dataset_versions_t, dataset_versions_t.c.version_id, record.version_id, asdict(record)
         )
 
     def record_ingestion_batch(self, record: IngestionBatchRecord) -> bool:
         _check_lineage_id("batch_id", record.batch_id)
-        values = dict(
-            batch_id=record.batch_id,
-            dataset=record.dataset,
-            snapshot_id=record.snapshot_id,
-            snapshot_uri=record.snapshot_uri,
-            counts=dict(record.counts),
-            created_at=record.created_at,
-        )
-        return self._insert_once(batches_t, batches_t.c.batch_id, record.batch_id, values)
+        return self._insert_once(batches_t, batches_t.c.batch_id, record.batch_id, asdict(record))
 
     def lineage_records(self, model: str, version: int) -> LineageRecords:
         check_model_name(model)

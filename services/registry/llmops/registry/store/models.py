@@ -8,17 +8,10 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from llmops.core.sql import (
-    DEFAULT_PAGE_SIZE,
-    SqlStore,
-    decode_page_token,
-    encode_page_token,
-    utc_now,
-)
-from llmops.core.sql import page_size as checked_page_size
+from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc_now
 from llmops.registry.domain.errors import AlreadyExists
 from llmops.registry.domain.gates import check_gate
-from llmops.registry.domain.models import GateRule, Page, RegisteredModel
+from llmops.registry.domain.models import GateRule, RegisteredModel
 from llmops.registry.domain.values import check_model_name, check_text
 from llmops.registry.store.rows import aliases_of, gate_json, load_model, model_of, model_row
 from llmops.registry.store.tables import models_t
@@ -79,18 +72,10 @@ class SqlModels(SqlStore):
             return load_model(conn, model_row(conn, name))
 
     def list_models(self, page_size: int = DEFAULT_PAGE_SIZE, page_token: str = "") -> Page[RegisteredModel]:
-        size = checked_page_size(page_size)
-        after = decode_page_token(page_token, str)
-        query = select(models_t).order_by(models_t.c.name).limit(size + 1)
-        if after is not None:
-            query = query.where(models_t.c.name > after)
         with self._read() as conn:
-            rows = list(conn.execute(query))
-            more = len(rows) > size
-            rows = rows[:size]
-            aliases = aliases_of(conn, [r.id for r in rows])
-            items = [model_of(r, aliases.get(r.id, {})) for r in rows]
-        return Page(items, encode_page_token(rows[-1].name) if more else "")
+            page = keyset_page(conn, select(models_t), models_t.c.name, page_size, page_token)
+            aliases = aliases_of(conn, [r.id for r in page.items])
+        return page.map(lambda r: model_of(r, aliases.get(r.id, {})))
 
     def set_gate(
         self, name: str, gate: Sequence[GateRule], *, now: dt.datetime | None = None

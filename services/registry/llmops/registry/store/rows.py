@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
+from llmops.core.convert import copy_fields
 from llmops.core.sql import chunks
 from llmops.registry.domain.errors import NotFound
 from llmops.registry.domain.models import (
@@ -143,24 +144,13 @@ def change_of(row: Row[Any], model_name: str) -> AliasChange:
 
 
 def dataset_version_of(row: Row[Any]) -> DatasetVersionRecord:
-    return DatasetVersionRecord(
-        version_id=row.version_id,
-        dataset=row.dataset,
-        uri=row.uri,
-        train_count=int(row.train_count),
-        eval_count=int(row.eval_count),
+    return copy_fields(
+        DatasetVersionRecord,
+        row,
         snapshot_ids=tuple(row.snapshot_ids or ()),
         queues=tuple(row.queues or ()),
-        created_at=row.created_at,
     )
 
 
 def batch_of(row: Row[Any]) -> IngestionBatchRecord:
-    return IngestionBatchRecord(
-        batch_id=row.batch_id,
-        dataset=row.dataset,
-        snapshot_id=row.snapshot_id,
-        snapshot_uri=row.snapshot_uri,
-        counts={k: int(v) for k, v in (row.counts or {}).items()},
-        created_at=row.created_at,
-    )
+    return copy_fields(IngestionBatchRecord, row, counts={k: int(v) for k, v in (row.counts or {}).items()})

@@ -7,14 +7,12 @@ import datetime as dt
 from sqlalchemy import insert, select, update
 
 from llmops.contracts.events import ModelVersionRegistered
-from llmops.core.sql import DEFAULT_PAGE_SIZE, SqlStore, decode_page_token, encode_page_token, utc_now
-from llmops.core.sql import page_size as checked_page_size
+from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc_now
 from llmops.registry.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from llmops.registry.domain.gates import check_gate
 from llmops.registry.domain.models import (
     ModelDefaults,
     ModelVersion,
-    Page,
     RegisteredVersion,
     VersionSpec,
     VersionStatus,
@@ -147,24 +145,15 @@ class SqlVersions(SqlStore):
         self, model: str, page_size: int = DEFAULT_PAGE_SIZE, page_token: str = ""
     ) -> Page[ModelVersion]:
         check_model_name(model)
-        size = checked_page_size(page_size)
-        before = decode_page_token(page_token, int)
+        query = select(versions_t).join(models_t, models_t.c.id == versions_t.c.model_id)
+        query = query.where(models_t.c.name == model)
         with self._read() as conn:
+            # The page (and its token) is read before the model: a bad token fails as such even
+            # for a model that does not exist.
+            page = keyset_page(conn, query, versions_t.c.version, page_size, page_token, descending=True)
             m = model_row(conn, model)
-            query = (
-                select(versions_t)
-                .where(versions_t.c.model_id == m.id)
-                .order_by(versions_t.c.version.desc())
-                .limit(size + 1)
-            )
-            if before is not None:
-                query = query.where(versions_t.c.version < before)
-            rows = list(conn.execute(query))
-            more = len(rows) > size
-            rows = rows[:size]
             holders = aliases_of(conn, [m.id]).get(m.id, {})
-            items = [version_of(r, m.name, holders) for r in rows]
-        return Page(items, encode_page_token(rows[-1].version) if more else "")
+        return page.map(lambda r: version_of(r, m.name, holders))
 
     def versions_with_status(self, status: VersionStatus, limit: int = 100) -> list[ModelVersion]:
         with self._read() as conn:

@@ -17,9 +17,8 @@ from typing import Any
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from llmops.core import sql
 from llmops.core.errors import NotFound
-from llmops.core.sql import DEFAULT_PAGE_SIZE, SqlStore, decode_page_token, encode_page_token, utc_now
+from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc_now
 from llmops.training.spec import JobSpec, JobState
 from llmops.training.store.tables import jobs_t, metadata
 
@@ -45,12 +44,6 @@ class Job:
     ray_run_name: str = ""
     attempts: int = 0
     registered_version: int = 0
-
-
-@dataclass(frozen=True)
-class Page:
-    jobs: list[Job]
-    next_page_token: str
 
 
 class JobStore(SqlStore):
@@ -205,26 +198,20 @@ class JobStore(SqlStore):
         model_name: str = "",
         page_size: int = DEFAULT_PAGE_SIZE,
         page_token: str = "",
-    ) -> Page:
+    ) -> Page[Job]:
         """Jobs newest first, optionally of one state and/or model name, ``page_size`` at a time.
 
         Raises:
             InvalidArgument: a malformed page token or a negative page size.
         """
-        size = sql.page_size(page_size)
-        after = decode_page_token(page_token, int)
-        query = select(jobs_t).order_by(jobs_t.c.id.desc()).limit(size + 1)
+        query = select(jobs_t)
         if state is not None:
             query = query.where(jobs_t.c.state == state.value)
         if model_name:
             query = query.where(jobs_t.c.model_name == model_name)
-        if after is not None:
-            query = query.where(jobs_t.c.id < after)
         with self._read() as conn:
-            rows = list(conn.execute(query))
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page([_job(r) for r in rows], encode_page_token(rows[-1].id) if more else "")
+            rows = keyset_page(conn, query, jobs_t.c.id, page_size, page_token, descending=True)
+        return rows.map(_job)
 
 
 def _job(row: Row[Any]) -> Job:
