@@ -10,20 +10,18 @@ from sqlalchemy import insert, text
 from llmops.core.sql import make_engine
 from llmops.ingestion.store.batches import (
     SUCCEEDED,
-    BatchRecord,
     BatchStore,
     batches,
-    metadata,
     seen_hashes,
 )
+from llmops.testing.store_baselines import make_baseline_store
 
 
 def test_a_store_from_the_previous_release_keeps_its_batches_and_hashes(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ingestion.sqlite'}"
     created = dt.datetime(2026, 11, 3, 9, 30, tzinfo=dt.UTC)
-    # The previous release: tables from metadata.create_all, no Alembic version table.
+    # The previous release: its tables (frozen baseline schema), no Alembic version table.
+    url = make_baseline_store(tmp_path / "ingestion.sqlite", "ingestion")
     old = make_engine(url)
-    metadata.create_all(old)
     with old.begin() as conn:
         conn.execute(
             insert(batches).values(
@@ -51,24 +49,3 @@ def test_a_store_from_the_previous_release_keeps_its_batches_and_hashes(tmp_path
         assert store.load_hashes() == {"h1"}
         with store._read() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version_ingestion")).scalar() == "0001"
-
-
-def test_a_new_store_gets_the_schema_of_its_tables(tmp_path: Path) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
-    with BatchStore(url) as store:
-        store.create(BatchRecord(batch_id="b1", dataset="docs", state="RECEIVING"))
-        store.add_hashes([("h1", "d1", "b1"), ("h1", "d2", "b1")])
-        assert store.get("b1") is not None and store.load_hashes() == {"h1"}
-        with store._read() as conn:
-            context = MigrationContext.configure(
-                conn, opts={"version_table": "alembic_version_ingestion", "compare_type": True}
-            )
-            diff = compare_metadata(context, metadata)
-    # Migration 0001 makes exactly the tables, columns, types and indexes the store declares.
-    assert diff == []
-    # Opening again finds the head revision and changes nothing.
-    with BatchStore(url) as store:
-        assert store.get("b1") is not None

@@ -30,6 +30,7 @@ from llmops.labeling.domain.models import (
 from llmops.labeling.domain.values import validate_label_value
 from llmops.labeling.domain.versions import build_dataset_version
 from llmops.labeling.store import LabelingStore, tables
+from llmops.testing.store_baselines import make_baseline_store
 
 T0 = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -429,11 +430,10 @@ def test_naive_times_are_utc_and_memory_databases_work() -> None:
 
 
 def test_a_store_made_by_the_release_before_migrations_keeps_its_data(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/labeling.db"
-    # What the previous release did at open (metadata.create_all, no version table), and its rows.
+    # What the previous release made at open (frozen baseline schema, no version table), and its rows.
+    url = make_baseline_store(tmp_path / "labeling.db", "labeling")
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        tables.metadata.create_all(conn)
         queue_id = conn.execute(
             sa.insert(tables.queues_t).values(
                 name="old",
@@ -501,24 +501,6 @@ def test_a_store_made_by_the_release_before_migrations_keeps_its_data(tmp_path: 
         assert (
             conn.execute(sa.text("SELECT version_num FROM alembic_version_labeling")).scalar_one() == "0001"
         )
-
-
-def test_a_new_store_is_made_by_the_migrations(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/labeling.db"
-    LabelingStore(url).close()
-    engine = sa.create_engine(url)
-    names = set(sa.inspect(engine).get_table_names())
-    assert set(tables.metadata.tables) | {"alembic_version_labeling"} == names
-    with engine.connect() as conn:
-        assert (
-            conn.execute(sa.text("SELECT version_num FROM alembic_version_labeling")).scalar_one() == "0001"
-        )
-    engine.dispose()
-    # Opening it again applies nothing and loses nothing.
-    with LabelingStore(url) as store:
-        _queue(store)
-    with LabelingStore(url) as store:
-        assert store.get_queue("sentiment").name == "sentiment"
 
 
 # --- value validation --------------------------------------------------------------------------

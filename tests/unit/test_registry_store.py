@@ -23,6 +23,7 @@ from llmops.registry.domain.models import (
     VersionStatus,
 )
 from llmops.registry.store import SqlRegistryStore, open_store, tables
+from llmops.testing.store_baselines import make_baseline_store
 
 T0 = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -280,23 +281,10 @@ def test_open_store_picks_the_backend_by_scheme(url: str) -> None:
 # --- migrations --------------------------------------------------------------------------------
 
 
-def _schema(url: str) -> dict[tuple[str, str], str]:
-    """Every table's and index's DDL in a SQLite file, whitespace folded, Alembic's own left out."""
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        rows = conn.exec_driver_sql(
-            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE '%alembic%'"
-        )
-        found = {(kind, name): " ".join((sql or "").split()) for kind, name, sql in rows}
-    engine.dispose()
-    return found
-
-
 def test_a_store_made_by_the_previous_release_keeps_its_data(tmp_path: Path) -> None:
     # The release before migrations created its tables with metadata.create_all and kept no version.
-    url = f"sqlite:///{tmp_path}/registry.sqlite"
+    url = make_baseline_store(tmp_path / "registry.sqlite", "registry")
     old = sa.create_engine(url)
-    tables.metadata.create_all(old)
     with old.begin() as conn:
         conn.execute(
             sa.insert(tables.models_t).values(
@@ -343,13 +331,3 @@ def test_a_store_made_by_the_previous_release_keeps_its_data(tmp_path: Path) -> 
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version_registry").all() == [("0001",)]
     engine.dispose()
-
-
-def test_the_first_migration_makes_the_schema_the_previous_release_made(tmp_path: Path) -> None:
-    previous = f"sqlite:///{tmp_path}/previous.sqlite"
-    engine = sa.create_engine(previous)
-    tables.metadata.create_all(engine)
-    engine.dispose()
-    migrated = f"sqlite:///{tmp_path}/migrated.sqlite"
-    SqlRegistryStore(migrated).close()
-    assert _schema(migrated) == _schema(previous)

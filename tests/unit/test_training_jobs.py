@@ -10,10 +10,11 @@ from sqlalchemy import create_engine, insert, text
 
 from llmops.contracts.rpc.training.v1 import training_pb2 as pb
 from llmops.core.errors import InvalidArgument, NotFound
+from llmops.testing.store_baselines import make_baseline_store
 from llmops.training.grpc_server import job_pb, spec_from_pb
 from llmops.training.ray_runner import short_temp_dir
 from llmops.training.spec import Hyperparameters, InvalidSpec, JobState, Resources, build_spec
-from llmops.training.store import JobStore, jobs_t, metadata
+from llmops.training.store import JobStore, jobs_t
 
 RAW = {
     "base_model": "SmolLM2-135M-Instruct",
@@ -148,11 +149,10 @@ def test_store_idempotency_states_and_paging(tmp_path: Path) -> None:
 
 def test_a_store_of_the_previous_release_keeps_its_jobs(tmp_path: Path) -> None:
     """The release before migrations made its tables with create_all: opening it stamps 0001 and reads on."""
-    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    url = make_baseline_store(tmp_path / "jobs.sqlite", "training")
     old = create_engine(url)
     now = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
     with old.begin() as conn:
-        metadata.create_all(conn)
         conn.execute(
             insert(jobs_t).values(
                 job_id="old-job",

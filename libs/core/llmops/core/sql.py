@@ -257,9 +257,14 @@ class SqlStore:
 def migrate(conn: Connection, location: Path, service: str, metadata: MetaData) -> str:
     """Bring the schema on ``conn`` to the newest Alembic revision in ``location``; returns it.
 
+    The tables' definitions (``metadata``) are the one statement of the schema: a new database is
+    made from them and stamped at the newest revision (Alembic's "building an up to date database
+    from scratch"); revisions hold only changes. Revision ``0001`` is the baseline: the schema of the
+    release before migrations, which made its tables with ``create_all`` and kept no version, so
+    such a database is stamped there and upgraded.
+
     Each service keeps its own version table (``alembic_version_<service>``), so services can share
-    one PostgreSQL database. A database made before the service had migrations (tables present, no
-    version table) is stamped at the first revision, which is that release's schema, and upgraded.
+    one PostgreSQL database.
     """
     from alembic.config import Config
     from alembic.script import ScriptDirectory
@@ -269,13 +274,18 @@ def migrate(conn: Connection, location: Path, service: str, metadata: MetaData) 
     script = ScriptDirectory.from_config(config)
     version_table = f"alembic_version_{service}"
     existing = set(inspect(conn).get_table_names())
-    if version_table not in existing and existing & set(metadata.tables):
-        base = script.get_base()
-        log.info("%s: stamping a store from before migrations at revision %s", service, base)
-        _run(config, script, conn, version_table, metadata, lambda rev, ctx: script._stamp_revs(base, rev))
+    head = script.get_current_head() or ""
+    if version_table not in existing:
+        if existing & set(metadata.tables):
+            base = script.get_base()
+            log.info("%s: stamping a store from before migrations at revision %s", service, base)
+            _run(config, script, conn, version_table, metadata, lambda rev, ctx: script._stamp_revs(base, rev))
+        else:
+            metadata.create_all(conn)
+            _run(config, script, conn, version_table, metadata, lambda rev, ctx: script._stamp_revs(head, rev))
+            return head
     _run(config, script, conn, version_table, metadata, lambda rev, ctx: script._upgrade_revs("head", rev))
-    head = script.get_current_head()
-    return head or ""
+    return head
 
 
 def _run(

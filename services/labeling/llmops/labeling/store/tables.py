@@ -1,6 +1,7 @@
-"""The labeling store's tables (SQLAlchemy Core); Alembic revisions under migrations/ create them.
+"""The labeling store's tables (SQLAlchemy Core): the schema a new store is made with.
 
-A change here needs a new revision in migrations/versions that makes the same change.
+A change here needs a new revision in migrations/versions that makes the same change (it upgrades
+stores made by earlier releases).
 """
 
 from __future__ import annotations

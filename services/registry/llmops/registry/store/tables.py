@@ -1,6 +1,7 @@
-"""The registry's tables (SQLAlchemy Core); their history is in ``migrations/versions``.
+"""The registry's tables (SQLAlchemy Core): the schema a new store is made with.
 
-A change to a table here needs a new Alembic revision beside ``0001_initial.py``. Table names are
+A change to a table here needs the same change as a new Alembic revision in ``migrations/versions``
+(a store made by an earlier release is upgraded by those). Table names are
 prefixed where a generic name could clash with another service's tables in a shared PostgreSQL
 database.
 """

@@ -1,4 +1,5 @@
-"""The training service's tables (the schema of the newest migration in ``migrations/versions``)."""
+"""The training service's tables: the schema a new store is made with (and the newest revision in
+``migrations/versions`` upgrades an older store to)."""
 
 from __future__ import annotations
 
