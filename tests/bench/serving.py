@@ -20,7 +20,7 @@ import grpc
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
 from llmops.core.model_assets import smollm2_path
 from llmops.core.settings import PlatformSettings
-from llmops.serving.engine import GenerationParams, TextEngine
+from llmops.serving.engine import EngineOptions, GenerationParams, TextEngine
 from llmops.testing.platform import auth, running_platform
 
 PROMPTS = [f"Write one sentence about the number {i}." for i in range(16)]
@@ -96,7 +96,7 @@ async def _service_run(address: str, metadata: tuple, concurrency: int) -> Figur
 
 async def _baseline(cache: Path) -> dict[int, Figures]:
     model = smollm2_path(PlatformSettings().models_dir)
-    async with TextEngine(model, served_name="bench", cache_dir=cache) as engine:
+    async with TextEngine(model, EngineOptions(served_name="bench"), cache_dir=cache) as engine:
         await _engine_run(engine, 1)  # warm-up
         return {c: await _engine_run(engine, c) for c in CONCURRENCY}
 

@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from llmops.core.model_assets import smollm2_path
 from llmops.core.settings import PlatformSettings
-from llmops.serving.engine import GenerationChunk, GenerationParams, TextEngine
+from llmops.serving.engine import EngineOptions, GenerationChunk, GenerationParams, TextEngine
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +22,7 @@ async def engine() -> AsyncIterator[TextEngine]:
     platform = PlatformSettings()
     async with TextEngine(
         smollm2_path(platform.models_dir),
-        served_name="smollm2-test",
-        max_model_len=2048,
+        EngineOptions(served_name="smollm2-test", max_model_len=2048),
         cache_dir=platform.data_dir / "cache",
     ) as started:
         yield started

@@ -83,3 +83,22 @@ def test_asyncapi_comes_from_what_the_services_subscribe_and_publish() -> None:
     assert {topics.DOCUMENTS_RAW, topics.FEEDBACK_SUBMITTED, topics.TRAINING_REQUESTED} <= addresses
     assert addresses <= set(EVENT_BY_TOPIC)
     json.dumps(doc)
+
+
+def test_an_event_that_follows_another_keeps_its_trace_and_payload_but_not_its_identity() -> None:
+    from llmops.contracts.events import FeedbackAccepted, FeedbackSubmitted
+
+    submitted = FeedbackSubmitted(
+        request_id="r-1", thumb="up", comment="good", user_id="u-7", trace_id="t-42", producer="app"
+    )
+    accepted = FeedbackAccepted.following(submitted, feedback_id="f-1", score=1.0)
+    assert (accepted.request_id, accepted.thumb, accepted.comment, accepted.user_id) == (
+        "r-1",
+        "up",
+        "good",
+        "u-7",
+    )
+    assert (accepted.feedback_id, accepted.score, accepted.trace_id) == ("f-1", 1.0, "t-42")
+    assert accepted.event_id != submitted.event_id and accepted.producer == ""
+    # A field given wins over the cause's.
+    assert FeedbackAccepted.following(submitted, feedback_id="f", score=0.5, comment="").comment == ""

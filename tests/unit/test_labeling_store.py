@@ -411,7 +411,8 @@ def test_labeling_functions_are_registered_once_per_version(store: LabelingStore
     store.register_labeling_function("sentiment", "keywords", "1", now=T0 + dt.timedelta(hours=1))
     store.register_labeling_function("sentiment", "keywords", "2", now=T0)
     refs = store.list_labeling_functions("sentiment")
-    assert [r.ref for r in refs] == ["keywords@1", "keywords@2"] and refs[0].registered_at == T0
+    assert [(r.name, r.version) for r in refs] == [("keywords", "1"), ("keywords", "2")]
+    assert refs[0].registered_at == T0
     assert store.get_queue("sentiment").labeling_functions == ("keywords@1", "keywords@2")
     with pytest.raises(NotFound):
         store.register_labeling_function("missing", "keywords", "1")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,10 @@ def _now() -> datetime:
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+# The envelope's fields: who and when, not what happened.
+ENVELOPE = ("event_id", "occurred_at", "schema_version", "trace_id", "producer")
 
 
 class Event(BaseModel):
@@ -39,6 +43,17 @@ class Event(BaseModel):
 
     def kafka_key(self) -> bytes:
         return str(getattr(self, self.key_field)).encode()
+
+    @classmethod
+    def following(cls, cause: Event, /, **fields: Any) -> Self:
+        """The event ``cause`` led to: ``fields``, and else ``cause``'s payload fields of the same
+        names; it keeps ``cause``'s trace and gets an identity (event id, time, producer) of its own."""
+        carried = {
+            name: getattr(cause, name)
+            for name in cls.model_fields
+            if name not in ENVELOPE and name not in fields and name in type(cause).model_fields
+        }
+        return cls(**carried, **{"trace_id": cause.trace_id, **fields})
 
 
 # --- ingestion -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from llmops.core.logging import request_id_var
+from llmops.core.logging import current_request_id
 from llmops.core.settings import ClientSettings
 
 _OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
@@ -33,8 +33,7 @@ def call_metadata(
     if "x-api-key" not in names and "authorization" not in names and settings.api_key is not None:
         out.append(("x-api-key", settings.api_key.get_secret_value()))
     if "x-request-id" not in names:
-        current = request_id_var.get()
-        out.append(("x-request-id", current if current != "-" else str(uuid.uuid4())))
+        out.append(("x-request-id", current_request_id() or str(uuid.uuid4())))
     return out
 
 

@@ -10,6 +10,12 @@ import sys
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
+def current_request_id() -> str:
+    """The request id of the call being served, or "" outside one (an event's ``trace_id``)."""
+    value = request_id_var.get()
+    return "" if value == "-" else value
+
+
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()

@@ -32,7 +32,7 @@ from llmops.contracts.events import Event
 from llmops.contracts.topics import dlq
 from llmops.core.handled_events import HandledEvents
 from llmops.core.kafka_fetch import pace_empty_fetches
-from llmops.core.logging import request_id_var
+from llmops.core.logging import current_request_id
 from llmops.core.metrics import CONSUMER_LAG, EVENT_PROCESSING, EVENTS_CONSUMED, EVENTS_PUBLISHED
 from llmops.core.settings import KafkaSettings
 
@@ -145,7 +145,7 @@ class EventBus:
         update: dict[str, str] = {}
         if not event.producer:
             update["producer"] = self.service
-        if not event.trace_id and (request_id := request_id_var.get()) != "-":
+        if not event.trace_id and (request_id := current_request_id()):
             update["trace_id"] = request_id
         return event.model_copy(update=update) if update else event
 

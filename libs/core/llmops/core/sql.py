@@ -31,6 +31,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Select,
+    Table,
     TypeDecorator,
     create_engine,
     event,
@@ -158,6 +159,21 @@ def keyset_page(
     return Page(rows, encode_page_token(rows[-1]._mapping[key]))
 
 
+def values_of(table: Table, record: Any, /, **overrides: Any) -> dict[str, Any]:
+    """Values for an insert into ``table``: ``overrides``, and else the attribute of ``record`` named
+    like each column (columns the record has no attribute for are left to their defaults, and an
+    auto-incremented key to the database)."""
+    unknown = set(overrides) - set(table.columns.keys())
+    if unknown:
+        raise TypeError(f"table {table.name} has no column(s) {', '.join(sorted(unknown))}")
+    values = {
+        c.name: getattr(record, c.name)
+        for c in table.columns
+        if hasattr(record, c.name) and not (c.primary_key and c.autoincrement is True)
+    }
+    return {**values, **overrides}
+
+
 def auto_id() -> Column[int]:
     """The surrogate key most tables start with: ``id``, auto-incremented, in insertion order."""
     return Column("id", AutoId, primary_key=True, autoincrement=True)
@@ -279,10 +295,14 @@ def migrate(conn: Connection, location: Path, service: str, metadata: MetaData) 
         if existing & set(metadata.tables):
             base = script.get_base()
             log.info("%s: stamping a store from before migrations at revision %s", service, base)
-            _run(config, script, conn, version_table, metadata, lambda rev, ctx: script._stamp_revs(base, rev))
+            _run(
+                config, script, conn, version_table, metadata, lambda rev, ctx: script._stamp_revs(base, rev)
+            )
         else:
             metadata.create_all(conn)
-            _run(config, script, conn, version_table, metadata, lambda rev, ctx: script._stamp_revs(head, rev))
+            _run(
+                config, script, conn, version_table, metadata, lambda rev, ctx: script._stamp_revs(head, rev)
+            )
             return head
     _run(config, script, conn, version_table, metadata, lambda rev, ctx: script._upgrade_revs("head", rev))
     return head

@@ -76,9 +76,7 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
         page = await asyncio.to_thread(
             self._labeling().store.list_queues, request.page_size, request.page_token
         )
-        return pb.ListQueuesResponse(
-            queues=[message(pb.Queue, q) for q in page.items], next_page_token=page.next_page_token
-        )
+        return message(pb.ListQueuesResponse, page, queues=page.items)
 
     async def CreateTasks(
         self, request: pb.CreateTasksRequest, context: grpc.aio.ServicerContext
@@ -205,6 +203,4 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
             request.page_size,
             request.page_token,
         )
-        return pb.ListDatasetVersionsResponse(
-            versions=[message(pb.DatasetVersion, v) for v in page.items], next_page_token=page.next_page_token
-        )
+        return message(pb.ListDatasetVersionsResponse, page, versions=page.items)

@@ -75,9 +75,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         page = await asyncio.to_thread(
             self._registry().store.list_models, request.page_size, request.page_token
         )
-        return pb.ListModelsResponse(
-            models=[message(pb.Model, m) for m in page.items], next_page_token=page.next_page_token
-        )
+        return message(pb.ListModelsResponse, page, models=page.items)
 
     async def SetGate(self, request: pb.SetGateRequest, context: grpc.aio.ServicerContext) -> pb.Model:
         gate = gate_from_pb(request.gate)
@@ -112,9 +110,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         page = await asyncio.to_thread(
             self._registry().store.list_versions, request.model, request.page_size, request.page_token
         )
-        return pb.ListVersionsResponse(
-            versions=[message(pb.ModelVersion, v) for v in page.items], next_page_token=page.next_page_token
-        )
+        return message(pb.ListVersionsResponse, page, versions=page.items)
 
     async def SetAlias(
         self, request: pb.SetAliasRequest, context: grpc.aio.ServicerContext
@@ -160,9 +156,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             request.page_size,
             request.page_token,
         )
-        return pb.ListAliasHistoryResponse(
-            changes=[message(pb.AliasChange, c) for c in page.items], next_page_token=page.next_page_token
-        )
+        return message(pb.ListAliasHistoryResponse, page, changes=page.items)
 
     async def GetLineage(
         self, request: pb.GetLineageRequest, context: grpc.aio.ServicerContext

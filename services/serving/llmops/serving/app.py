@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from llmops.contracts.events import InferenceLogged, ModelAliasChanged
 from llmops.contracts.rpc.serving.v1 import serving_pb2_grpc
+from llmops.core.convert import copy_fields
 from llmops.core.model_assets import smollm2_path
 from llmops.core.service import Deferred, Runtime
 from llmops.serving.deployments import ModelRouter, RegistryLookup
-from llmops.serving.engine import TextEngine
+from llmops.serving.engine import EngineOptions, TextEngine
 from llmops.serving.grpc_server import ServingServicer
 from llmops.serving.inference_log import InferenceLogWriter
 from llmops.serving.routing import AliasTable
@@ -21,14 +22,8 @@ class ServingService:
         # Only described here: vLLM starts when the runtime enters the engine in start().
         self.engine = TextEngine(
             s.model_path or smollm2_path(s.platform.models_dir),
-            served_name=s.served_model_name,
-            max_model_len=s.max_model_len,
-            dtype=s.dtype,
-            enable_lora=s.enable_lora,
-            max_loras=s.max_loras,
-            max_lora_rank=s.max_lora_rank,
+            copy_fields(EngineOptions, s, served_name=s.served_model_name),
             cache_dir=s.platform.data_dir / "cache",
-            kv_cache_gib=s.kv_cache_gib,
         )
         self.router: Deferred[ModelRouter] = Deferred("the model router")
         self.log: Deferred[InferenceLogWriter] = Deferred("the inference log")

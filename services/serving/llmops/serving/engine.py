@@ -73,58 +73,58 @@ class EngineNotStarted(Unavailable):
     """The engine was used outside its ``async with`` block (not started yet, or stopped)."""
 
 
+@dataclass(frozen=True)
+class EngineOptions:
+    """How vLLM runs the model (serving's settings of the same names)."""
+
+    # The model name vLLM reports (metrics, logs).
+    served_name: str
+    # Context length: prompt plus generated tokens.
+    max_model_len: int = 2048
+    # Weights and activations dtype (float32 on CPU).
+    dtype: str = "float32"
+    # Whether requests may carry a LoRA adapter; how many stay resident; the largest rank accepted.
+    enable_lora: bool = True
+    max_loras: int = 4
+    max_lora_rank: int = 16
+    # KV cache size on CPU, in GiB.
+    kv_cache_gib: int = 1
+
+
 class TextEngine:
     """An async context manager that owns one vLLM ``AsyncLLM`` serving a causal LM (and LoRAs)."""
 
     # Engines started in this process; the shared temporary folder goes when the last one stops.
     _running: ClassVar[int] = 0
 
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        served_name: str,
-        max_model_len: int = 2048,
-        dtype: str = "float32",
-        enable_lora: bool = True,
-        max_loras: int = 4,
-        max_lora_rank: int = 16,
-        cache_dir: Path,
-        kv_cache_gib: int = 1,
-    ) -> None:
+    def __init__(self, model_path: Path, options: EngineOptions, *, cache_dir: Path) -> None:
         """Describe the engine; nothing starts until ``async with``.
 
         Args:
             model_path: A Hugging Face folder (config, safetensors, tokenizer with a chat template).
-            served_name: The model name vLLM reports (metrics, logs).
-            max_model_len: Context length: prompt plus generated tokens.
-            dtype: Weights and activations dtype (``float32`` on CPU).
-            enable_lora: Whether requests may carry a LoRA adapter.
-            max_loras: Adapters resident at once.
-            max_lora_rank: Largest adapter rank accepted.
+            options: How vLLM runs it.
             cache_dir: Folder for vLLM, torch inductor and temporary files (keeps them out of
                 the home folder and /tmp).
-            kv_cache_gib: KV cache size on CPU, in GiB.
         """
         self._model_path = Path(model_path)
-        self._served_name = served_name
-        self._max_model_len = max_model_len
-        self._enable_lora = enable_lora
+        self._options = options
+        self._served_name = options.served_name
+        self._max_model_len = options.max_model_len
+        self._enable_lora = options.enable_lora
         # What vLLM's AsyncEngineArgs gets, in its names.
         self._vllm_options: dict[str, Any] = {
             "model": str(self._model_path),
-            "served_model_name": served_name,
-            "max_model_len": max_model_len,
-            "dtype": dtype,
-            "enable_lora": enable_lora,
-            "max_loras": max_loras,
-            "max_lora_rank": max_lora_rank,
+            "served_model_name": options.served_name,
+            "max_model_len": options.max_model_len,
+            "dtype": options.dtype,
+            "enable_lora": options.enable_lora,
+            "max_loras": options.max_loras,
+            "max_lora_rank": options.max_lora_rank,
             # No torch.compile warm-up at start (this CPU build has no Triton either).
             "enforce_eager": True,
             "disable_log_stats": True,
         }
         self._cache_dir = Path(cache_dir)
-        self._kv_cache_gib = kv_cache_gib
         self._engine: AsyncLLM | None = None
         self._adapters: dict[str, LoRARequest] = {}
         self._next_lora_id = 0
@@ -160,7 +160,7 @@ class TextEngine:
         # lets __aexit__ remove them without touching another process's live sockets.
         tmp_dir = self._cache_dir / "tmp" / f"pid-{os.getpid()}"
         defaults = {
-            "VLLM_CPU_KVCACHE_SPACE": str(self._kv_cache_gib),
+            "VLLM_CPU_KVCACHE_SPACE": str(self._options.kv_cache_gib),
             # vLLM otherwise keeps a core for the frontend, which leaves a 2-core machine one for the model.
             "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
             "VLLM_CACHE_ROOT": str(self._cache_dir / "vllm"),

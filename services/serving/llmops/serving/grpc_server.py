@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
-from llmops.core.logging import request_id_var
+from llmops.core.logging import current_request_id
 from llmops.serving.deployments import ModelRouter
 from llmops.serving.domain.requests import InvalidRequest, check_fits_context, validate_generation
 from llmops.serving.engine import GenerationChunk, GenerationParams, TextEngine
@@ -77,9 +77,7 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
             prompt_text = self._engine.format_chat(conversation)
         prompt_tokens = self._engine.count_tokens(prompt_text)
         check_fits_context(prompt_tokens, params.max_tokens, self._engine.max_model_len)
-        request_id = request.request_id or request_id_var.get()
-        if request_id in ("", "-"):
-            request_id = str(uuid.uuid4())
+        request_id = request.request_id or current_request_id() or str(uuid.uuid4())
         return _Prepared(
             request_id, route.requested, model_version, lora, prompt_text, prompt_tokens, params, started
         )

@@ -14,7 +14,7 @@ MAX_ID_CHARS = 128
 
 def review(submitted: FeedbackSubmitted, *, max_text_chars: int) -> FeedbackAccepted | FeedbackRejected:
     """Accept ``submitted`` (normalised: score in [0, 1]) or reject it with every reason found."""
-    # The outcome keeps the submission's trace; the bus stamps producer (and trace_id where unset).
+    # The outcome follows the submission (its trace, its payload); the bus stamps producer.
     reasons: list[str] = []
     request_id = submitted.request_id.strip()
     if not request_id:
@@ -43,23 +43,14 @@ def review(submitted: FeedbackSubmitted, *, max_text_chars: int) -> FeedbackAcce
 
     feedback_id = submitted.feedback_id or str(uuid.uuid5(_FEEDBACK_NAMESPACE, str(submitted.event_id)))
     if reasons or score is None:
-        return FeedbackRejected(
-            request_id=submitted.request_id,
-            feedback_id=feedback_id,
-            reasons=reasons,
-            submitted_event_id=submitted.event_id,
-            trace_id=submitted.trace_id,
+        return FeedbackRejected.following(
+            submitted, feedback_id=feedback_id, reasons=reasons, submitted_event_id=submitted.event_id
         )
-    return FeedbackAccepted(
+    return FeedbackAccepted.following(
+        submitted,
         feedback_id=feedback_id,
         request_id=request_id,
         score=score,
-        thumb=submitted.thumb,
-        comment=submitted.comment,
-        correction=submitted.correction,
-        user_id=submitted.user_id,
-        metadata=submitted.metadata,
         submitted_event_id=submitted.event_id,
         occurred_at=submitted.occurred_at,
-        trace_id=submitted.trace_id,
     )

@@ -14,7 +14,7 @@ from sqlalchemy import JSON, Column, MetaData, String, Table, insert, select, up
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from llmops.core.sql import SqlStore, UTCDateTime, utc_now
+from llmops.core.sql import SqlStore, UTCDateTime, utc_now, values_of
 
 metadata = MetaData()
 
@@ -70,18 +70,7 @@ class BatchStore(SqlStore):
 
     def create(self, record: BatchRecord) -> None:
         with self._write() as conn:
-            conn.execute(
-                insert(batches).values(
-                    batch_id=record.batch_id,
-                    dataset=record.dataset,
-                    state=record.state,
-                    source_description=record.source_description,
-                    metadata=record.metadata,
-                    counts=record.counts,
-                    errors=record.errors,
-                    created_at=record.created_at,
-                )
-            )
+            conn.execute(insert(batches).values(values_of(batches, record)))
 
     def finish(self, record: BatchRecord) -> None:
         with self._write() as conn:

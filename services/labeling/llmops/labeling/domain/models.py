@@ -172,10 +172,6 @@ class LabelingFunctionRef:
     version: str
     registered_at: dt.datetime
 
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
 
 @dataclass(frozen=True)
 class LabeledTask:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc
+from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc, values_of
 from llmops.labeling.domain.errors import NotFound
 from llmops.labeling.domain.models import DatasetVersion, TaskType
 from llmops.labeling.store.rows import check_id, dataset_version_of
@@ -30,22 +30,18 @@ class SqlDatasetVersions(SqlStore):
                     return dataset_version_of(existing)
                 conn.execute(
                     insert(dataset_versions_t).values(
-                        version_id=version.version_id,
-                        dataset=version.dataset,
-                        task_type=TaskType(version.task_type).value,
-                        train_count=version.train_count,
-                        eval_count=version.eval_count,
-                        eval_fraction=version.eval_fraction,
-                        seed=version.seed,
-                        uri=version.uri,
-                        description=version.description,
-                        lineage={
-                            "snapshot_ids": list(lineage.snapshot_ids),
-                            "label_ids_count": lineage.label_ids_count,
-                            "labeler_ids": list(lineage.labeler_ids),
-                            "queues": list(lineage.queues),
-                        },
-                        created_at=utc(version.created_at),
+                        values_of(
+                            dataset_versions_t,
+                            version,
+                            task_type=TaskType(version.task_type).value,
+                            lineage={
+                                "snapshot_ids": list(lineage.snapshot_ids),
+                                "label_ids_count": lineage.label_ids_count,
+                                "labeler_ids": list(lineage.labeler_ids),
+                                "queues": list(lineage.queues),
+                            },
+                            created_at=utc(version.created_at),
+                        )
                     )
                 )
         except IntegrityError:

@@ -219,8 +219,6 @@ class SqlTasks(SqlStore):
                         labeler_id=labeler_id,
                         created_at=now,
                         expires_at=expires_at,
-                        released_at=None,
-                        outcome=None,
                     )
                 )
                 return task_of(row, q, TaskState.LEASED, lease_id, expires_at)

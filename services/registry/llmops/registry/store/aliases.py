@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from llmops.contracts.events import ModelAliasChanged
-from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc_now
+from llmops.core.logging import current_request_id
+from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc_now, values_of
 from llmops.registry.domain.aliases import rollback_target
 from llmops.registry.domain.errors import (
     GateFailed,
@@ -161,16 +163,10 @@ class SqlAliases(SqlStore):
             conn.execute(
                 insert(aliases_t).values(model_id=model.id, alias=alias, version=to_version, updated_at=now)
             )
+        change = AliasChange(0, model.name, alias, from_version, to_version, actor, reason, operation, now)
         change_id = conn.execute(
             insert(alias_changes_t).values(
-                model_id=model.id,
-                alias=alias,
-                from_version=from_version,
-                to_version=to_version,
-                actor=actor,
-                reason=reason,
-                operation=operation.value,
-                changed_at=now,
+                values_of(alias_changes_t, change, model_id=model.id, operation=operation.value)
             )
         ).inserted_primary_key[0]
         conn.execute(update(models_t).where(models_t.c.id == model.id).values(updated_at=now))
@@ -191,13 +187,13 @@ class SqlAliases(SqlStore):
                 actor=actor,
                 reason=reason,
                 occurred_at=now,
+                # The relay publishes later, outside this call: the trace is taken now.
+                trace_id=current_request_id(),
             ),
             self.service,
             now,
         )
-        return AliasChange(
-            int(change_id), model.name, alias, from_version, to_version, actor, reason, operation, now
-        )
+        return replace(change, id=int(change_id))
 
 
 def _require_ready(model: str, version: Row[Any]) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Column, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from llmops.core.sql import SqlStore, chunks
+from llmops.core.sql import SqlStore, chunks, values_of
 from llmops.registry.domain.errors import InvalidArgument
 from llmops.registry.domain.models import DatasetVersionRecord, IngestionBatchRecord
 from llmops.registry.domain.values import MAX_ID_CHARS, check_model_name, check_text, check_version_number
@@ -26,18 +25,16 @@ from llmops.registry.store.tables import alias_changes_t, batches_t, dataset_ver
 class SqlLineage(SqlStore):
     """Where versions came from: recorded once per event, read back per version.
 
-    A lineage record's fields are its table's columns, so it is stored as ``asdict(record)``.
+    A lineage record's fields are its table's columns, so it is stored as ``values_of(table, record)``.
     """
 
     def record_dataset_version(self, record: DatasetVersionRecord) -> bool:
         _check_lineage_id("version_id", record.version_id)
-        return self._insert_once(
-            dataset_versions_t, dataset_versions_t.c.version_id, record.version_id, asdict(record)
-        )
+        return self._insert_once(dataset_versions_t, dataset_versions_t.c.version_id, record)
 
     def record_ingestion_batch(self, record: IngestionBatchRecord) -> bool:
         _check_lineage_id("batch_id", record.batch_id)
-        return self._insert_once(batches_t, batches_t.c.batch_id, record.batch_id, asdict(record))
+        return self._insert_once(batches_t, batches_t.c.batch_id, record)
 
     def lineage_records(self, model: str, version: int) -> LineageRecords:
         check_model_name(model)
@@ -68,13 +65,14 @@ class SqlLineage(SqlStore):
             ]
         return LineageRecords(mv, dataset_version, batches, history)
 
-    def _insert_once(self, table: Table, key_column: Column[Any], key: str, values: dict[str, Any]) -> bool:
+    def _insert_once(self, table: Table, key_column: Column[Any], record: Any) -> bool:
         # Lineage records are immutable facts: the first delivery wins, redelivery changes nothing.
+        key = getattr(record, key_column.name)
         try:
             with self._write() as conn:
                 if conn.execute(select(key_column).where(key_column == key)).first() is not None:
                     return False
-                conn.execute(insert(table).values(**values))
+                conn.execute(insert(table).values(values_of(table, record)))
                 return True
         except IntegrityError:
             return False
