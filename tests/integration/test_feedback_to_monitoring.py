@@ -11,9 +11,16 @@ import pytest
 from llmops.cli.local import LocalPlatform
 from llmops.contracts import topics
 from llmops.contracts.rpc.feedback.v1 import feedback_pb2, feedback_pb2_grpc
-from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
 from llmops.core.messaging import DLQ_ERROR, DLQ_OFFSET
-from llmops.testing.platform import as_json, auth, eventually, publish_raw, read_topic, running_platform
+from llmops.testing.platform import (
+    as_json,
+    auth,
+    eventually,
+    publish_raw,
+    query_monitoring,
+    read_topic,
+    running_platform,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -22,19 +29,6 @@ pytestmark = pytest.mark.integration
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
     with running_platform(tmp_path_factory.mktemp("fb"), ["feedback", "monitoring"]) as platform:
         yield platform
-
-
-def _query(platform: LocalPlatform, sql: str, **parameters: str) -> list[list]:
-    with grpc.insecure_channel(platform.address("monitoring")) as channel:
-        reply = monitoring_pb2_grpc.MonitoringServiceStub(channel).Query(
-            monitoring_pb2.QueryRequest(sql=sql, parameters=parameters), metadata=auth(platform), timeout=30
-        )
-    return [[_plain(v) for v in row.values] for row in reply.rows]
-
-
-def _plain(value):  # noqa: ANN001, ANN202
-    kind = value.WhichOneof("kind")
-    return None if kind == "null_value" else getattr(value, kind)
 
 
 async def test_malformed_feedback_is_dead_lettered_and_the_next_valid_one_is_stored(
@@ -51,7 +45,7 @@ async def test_malformed_feedback_is_dead_lettered_and_the_next_valid_one_is_sto
         key=request_id.encode(),
     )
     rows = await eventually(
-        lambda: _query(
+        lambda: query_monitoring(
             platform,
             "SELECT request_id, score, thumb, comment FROM feedback_v WHERE request_id = {r:String}",
             r=request_id,
@@ -74,9 +68,9 @@ async def test_rule_breaking_feedback_is_rejected_with_reasons_not_stored(platfo
     rejected = await read_topic(platform.bootstrap_servers, topics.FEEDBACK_REJECTED, 1)
     reasons = [r for r in rejected if request_id.encode() in r.value]
     assert reasons and b"score must be between 0 and 1, got 7.0" in reasons[0].value
-    assert _query(platform, "SELECT count() FROM feedback_v WHERE request_id = {r:String}", r=request_id) == [
-        [0.0]
-    ]
+    assert query_monitoring(
+        platform, "SELECT count() FROM feedback_v WHERE request_id = {r:String}", r=request_id
+    ) == [[0.0]]
 
 
 async def test_submit_over_grpc_is_stored_and_redelivery_does_not_duplicate(platform: LocalPlatform) -> None:
@@ -95,7 +89,7 @@ async def test_submit_over_grpc_is_stored_and_redelivery_does_not_duplicate(plat
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "no signal" in err.value.details()
     rows = await eventually(
-        lambda: _query(
+        lambda: query_monitoring(
             platform, "SELECT feedback_id, score FROM feedback_v WHERE request_id = {r:String}", r=request_id
         )
     )

@@ -208,12 +208,22 @@ def test_failed_statement_names_migration_and_statement(client: Client, tmp_path
 def test_project_migrations_apply_and_roll_back(client: Client) -> None:
     folder = migrations_dir()
     assert folder.parts[-3:] == ("deploy", "clickhouse", "migrations")
-    assert apply_migrations(client, folder) == ["0001_inference_log", "0002_feedback", "0003_views"]
+    assert apply_migrations(client, folder) == [
+        "0001_inference_log",
+        "0002_feedback",
+        "0003_views",
+        "0004_inference_log_by_event",
+    ]
     assert REAL_TABLES <= tables(client)
-    for expected in ("0003_views", "0002_feedback", "0001_inference_log"):
+    for expected in ("0004_inference_log_by_event", "0003_views", "0002_feedback", "0001_inference_log"):
         assert rollback_migration(client, folder) == expected
     assert tables(client) == {MIGRATIONS_TABLE}
-    assert apply_migrations(client, folder) == ["0001_inference_log", "0002_feedback", "0003_views"]
+    assert apply_migrations(client, folder) == [
+        "0001_inference_log",
+        "0002_feedback",
+        "0003_views",
+        "0004_inference_log_by_event",
+    ]
 
 
 def test_migrations_dir_override(tmp_path: Path) -> None:
@@ -425,7 +435,12 @@ async def test_store_open_applies_migrations_once(tmp_path: Path) -> None:
     dsn = f"chdb://{tmp_path / 'analytics'}"
     first = AnalyticsStore(dsn)
     try:
-        assert await first.open() == ["0001_inference_log", "0002_feedback", "0003_views"]
+        assert await first.open() == [
+            "0001_inference_log",
+            "0002_feedback",
+            "0003_views",
+            "0004_inference_log_by_event",
+        ]
     finally:
         await first.close()
     second = AnalyticsStore(dsn)
@@ -453,6 +468,38 @@ async def test_redelivered_inference_is_one_row_in_the_view(store: AnalyticsStor
         [str(event.event_id), "2024-05-06T07:08:09.123000+00:00", "tiny", 0.5, None, {"app": "test"}, False]
     ]
     assert dict(result.columns)["occurred_at"] == "DateTime64(3, 'UTC')"
+
+
+async def test_two_generations_that_reuse_a_request_id_are_two_rows(store: AnalyticsStore) -> None:
+    first, second = inference("req-reused"), inference("req-reused")
+    assert first.event_id != second.event_id
+    await store.insert_inference([first, second])
+    await store.insert_inference([first])  # a redelivery of one of them
+    result = await store.query(
+        "SELECT event_id FROM inference_log_v WHERE request_id = {r:String}", {"r": "req-reused"}, 10
+    )
+    assert sorted(result.rows) == sorted([[str(first.event_id)], [str(second.event_id)]])
+
+
+async def test_the_inference_log_keeps_its_rows_when_its_sorting_key_changes(
+    client: Client, tmp_path: Path
+) -> None:
+    # A database made before 0004, with rows in it.
+    before = tmp_path / "before-0004"
+    before.mkdir()
+    for path in sorted(migrations_dir().glob("000[123]_*.sql")):
+        (before / path.name).write_text(path.read_text())
+    assert apply_migrations(client, before)[-1] == "0003_views"
+    rows = [inference(f"req-{i}") for i in range(3)]
+    insert_rows = [[str(e.event_id), e.request_id, e.model] for e in rows]
+    client.insert("inference_log", insert_rows, column_names=["event_id", "request_id", "model"])
+    assert apply_migrations(client, migrations_dir()) == ["0004_inference_log_by_event"]
+    got = client.query("SELECT request_id FROM inference_log_v ORDER BY request_id").result_rows
+    assert got == [("req-0",), ("req-1",), ("req-2",)]
+    sorting_key = client.query(
+        "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = 'inference_log'"
+    ).result_rows
+    assert sorting_key == [("model, toDate(occurred_at), request_id, event_id",)]
 
 
 async def test_inference_with_feedback_joins_scores(store: AnalyticsStore) -> None:

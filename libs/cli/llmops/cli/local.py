@@ -7,6 +7,7 @@ period). Tests use the same class with their own folders and free ports.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
@@ -28,6 +29,7 @@ from llmops.core.settings import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, LOOP
 SERVICES: tuple[str, ...] = tuple(DEFAULT_GRPC_PORTS)
 BROKER = "kafka"
 DEFAULT_KAFKA_PORT = 19092
+LAYOUT_FILE = "platform.json"
 
 
 class PlatformError(RuntimeError):
@@ -90,6 +92,31 @@ class LocalPlatform:
     grpc_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC_PORTS))
     metrics_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
     extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def at(cls, run_dir: Path, data_dir: Path, models_dir: Path) -> LocalPlatform:
+        """The platform whose run folder is ``run_dir``: the ports it was started on (kept in
+        ``platform.json`` there), or the default ports for one not started yet."""
+        try:
+            layout = json.loads((run_dir / LAYOUT_FILE).read_text())
+        except (OSError, ValueError):
+            return cls(run_dir=run_dir, data_dir=data_dir, models_dir=models_dir)
+        return cls(
+            run_dir=run_dir,
+            data_dir=data_dir,
+            models_dir=models_dir,
+            kafka_port=int(layout["kafka_port"]),
+            grpc_ports={**DEFAULT_GRPC_PORTS, **layout["grpc_ports"]},
+            metrics_ports={**DEFAULT_METRICS_PORTS, **layout["metrics_ports"]},
+        )
+
+    def _save_layout(self) -> None:
+        layout = {
+            "kafka_port": self.kafka_port,
+            "grpc_ports": dict(self.grpc_ports),
+            "metrics_ports": dict(self.metrics_ports),
+        }
+        (self.run_dir / LAYOUT_FILE).write_text(json.dumps(layout, indent=1))
 
     # --- layout --------------------------------------------------------------------------------
 
@@ -158,6 +185,8 @@ class LocalPlatform:
         self.pid_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # So that `llmops up --only ...`, `status` and `down` find the processes on these ports.
+        self._save_layout()
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
             argv,

@@ -11,7 +11,7 @@ import grpc
 import typer
 from rich.table import Table
 
-from llmops.cli import client, registry_commands, training_commands
+from llmops.cli import client, dlq_commands, registry_commands, training_commands
 from llmops.cli.client import console, err
 from llmops.cli.local import SERVICES, LocalPlatform, PlatformError
 from llmops.core.settings import PlatformSettings
@@ -23,7 +23,7 @@ app.add_typer(models_app, name="models")
 
 def _platform() -> LocalPlatform:
     settings = PlatformSettings()
-    return LocalPlatform(run_dir=settings.run_dir, data_dir=settings.data_dir, models_dir=settings.models_dir)
+    return LocalPlatform.at(settings.run_dir, settings.data_dir, settings.models_dir)
 
 
 @app.command()
@@ -334,6 +334,7 @@ app.add_typer(training_commands.datasets_app, name="datasets")
 app.command()(training_commands.train)
 app.add_typer(training_commands.jobs_app, name="jobs")
 app.add_typer(registry_commands.registry_app, name="registry")
+app.add_typer(dlq_commands.dlq_app, name="dlq")
 
 
 def main() -> None:

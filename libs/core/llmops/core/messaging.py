@@ -2,10 +2,15 @@
 
 Consumers get validated event models and may assume:
 - at-least-once delivery, made idempotent on ``event_id`` (a :class:`HandledEvents` store, or a
-  store that is itself safe against redelivery for batch consumers);
-- offsets are committed only after the handler returned;
-- a message that fails validation, or fails processing ``max_attempts`` times, is published to
-  ``<topic>.dlq`` with the original key and value and headers that say what went wrong and where it
+  store that is itself safe against redelivery for batch consumers); a message published without the
+  envelope (an app's short shape) gets an ``event_id`` derived from its content, so a redelivery or
+  a repeated publish of the same bytes has the same id;
+- an offset is committed only once its message was handled or is safely in ``<topic>.dlq``; a
+  failed DLQ publish, or a cancellation at shutdown, commits nothing (the message comes again);
+- a failing handler is retried with capped exponential backoff for ``retry_budget_seconds`` (long
+  enough to ride out a store or broker restart), then dead-lettered; a message that fails its event
+  model, or a handler's :class:`~llmops.core.errors.InvalidArgument`, goes to the DLQ at once. The
+  dead letter keeps the original key and value, with headers that say what went wrong and where it
   came from; the consumer then goes on with the next message.
 """
 
@@ -13,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import ssl
 import time
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -34,6 +42,7 @@ from llmops.core.handled_events import HandledEvents
 from llmops.core.kafka_fetch import pace_empty_fetches
 from llmops.core.logging import current_request_id
 from llmops.core.metrics import CONSUMER_LAG, EVENT_PROCESSING, EVENTS_CONSUMED, EVENTS_PUBLISHED
+from llmops.core.retry import RetriesExhausted, RetryPolicy, is_permanent, retry
 from llmops.core.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,11 @@ DLQ_GROUP = "dlq.consumer_group"
 DLQ_ATTEMPTS = "dlq.attempts"
 DLQ_FAILED_AT = "dlq.failed_at"
 
+# Ids of events that came without the envelope: uuid5 of this namespace and the message's content.
+_CONTENT_ID_NAMESPACE = uuid.UUID("3a7c55e2-6f0b-4d9e-8c1a-52b9e0f4d6a1")
+# After a batch spent its budget on a failure that retrying could not fix, its events are tried once each.
+_ONCE = RetryPolicy(budget_s=0)
+
 
 def _security(settings: KafkaSettings) -> BaseSecurity | None:
     protocol = settings.security_protocol
@@ -65,6 +79,23 @@ def _security(settings: KafkaSettings) -> BaseSecurity | None:
     return cls(username=settings.sasl_username or "", password=password, ssl_context=context)
 
 
+def kafka_client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection options for a plain aiokafka client (admin, DLQ tools), as the bus connects."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol.endswith("SSL"):
+        options["ssl_context"] = ssl.create_default_context()
+    if settings.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = (
+            settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+        )
+    return options
+
+
 class EventBus:
     """A service's connection to Kafka: typed publishing and safe consuming."""
 
@@ -73,9 +104,16 @@ class EventBus:
         settings: KafkaSettings,
         service: str,
         processed: HandledEvents | None = None,
+        *,
+        replica: str | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
+        # Static membership (Kafka's group.instance.id): a replica that restarts, also after kill -9,
+        # takes its partitions back at once instead of waiting for the group to give up on the old
+        # member (with the development broker, without it, it never did).
+        self._instance = f"llmops-{service}-{replica}" if replica else None
+        self._policy = settings.retry_policy()
         self._processed = processed
         pace_empty_fetches(settings.idle_fetch_pause_ms)
         self.broker = KafkaBroker(
@@ -84,6 +122,7 @@ class EventBus:
             security=_security(settings),
             enable_idempotence=True,
             acks="all",
+            graceful_timeout=settings.handler_grace_seconds,
             logger=logging.getLogger(f"llmops.{service}.kafka"),
         )
 
@@ -114,6 +153,8 @@ class EventBus:
 
     async def start(self) -> None:
         try:
+            if self.settings.create_topics:
+                await self._create_topics()
             await self.broker.start()
         except Exception as exc:
             # A start that failed half way (producer up, a consumer not) closes what it opened.
@@ -124,8 +165,44 @@ class EventBus:
                 "(`make up` starts one) and is LLMOPS_KAFKA_BOOTSTRAP_SERVERS right?"
             ) from exc
 
+    async def _create_topics(self) -> None:
+        """Create the topics this service publishes or consumes (and their DLQs) that do not exist
+        yet, with the platform's retention: by time and by size, so a long-running broker keeps a
+        bounded amount (the development broker holds everything it keeps in memory)."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        s = self.settings
+        wanted = {t: s.topic_retention_hours for t in self._published | set(self._typed_groups)}
+        wanted.update({dlq(t): s.dlq_retention_hours for t in self._typed_groups})
+        admin = AIOKafkaAdminClient(**kafka_client_options(s))
+        await admin.start()
+        try:
+            missing = sorted(set(wanted) - set(await admin.list_topics()))
+            for name in missing:
+                configs = {"retention.ms": str(int(wanted[name] * 3_600_000))}
+                if s.topic_retention_mb > 0:
+                    size = s.topic_retention_mb * 1024 * 1024
+                    # Brokers delete whole segments: several per bound, so the bound is kept closely.
+                    configs.update({"retention.bytes": str(size), "segment.bytes": str(size // 8)})
+                topic = NewTopic(name, s.topic_partitions, s.topic_replication_factor, topic_configs=configs)
+                with contextlib.suppress(TopicAlreadyExistsError):  # another service made it meanwhile
+                    await admin.create_topics([topic])
+        finally:
+            await admin.close()
+
     async def stop(self) -> None:
-        await self.broker.stop()
+        # aiokafka's producer waits for unsent messages at close; with the broker away that wait has
+        # no end, and a service could not stop. Past the bound, close without them (a caller that
+        # must not lose an event keeps it itself: the outbox, serving's publish buffer).
+        try:
+            await asyncio.wait_for(self.broker.stop(), self.settings.close_timeout_seconds)
+        except TimeoutError:
+            log.warning(
+                "Kafka at %s did not close within %.0fs (is the broker away?); closed without flushing",
+                self.settings.bootstrap_servers,
+                self.settings.close_timeout_seconds,
+            )
 
     def publishes(self, *event_types: type[Event]) -> None:
         """Declare the events this service publishes (for the AsyncAPI document; no I/O)."""
@@ -192,7 +269,11 @@ class EventBus:
             topic,
             group_id=group_id,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.ACK,
+            # Committed after the handler returned (handled or dead-lettered); an error or a
+            # cancellation commits nothing, so the message is read again.
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=_decode_one,
+            group_instance_id=self._instance,
             title=f"{group_id}:{topic}",
         )(_on_event)
 
@@ -214,8 +295,9 @@ class EventBus:
         """Call ``handler`` with up to ``max_records`` events at a time (for bulk writes).
 
         The handler must be safe against redelivery (the store dedups on its own key), since a batch is
-        only committed after it returns. If a batch keeps failing, its events are retried one by one so
-        that only the poisoned ones go to the dead-letter topic.
+        only committed after it returns. A failing batch is retried as a whole (a store that is away
+        for a while loses nothing); one that fails in a way retrying cannot fix, or past the budget,
+        is tried one event at a time, so that only the poisoned ones go to the dead-letter topic.
         """
         topic = event_type.topic
         bus = self
@@ -239,7 +321,9 @@ class EventBus:
             topic,
             group_id=group_id,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.ACK,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=_decode_batch,
+            group_instance_id=self._instance,
             batch=True,
             max_records=max_records,
             batch_timeout_ms=timeout_ms,
@@ -272,12 +356,15 @@ class EventBus:
             kept.append(record)
         if events:
             try:
-                await self._with_retries(lambda: handler(events))
+                await retry(lambda: handler(events), self._policy, f"batch of {len(events)} from {topic}")
                 EVENTS_CONSUMED.labels(self.service, topic, "processed").inc(len(events))
-            except Exception:
-                log.warning("batch of %d from %s failed; retrying one by one", len(events), topic)
+            except Exception as exc:
+                # Permanent: find the bad events with a full budget each. Exhausted: the budget is
+                # spent; one try each, and what fails goes to the DLQ, so the partition moves on.
+                policy = self._policy if is_permanent(exc) else _ONCE
+                log.warning("batch of %d from %s failed (%s); one by one", len(events), topic, exc)
                 for event, record in zip(events, kept, strict=True):
-                    await self._handle_parsed(event, group_id, record, lambda e: handler([e]))
+                    await self._handle_parsed(event, group_id, record, lambda e: handler([e]), policy)
         EVENT_PROCESSING.labels(self.service, topic).observe(time.perf_counter() - started)
 
     async def _handle_parsed(
@@ -286,11 +373,16 @@ class EventBus:
         group_id: str,
         record: ConsumerRecord,
         handler: Callable[[E], Awaitable[None]],
+        policy: RetryPolicy | None = None,
     ) -> None:
         try:
-            await self._with_retries(lambda: handler(event))
-        except Exception as exc:
-            await self._dead_letter(record, group_id, exc, self.settings.max_attempts)
+            await retry(lambda: handler(event), policy or self._policy, f"event {event.event_id}")
+        except RetriesExhausted as exc:
+            assert exc.__cause__ is not None
+            await self._dead_letter(record, group_id, exc.__cause__, exc.attempts)
+            return
+        except Exception as exc:  # permanent: retrying cannot help
+            await self._dead_letter(record, group_id, exc, attempts=1)
             return
         if self._processed is not None:
             self._processed.mark(group_id, str(event.event_id))
@@ -300,27 +392,11 @@ class EventBus:
         self, event_type: type[E], group_id: str, record: ConsumerRecord
     ) -> E | None:
         try:
-            if record.value is None:
-                raise ValueError("message has no value (tombstone)")
-            return event_type.model_validate_json(record.value)
+            return parse_record(event_type, record)
         except (ValidationError, ValueError) as exc:
             # Validation is deterministic: retrying cannot help, so dead-letter at once.
             await self._dead_letter(record, group_id, exc, attempts=1)
             return None
-
-    async def _with_retries(self, call: Callable[[], Awaitable[None]]) -> None:
-        attempts = self.settings.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                await call()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if attempt == attempts:
-                    raise
-                log.warning("attempt %d/%d failed; retrying", attempt, attempts, exc_info=True)
-                await asyncio.sleep(self.settings.retry_backoff_ms / 1000 * 2 ** (attempt - 1))
 
     async def _dead_letter(
         self, record: ConsumerRecord, group_id: str, exc: BaseException, attempts: int
@@ -336,8 +412,14 @@ class EventBus:
             DLQ_ATTEMPTS: str(attempts),
             DLQ_FAILED_AT: datetime.now(UTC).isoformat(),
         }
-        await self.broker.publish(
-            record.value or b"", topic=dlq(record.topic), key=record.key, headers=headers
+        # A DLQ that cannot be reached within the budget raises: the message is not committed and is
+        # read again (and handled again, idempotently) once the broker is back.
+        await retry(
+            lambda: self.broker.publish(
+                record.value or b"", topic=dlq(record.topic), key=record.key, headers=headers
+            ),
+            self._policy,
+            f"dead-lettering {record.topic}[{record.partition}]@{record.offset}",
         )
         EVENTS_CONSUMED.labels(self.service, record.topic, "dead_lettered").inc()
         log.error(
@@ -371,21 +453,44 @@ def _describe(exc: BaseException) -> str:
 
 
 def _decodes(event_type: type[Event], record: ConsumerRecord) -> bool:
-    if record.value is None:
-        return False
     try:
-        event_type.model_validate_json(record.value)
-    except ValidationError:
+        parse_record(event_type, record)
+    except (ValidationError, ValueError):
         return False
     return True
 
 
 def _reason(record: ConsumerRecord, event_type: type[Event]) -> BaseException:
     """The error to record for an invalid message: the event model's own, on the raw bytes."""
-    if record.value is None:
-        return ValueError("message has no value (tombstone)")
     try:
-        event_type.model_validate_json(record.value)
-    except ValidationError as precise:
+        parse_record(event_type, record)
+    except (ValidationError, ValueError) as precise:
         return precise
     return ValueError("message does not decode as the event")
+
+
+def event_body(value: bytes | None) -> Any:
+    """A message's JSON; an object without ``event_id`` (an app's short shape) gets one derived from
+    its content, so the same message read twice, or published twice, is one event."""
+    if value is None:
+        raise ValueError("message has no value (tombstone)")
+    try:
+        body = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"Invalid JSON: {exc}") from None
+    if isinstance(body, dict) and "event_id" not in body:
+        body["event_id"] = str(uuid.uuid5(_CONTENT_ID_NAMESPACE, hashlib.sha256(value).hexdigest()))
+    return body
+
+
+def parse_record(event_type: type[E], record: ConsumerRecord) -> E:
+    """The event in ``record`` (ValueError or ValidationError when it is not one)."""
+    return event_type.model_validate(event_body(record.value))
+
+
+async def _decode_one(msg: KafkaMessage, original: Any) -> Any:
+    return event_body(msg.raw_message.value)  # type: ignore[union-attr]
+
+
+async def _decode_batch(msg: KafkaMessage, original: Any) -> Any:
+    return [event_body(r.value) for r in msg.raw_message]  # type: ignore[union-attr]

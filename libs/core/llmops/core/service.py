@@ -68,7 +68,7 @@ class Runtime:
         self.settings = settings
         self.grpc = GrpcServer(self.name, settings.host, settings.grpc_port, settings.auth)
         self.handled = HandledEvents(settings.platform.data_dir / self.name / "processed_events.sqlite")
-        self.bus = EventBus(settings.kafka, self.name, self.handled)
+        self.bus = EventBus(settings.kafka, self.name, self.handled, replica=settings.replica_id)
         self._owned = contextlib.AsyncExitStack()
 
     def own(self, resource: T, close: Callable[[T], Any] | None = None) -> T:

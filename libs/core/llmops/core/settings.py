@@ -7,11 +7,14 @@ are defined once here with their own prefixes. Bad values fail at start with the
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from llmops.core.retry import RetryPolicy
 
 LOOPBACK = "127.0.0.1"
 
@@ -55,13 +58,39 @@ class KafkaSettings(BaseSettings):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
-    # How often a message is tried before it goes to the dead-letter topic.
-    max_attempts: int = Field(3, ge=1, le=100)
-    retry_backoff_ms: int = Field(200, ge=0)
+    # A failing handler (or DLQ publish) is tried again, waiting retry_backoff_ms, then twice as long
+    # each time up to retry_backoff_max_ms, until retry_budget_seconds have passed; then the message
+    # goes to the dead-letter topic. The default rides out a store or broker restart.
+    retry_budget_seconds: float = Field(60.0, ge=0, le=3600)
+    retry_backoff_ms: int = Field(200, ge=1)
+    retry_backoff_max_ms: int = Field(5000, ge=1)
+    # Topics a service publishes or consumes are created at its start when missing, with these
+    # settings (per partition: retention.bytes). The size bound keeps a long-running development
+    # broker small; in production set them as the cluster's policy wants (0 MB: no size bound), or
+    # LLMOPS_KAFKA_CREATE_TOPICS=false where topics are managed elsewhere.
+    create_topics: bool = True
+    topic_partitions: int = Field(1, ge=1, le=1000)
+    topic_replication_factor: int = Field(1, ge=1, le=10)
+    topic_retention_hours: float = Field(168.0, gt=0)
+    topic_retention_mb: int = Field(64, ge=0)
+    dlq_retention_hours: float = Field(720.0, gt=0)
+    # At shutdown a handler still running gets this long to finish before it is cancelled (its
+    # message is then not committed and comes again).
+    handler_grace_seconds: float = Field(5.0, ge=0, le=600)
+    # Closing waits this long in all (handlers' grace included) for messages not yet sent; a broker
+    # that is away would make it wait for ever.
+    close_timeout_seconds: float = Field(30.0, gt=0, le=600)
     # After an empty fetch that the broker answered sooner than this, the consumer waits out the rest
     # (development brokers answer at once; Apache Kafka waits fetch.max.wait.ms itself, so there it
     # never applies). See llmops.core.kafka_fetch. 0 turns it off.
     idle_fetch_pause_ms: int = Field(100, ge=0, le=10_000)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            budget_s=self.retry_budget_seconds,
+            first_delay_s=self.retry_backoff_ms / 1000,
+            max_delay_s=max(self.retry_backoff_max_ms, self.retry_backoff_ms) / 1000,
+        )
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
@@ -211,6 +240,10 @@ class ServiceSettings(BaseSettings):
         description="0 turns the Prometheus endpoint off; default: DEFAULT_METRICS_PORTS.",
     )
     grace_seconds: float = Field(5.0, ge=0)
+    # Which replica this is: with the gRPC port, its identity in consumer groups (Kafka static
+    # membership), so a replica that restarts gets its partitions back at once. Default: the host
+    # name (a pod's name in a StatefulSet); replicas on one host differ by port.
+    instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
 
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -232,6 +265,11 @@ class ServiceSettings(BaseSettings):
         if self.metrics_port == -1:
             self.metrics_port = DEFAULT_METRICS_PORTS[name]
         return self
+
+    @property
+    def replica_id(self) -> str:
+        """This replica's stable identity: ``<instance_id>-<grpc_port>``."""
+        return f"{self.instance_id}-{self.grpc_port}"
 
     def consumer_group(self, purpose: str = "") -> str:
         """The Kafka consumer group of this service for one of its subscriptions."""

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from llmops.cli.local import SERVICES, LocalPlatform, free_port
 from llmops.core.settings import PlatformSettings
@@ -46,6 +46,22 @@ def auth(platform: LocalPlatform) -> tuple[tuple[str, str], ...]:
     return (("x-api-key", platform.api_key()),)
 
 
+def query_monitoring(platform: LocalPlatform, sql: str, **parameters: str) -> list[list]:
+    """Rows of a read-only query through monitoring's Query RPC, as plain Python values."""
+    from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
+
+    with grpc.insecure_channel(platform.address("monitoring")) as channel:
+        reply = monitoring_pb2_grpc.MonitoringServiceStub(channel).Query(
+            monitoring_pb2.QueryRequest(sql=sql, parameters=parameters), metadata=auth(platform), timeout=30
+        )
+
+    def plain(value):  # noqa: ANN001, ANN202
+        kind = value.WhichOneof("kind")
+        return None if kind == "null_value" else getattr(value, kind)
+
+    return [[plain(v) for v in row.values] for row in reply.rows]
+
+
 async def publish_raw(
     bootstrap: str, topic: str, values: Iterable[bytes | None], key: bytes | None = None
 ) -> None:
@@ -77,6 +93,36 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30
     if len(records) < count:
         raise AssertionError(f"expected {count} records on {topic} within {timeout}s, got {len(records)}")
     return records
+
+
+async def end_offset(bootstrap: str, topic: str) -> int:
+    """How many records ``topic`` has ever had (the sum of its partitions' end offsets; 0 if absent)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            return 0
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def committed_offset(bootstrap: str, group: str, topic: str) -> int:
+    """The offsets ``group`` has committed on ``topic``, summed over its partitions (0: none)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(max(meta.offset, 0) for tp, meta in offsets.items() if tp.topic == topic)
 
 
 def as_json(value: dict) -> bytes:

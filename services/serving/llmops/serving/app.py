@@ -29,21 +29,31 @@ class ServingService:
         self.log: Deferred[InferenceLogWriter] = Deferred("the inference log")
 
     def register(self, runtime: Runtime) -> None:
-        log = self.log.set(InferenceLogWriter(runtime.bus))
+        s = self.settings
+        spool = s.platform.data_dir / "serving" / f"inference-log.{s.replica_id}.jsonl"
+        log = self.log.set(
+            InferenceLogWriter(
+                runtime.bus,
+                spool,
+                memory_limit=s.log_buffer_events,
+                spool_limit_bytes=s.log_spool_max_mb * 1024 * 1024,
+            )
+        )
         runtime.grpc.add(
             serving_pb2_grpc.add_ServingServiceServicer_to_server,
             ServingServicer(self.settings, self.engine, log, self.router),
             "llmops.serving.v1.ServingService",
         )
         # Each replica follows every alias change, so each has its own consumer group.
-        s = self.settings
-        group = s.consumer_group(f"aliases.{s.instance_id}-{s.grpc_port}")
+        group = s.consumer_group(f"aliases.{s.replica_id}")
         runtime.bus.consume(ModelAliasChanged, group, self._on_alias_changed)
         runtime.bus.publishes(InferenceLogged)
 
     async def start(self, runtime: Runtime) -> None:
         s = self.settings
         folder = s.platform.data_dir / "serving"
+        # Publishes spooled logs of a previous run first; closes (spooling what is left) before the bus.
+        await runtime.enter(self.log().buffer)
         table = runtime.own(AliasTable(folder / "aliases.sqlite"))
         registry = RegistryLookup(runtime.channel("registry"))
         await runtime.enter(self.engine)

@@ -12,7 +12,7 @@ import grpc
 
 from llmops.contracts.events import ModelAliasChanged
 from llmops.contracts.rpc.registry.v1 import registry_pb2, registry_pb2_grpc
-from llmops.core.errors import Unavailable
+from llmops.core.errors import InvalidArgument, Unavailable
 from llmops.serving.engine import TextEngine
 from llmops.serving.routing import AliasTable, Deployment, Route, UnknownModel, parse
 
@@ -121,6 +121,12 @@ class ModelRouter:
             log.info("alias %s@%s removed", event.model, event.alias)
             return
         deployment = Deployment(event.model, event.version, event.artifact_uri, event.base_model)
+        if Path(deployment.base_model).name != self.served_name:
+            # Retrying cannot help: the event goes to the DLQ at once, the alias keeps its holder.
+            raise InvalidArgument(
+                f"{deployment.adapter_name} for {event.model}@{event.alias} is an adapter for "
+                f"{deployment.base_model!r}; this server serves {self.served_name!r}"
+            )
         # Load first, then switch: a request never meets an alias whose adapter is not ready.
         await self.load(deployment)
         self.table.set(event.model, event.alias, deployment)

@@ -1,23 +1,33 @@
-"""Publishing inference.logged for every completed generation, without making the caller wait."""
+"""Publishing inference.logged for every completed generation, without making the caller wait.
+
+Events go through a :class:`~llmops.core.publish_buffer.PublishBuffer`: while the broker is away they
+wait (in memory, then in a spool file under the data folder, kept across a restart) and are published
+when it is back; past the buffer's bound a metric and a log line count what was dropped.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from pathlib import Path
 
 from llmops.contracts.events import InferenceLogged
 from llmops.core.messaging import EventBus
+from llmops.core.publish_buffer import PublishBuffer
 from llmops.serving.engine import GenerationParams
-
-log = logging.getLogger(__name__)
 
 
 class InferenceLogWriter:
-    """Publishes in the background; ``drain()`` at shutdown waits for what is still in flight."""
+    """Queues each answer's log at once; the runtime enters :attr:`buffer`, which publishes them."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, spool: Path, *, memory_limit: int, spool_limit_bytes: int) -> None:
         self._bus = bus
-        self._pending: set[asyncio.Task[None]] = set()
+        self.buffer = PublishBuffer(
+            bus.publish,
+            InferenceLogged,
+            spool,
+            bus.service,
+            memory_limit=memory_limit,
+            spool_limit_bytes=spool_limit_bytes,
+        )
 
     def record(self, *, params: GenerationParams, **fields: object) -> None:
         event = InferenceLogged(
@@ -26,18 +36,8 @@ class InferenceLogWriter:
             max_tokens=params.max_tokens,
             **fields,  # type: ignore[arg-type]
         )
-        # The task copies this call's context, so the bus stamps the caller's request id as trace_id.
-        task = asyncio.get_running_loop().create_task(self._publish(event))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _publish(self, event: InferenceLogged) -> None:
-        try:
-            await self._bus.publish(event)
-        except Exception:
-            # The caller already has the answer; a lost log line is reported, not raised.
-            log.exception("could not publish inference.logged for request %s", event.request_id)
+        # Stamped now, in the caller's context, so the trace id is the caller's request id.
+        self.buffer.put(self._bus.stamp(event))
 
     async def drain(self, timeout: float = 10) -> None:
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=timeout)
+        await self.buffer.flush(timeout)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Literal
 
@@ -30,8 +29,10 @@ class Settings(ServiceSettings):
     enable_lora: bool = True
     max_loras: int = Field(4, ge=1)
     max_lora_rank: int = Field(16, ge=1)
-    # Each replica follows every alias change, so each needs its own consumer group.
-    instance_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    # Answers' logs wait here while the broker is away: this many in memory, then a spool file of at
+    # most this size under the data folder; past both, a log is dropped and counted.
+    log_buffer_events: int = Field(10_000, ge=1)
+    log_spool_max_mb: int = Field(256, ge=0)
 
     @model_validator(mode="after")
     def _limits(self) -> Settings:
