@@ -6,7 +6,7 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("serving", "near_dup", "training")
+BENCHMARKS = ("serving", "near_dup", "training", "logpath")
 
 
 def main() -> None:
