@@ -22,29 +22,10 @@ from llmops.contracts import topics
 from llmops.contracts.events import InferenceLogged
 from llmops.core.clickhouse import apply_migrations, connect, migrations_dir
 from llmops.monitoring.store.analytics import INFERENCE_COLUMNS, inference_row
-from llmops.testing.platform import make_platform, query_monitoring
+from llmops.testing.platform import inference_message, make_platform, query_monitoring
 
 EVENTS = int(os.environ.get("LLMOPS_BENCH_LOGPATH_EVENTS", "100000"))
 BATCH = 5_000
-
-
-def _event(i: int) -> bytes:
-    return (
-        InferenceLogged(
-            request_id=f"req-{i}",
-            model="smollm2",
-            model_version="base",
-            prompt=f"What is {i} plus one? Answer with the number only.",
-            completion=f"{i + 1}",
-            prompt_tokens=14,
-            completion_tokens=3,
-            latency_ms=120.0,
-            time_to_first_token_ms=30.0,
-            producer="serving",
-        )
-        .model_dump_json()
-        .encode()
-    )
 
 
 async def _backlog(bootstrap: str) -> None:
@@ -53,7 +34,8 @@ async def _backlog(bootstrap: str) -> None:
     try:
         for start in range(0, EVENTS, BATCH):
             futures = [
-                await producer.send(topics.INFERENCE_LOGGED, _event(i)) for i in range(start, start + BATCH)
+                await producer.send(topics.INFERENCE_LOGGED, inference_message(i))
+                for i in range(start, start + BATCH)
             ]
             await asyncio.gather(*futures)
     finally:

@@ -17,8 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from llmops.cli.local import LocalPlatform
 from llmops.contracts import topics
-from llmops.contracts.events import InferenceLogged
-from llmops.testing.platform import eventually, make_platform, query_monitoring
+from llmops.testing.platform import eventually, inference_message, make_platform, query_monitoring
 
 pytestmark = pytest.mark.e2e
 
@@ -38,25 +37,6 @@ def platform(tmp_path: Path) -> Iterator[LocalPlatform]:
         platform.down()
 
 
-def _event(i: int) -> bytes:
-    return (
-        InferenceLogged(
-            request_id=f"req-{i}",
-            model="smollm2",
-            model_version="base",
-            prompt=f"question {i}",
-            completion=f"answer {i}",
-            prompt_tokens=3,
-            completion_tokens=2,
-            latency_ms=10.0,
-            time_to_first_token_ms=2.0,
-            producer="serving",
-        )
-        .model_dump_json()
-        .encode()
-    )
-
-
 async def _produce(bootstrap: str, sent: list[int]) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20
@@ -65,7 +45,7 @@ async def _produce(bootstrap: str, sent: list[int]) -> None:
     try:
         for start in range(0, EVENTS, 500):
             futures = [
-                await producer.send(topics.INFERENCE_LOGGED, _event(i), key=f"req-{i}".encode())
+                await producer.send(topics.INFERENCE_LOGGED, inference_message(i), key=f"req-{i}".encode())
                 for i in range(start, start + 500)
             ]
             await asyncio.gather(*futures)

@@ -125,6 +125,28 @@ async def committed_offset(bootstrap: str, group: str, topic: str) -> int:
     return sum(max(meta.offset, 0) for tp, meta in offsets.items() if tp.topic == topic)
 
 
+def inference_message(i: int) -> bytes:
+    """The ``i``-th of a stream of distinct inference.logged messages, as serving publishes them."""
+    from llmops.contracts.events import InferenceLogged
+
+    return (
+        InferenceLogged(
+            request_id=f"req-{i}",
+            model="smollm2",
+            model_version="base",
+            prompt=f"What is {i} plus one? Answer with the number only.",
+            completion=f"{i + 1}",
+            prompt_tokens=14,
+            completion_tokens=3,
+            latency_ms=120.0,
+            time_to_first_token_ms=30.0,
+            producer="serving",
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
 def as_json(value: dict) -> bytes:
     return json.dumps(value).encode()
 
