@@ -12,14 +12,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import MetaData
 
 from llmops.cli.local import BROKER, LocalPlatform
 from llmops.contracts.events import FeedbackSubmitted, InferenceLogged
 from llmops.contracts.topics import dlq
 from llmops.core.errors import InvalidArgument
-from llmops.core.handled_events import HandledEvents
+from llmops.core.handled_events import HandledEvents, handled_table
 from llmops.core.messaging import DLQ_ATTEMPTS, DLQ_ERROR, DLQ_OFFSET, DLQ_TOPIC, EventBus
 from llmops.core.settings import KafkaSettings
+from llmops.core.sql import make_engine
 from llmops.testing.platform import (
     committed_offset,
     end_offset,
@@ -54,7 +56,16 @@ def _bus(broker: LocalPlatform, tmp_path: Path, budget: float) -> EventBus:
         retry_backoff_ms=10,
         retry_backoff_max_ms=100,
     )
-    return EventBus(settings, "test", HandledEvents(tmp_path / "processed.sqlite"))
+    return EventBus(settings, "test", _handled_record(tmp_path))
+
+
+def _handled_record(tmp_path: Path) -> HandledEvents:
+    """A service's record of handled events, in its own SQLite database."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'service.sqlite'}")
+    metadata = MetaData()
+    table = handled_table(metadata, "test")
+    metadata.create_all(engine)
+    return HandledEvents(engine, table)
 
 
 def _topic_of(event_type: type, suffix: str) -> str:

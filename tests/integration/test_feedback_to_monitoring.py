@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from llmops.cli.local import LocalPlatform
+from llmops.cli.local import BROKER, LocalPlatform
 from llmops.contracts import topics
 from llmops.contracts.rpc.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from llmops.core.messaging import DLQ_ERROR, DLQ_OFFSET
@@ -94,3 +94,33 @@ async def test_submit_over_grpc_is_stored_and_redelivery_does_not_duplicate(plat
         )
     )
     assert rows == [["fb-1", 0.75]]
+
+
+async def test_feedback_submitted_while_the_broker_is_away_reaches_monitoring_once_it_is_back(
+    platform: LocalPlatform,
+) -> None:
+    run = f"away-{uuid.uuid4().hex[:8]}-"
+    request_ids = [f"{run}{i}" for i in range(5)]
+    platform.stop(BROKER)
+    await eventually(lambda: platform.pid(BROKER) is None, timeout=30)
+    try:
+        with grpc.insecure_channel(platform.address("feedback")) as channel:
+            stub = feedback_pb2_grpc.FeedbackServiceStub(channel)
+            for request_id in request_ids:
+                # Accepted and kept in the feedback service's outbox: no error for the caller.
+                reply = stub.Submit(
+                    feedback_pb2.SubmitFeedbackRequest(request_id=request_id, thumb=feedback_pb2.THUMB_UP),
+                    metadata=auth(platform),
+                    timeout=10,
+                )
+                assert reply.feedback_id and reply.score == 1.0
+    finally:
+        platform.start_broker()
+
+    def stored() -> list[str] | None:
+        rows = query_monitoring(
+            platform, "SELECT request_id FROM feedback_v WHERE startsWith(request_id, {p:String})", p=run
+        )
+        return sorted(r[0] for r in rows) if len(rows) >= len(request_ids) else None
+
+    assert await eventually(stored, timeout=90) == request_ids

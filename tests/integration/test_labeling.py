@@ -20,7 +20,16 @@ from llmops.contracts.rpc.labeling.v1 import labeling_pb2 as pb
 from llmops.contracts.rpc.labeling.v1 import labeling_pb2_grpc
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
 from llmops.core.artifacts import ArtifactStore
-from llmops.testing.platform import as_json, auth, eventually, publish_raw, read_topic, running_platform
+from llmops.testing.platform import (
+    as_json,
+    auth,
+    caught_up,
+    eventually,
+    publish_raw,
+    query_monitoring,
+    read_topic,
+    running_platform,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -205,13 +214,16 @@ async def test_low_feedback_becomes_a_review_task_with_the_answer(
             metadata=md,
             timeout=120,
         )
+    short_shape = as_json({"request_id": answer.request_id, "thumb": "down", "correction": "Four."})
     await publish_raw(
         platform.bootstrap_servers,
         topics.FEEDBACK_SUBMITTED,
         [
-            as_json({"request_id": answer.request_id, "thumb": "down", "correction": "Four."}),
+            short_shape,
             # Good feedback makes no task.
             as_json({"request_id": f"other-{uuid.uuid4()}", "thumb": "up"}),
+            # The app published the same message twice (its retry): still one feedback, one task.
+            short_shape,
         ],
     )
 
@@ -234,8 +246,16 @@ async def test_low_feedback_becomes_a_review_task_with_the_answer(
         metadata=md,
     )
     assert label.corrected_text == "4" and label.source == pb.LABEL_SOURCE_HUMAN
+    bootstrap = platform.bootstrap_servers
+    # Everything published so far was handled by feedback, then by labeling and monitoring.
+    await eventually(lambda: caught_up(bootstrap, "llmops-feedback", topics.FEEDBACK_SUBMITTED), timeout=60)
+    for group in ("llmops-labeling.feedback", "llmops-monitoring.feedback"):
+        await eventually(lambda g=group: caught_up(bootstrap, g, topics.FEEDBACK_ACCEPTED), timeout=60)
     queue = labeling.GetQueue(pb.GetQueueRequest(name="feedback-review"), metadata=md)
     assert queue.total_tasks == 1 and queue.completed_tasks == 1
+    assert query_monitoring(
+        platform, "SELECT count() FROM feedback_v WHERE request_id = {r:String}", r=answer.request_id
+    ) == [[1]]
 
 
 def test_bad_requests_get_clear_errors(

@@ -48,4 +48,4 @@ def test_a_store_from_the_previous_release_keeps_its_batches_and_hashes(tmp_path
         assert record.created_at == created and record.completed_at is None
         assert store.load_hashes() == {"h1"}
         with store._read() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version_ingestion")).scalar() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version_ingestion")).scalar() == "0002"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from llmops.contracts import topics
 from llmops.labeling.domain.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -388,13 +390,18 @@ def test_dataset_versions_are_saved_once_and_listed_newest_first(store: Labeling
     versions = []
     for seed in range(3):
         build = build_dataset_version("sent", tasks, eval_fraction=0.5, seed=seed, now=T0)
-        saved = store.save_dataset_version(build.version)
-        assert saved == build.version
+        version = replace(build.version, uri=f"file:///versions/{build.version.version_id}.parquet")
+        saved = store.save_dataset_version(version)
+        assert saved == version
         versions.append(saved)
-    again = store.save_dataset_version(
-        build_dataset_version("sent", tasks, eval_fraction=0.5, seed=0, description="changed").version
-    )
+    changed = build_dataset_version("sent", tasks, eval_fraction=0.5, seed=0, description="changed").version
+    again = store.save_dataset_version(replace(changed, uri="file:///elsewhere.parquet"))
     assert again == versions[0]  # immutable: the first record stays
+    # Each version was announced once, with its file, in the transaction that stored it.
+    announced = [q.event() for q in store.outbox.pending() if q.topic == topics.DATASETS_VERSION_CREATED]
+    assert [(e.version_id, e.uri) for e in announced] == [(v.version_id, v.uri) for v in versions]
+    with pytest.raises(InvalidArgument, match="has no uri"):
+        store.save_dataset_version(build_dataset_version("other", tasks, eval_fraction=0.5, seed=9).version)
     assert store.get_dataset_version(versions[1].version_id).lineage.labeler_ids == ("rule:kw@1",)
     with pytest.raises(NotFound):
         store.get_dataset_version("missing")
@@ -500,7 +507,7 @@ def test_a_store_made_by_the_release_before_migrations_keeps_its_data(tmp_path: 
         assert store.get_task("task-1", now=T0).state == TaskState.COMPLETED
     with sa.create_engine(url).connect() as conn:
         assert (
-            conn.execute(sa.text("SELECT version_num FROM alembic_version_labeling")).scalar_one() == "0001"
+            conn.execute(sa.text("SELECT version_num FROM alembic_version_labeling")).scalar_one() == "0002"
         )
 
 

@@ -79,20 +79,20 @@ def store(tmp_path: Path) -> Iterator[SqlRegistryStore]:
     s.create_model("bot", base_model="smollm2", gate=parse_gate(["eval_accuracy>=0.8"]), now=T0)
     for accuracy in (0.7, 0.85, 0.9):
         s.register_version(VersionSpec("bot", "file:///a", metrics={"eval_accuracy": accuracy}), now=T0)
-    s.remove_events([e.id for e in s.pending_events()])
+    s.outbox.remove([e.id for e in s.outbox.pending()])
     yield s
     s.close()
 
 
 def _events(store: SqlRegistryStore) -> list[dict]:
-    return [json.loads(e.payload) for e in store.pending_events()]
+    return [json.loads(e.payload) for e in store.outbox.pending()]
 
 
 def test_promote_is_gated_and_names_the_failed_metric(store: SqlRegistryStore) -> None:
     with pytest.raises(GateFailed, match=r"eval_accuracy = 0\.7, needs >= 0\.8"):
         store.move_alias("bot", "champion", 1, operation=PROMOTE, actor="ci")
     assert store.get_model("bot").aliases == {}
-    assert store.pending_events() == []
+    assert store.outbox.pending() == []
     change = store.move_alias("bot", "champion", 2, operation=PROMOTE, actor="ci", reason="better")
     assert (change.from_version, change.to_version, change.operation) == (0, 2, PROMOTE)
     assert store.get_version_by_alias("bot", "champion").version == 2
@@ -152,7 +152,7 @@ def test_moving_an_alias_where_it_already_is_records_nothing(store: SqlRegistryS
     again = store.move_alias("bot", "champion", 2, operation=PROMOTE)
     assert (again.id, again.from_version, again.to_version) == (0, 2, 2)
     assert len(store.alias_history("bot", "champion").items) == 1
-    assert len(store.pending_events()) == 1
+    assert len(store.outbox.pending()) == 1
 
 
 def test_delete_then_rollback_restores_the_alias(store: SqlRegistryStore) -> None:

@@ -53,7 +53,7 @@ def artifact(tmp_path: Path) -> str:
 async def registry(tmp_path: Path) -> AsyncIterator[tuple[Registry, Published]]:
     store = SqlRegistryStore(f"sqlite:///{tmp_path}/registry.sqlite")
     published = Published()
-    yield Registry(store, published), published
+    yield Registry(store), published
     store.close()
 
 
@@ -142,7 +142,7 @@ async def test_versions_promote_rollback_and_history(
     assert [v.version for v in versions.versions] == [2] and versions.next_page_token
 
     registry_, published = registry
-    assert await registry_.publish_pending() == 5
+    assert await registry_.store.outbox.publish_pending(published) == 5
     kinds = [(type(e).__name__, getattr(e, "version", None)) for e in published.events]
     assert kinds == [
         ("ModelVersionRegistered", 1),
@@ -305,7 +305,7 @@ async def test_training_events_register_once_and_feed_lineage(
         "training_job:job-1",
         "model_version:bot/1",
     ]
-    assert await registry_.publish_pending() == 1
+    assert await registry_.store.outbox.publish_pending(published) == 1
     (registered,) = published.events
     assert isinstance(registered, ModelVersionRegistered) and registered.metrics == {"eval_accuracy": 0.7}
 
@@ -335,12 +335,13 @@ async def test_queued_events_survive_a_broker_outage(
     published.down = True
     for _ in range(2):
         await registry_.create_version(VersionSpec("bot", artifact))
-    assert await registry_.publish_pending() == 0
-    assert len(registry_.store.pending_events()) == 2
+    with pytest.raises(ConnectionError):
+        await registry_.store.outbox.publish_pending(published)
+    assert len(registry_.store.outbox.pending()) == 2
     published.down = False
-    assert await registry_.publish_pending() == 2
+    assert await registry_.store.outbox.publish_pending(published) == 2
     assert [e.version for e in published.events] == [1, 2]  # type: ignore[attr-defined]
-    assert registry_.store.pending_events() == []
+    assert registry_.store.outbox.pending() == []
 
 
 def test_adapter_kind_of_training_methods() -> None:

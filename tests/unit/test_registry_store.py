@@ -164,7 +164,7 @@ def test_registration_is_idempotent_on_the_training_job(store: SqlRegistryStore)
     assert first.created and not again.created
     assert again.version == first.version
     assert store.get_model("bot").latest_version == 1
-    assert len(store.pending_events()) == 1
+    assert len(store.outbox.pending()) == 1
     store.create_model("other", base_model="smollm2")
     with pytest.raises(AlreadyExists, match="job 'job-1' is already registered as bot version 1"):
         store.register_version(_spec("other", training_job_id="job-1"))
@@ -207,7 +207,7 @@ def test_concurrent_registrations_never_share_a_number(url: str) -> None:
         _run_threads(8, register)
         assert sorted(got) == list(range(1, 41))
         assert stores[1].get_model("bot").latest_version == 40
-        assert len(stores[0].pending_events(limit=100)) == 40
+        assert len(stores[0].outbox.pending()) == 40
     finally:
         for s in stores:
             s.close()
@@ -258,14 +258,14 @@ def test_outbox_keeps_events_in_order_until_removed(store: SqlRegistryStore) -> 
     store.create_model("bot", base_model="smollm2")
     for _ in range(3):
         store.register_version(_spec(metrics={"acc": 0.5}, trace_id="trace-1"))
-    pending = store.pending_events()
+    pending = store.outbox.pending()
     assert [e.topic for e in pending] == [topics.MODELS_VERSION_REGISTERED] * 3
     payloads = [json.loads(e.payload) for e in pending]
     assert [p["version"] for p in payloads] == [1, 2, 3]
     assert payloads[0]["metrics"] == {"acc": 0.5} and payloads[0]["trace_id"] == "trace-1"
     assert payloads[0]["producer"] == "registry" and all(e.key == b"bot" for e in pending)
-    store.remove_events([pending[0].id])
-    assert [e.id for e in store.pending_events()] == [pending[1].id, pending[2].id]
+    store.outbox.remove([pending[0].id])
+    assert [e.id for e in store.outbox.pending()] == [pending[1].id, pending[2].id]
 
 
 def test_open_store_picks_the_backend_by_scheme(url: str) -> None:
@@ -329,5 +329,6 @@ def test_a_store_made_by_the_previous_release_keeps_its_data(tmp_path: Path) -> 
         assert store.register_version(_spec(training_job_id="job-new")).version.version == 2
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version_registry").all() == [("0001",)]
+        # Stamped at the baseline, then upgraded to the newest revision.
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version_registry").all() == [("0002",)]
     engine.dispose()

@@ -18,6 +18,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from llmops.feedback.store import FeedbackStore
 from llmops.ingestion.store.batches import BatchStore
 from llmops.labeling.store import LabelingStore
 from llmops.registry.store.sql import SqlRegistryStore
@@ -25,6 +26,7 @@ from llmops.testing.store_baselines import make_baseline_store
 from llmops.training.store.job_store import JobStore
 
 STORES: dict[str, Any] = {
+    "feedback": FeedbackStore,
     "ingestion": BatchStore,
     "labeling": LabelingStore,
     "registry": SqlRegistryStore,
@@ -62,7 +64,11 @@ def test_a_new_store_is_its_tables_at_the_newest_revision(service: str, tmp_path
     assert _state(url, store_class, service) == ([], [_head(store_class)])
 
 
-@pytest.mark.parametrize("service", sorted(STORES))
+# Stores that a release before migrations already had (feedback's came later).
+PREVIOUS = sorted(set(STORES) - {"feedback"})
+
+
+@pytest.mark.parametrize("service", PREVIOUS)
 def test_the_migrations_bring_a_store_of_the_previous_release_to_its_tables(
     service: str, tmp_path: Path
 ) -> None:

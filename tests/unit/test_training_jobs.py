@@ -184,7 +184,7 @@ def test_a_store_of_the_previous_release_keeps_its_jobs(tmp_path: Path) -> None:
         assert [j.job_id for j in store.list().items] == [new.job_id, "old-job"]
     check = create_engine(url)
     with check.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version_training")).scalar_one() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version_training")).scalar_one() == "0002"
     check.dispose()
     # Opened again: nothing to migrate, nothing lost.
     with JobStore(url) as store:

@@ -37,14 +37,6 @@ from llmops.training.spec import InvalidSpec, JobState
 from llmops.training.store import JobStore
 
 
-class FakeBus:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    async def publish(self, event: Any) -> None:
-        self.events.append(event)
-
-
 class FakeCluster:
     """What TrainingJobs asks of the cluster before a job runs."""
 
@@ -106,7 +98,6 @@ async def jobs(tmp_path: Path, labeling: Labeling) -> AsyncIterator[TrainingJobs
     yield TrainingJobs(
         settings,
         store,
-        FakeBus(),  # type: ignore[arg-type]
         artifacts,
         FakeCluster(),  # type: ignore[arg-type]
         DatasetVersions(channel),
@@ -265,7 +256,8 @@ async def test_submit_is_idempotent_and_cancel_publishes_a_failure(
     assert last.state is JobState.CANCELLED
     with pytest.raises(StopAsyncIteration):
         await anext(updates)
-    (event,) = jobs.bus.events  # type: ignore[attr-defined]
+    # Queued with the state change, for the relay to publish.
+    (event,) = [queued.event() for queued in jobs.store.outbox.pending()]  # type: ignore[union-attr]
     assert (
         isinstance(event, TrainingFailed)
         and event.job_id == job.job_id

@@ -44,10 +44,7 @@ def brokers(data_dir: Path) -> list[KafkaBroker]:
             **extra,
         )
         runtime = Runtime(settings)
-        try:
-            _service_class(name)(settings).register(runtime)
-        finally:
-            runtime.handled.close()
+        _service_class(name)(settings).register(runtime)
         out.append(runtime.bus.broker)
     return out
 

@@ -38,10 +38,10 @@ from pydantic import ValidationError
 
 from llmops.contracts.events import Event
 from llmops.contracts.topics import dlq
-from llmops.core.handled_events import HandledEvents
+from llmops.core.handled_events import AlreadyHandled, HandledEvents, delivering
 from llmops.core.kafka_fetch import pace_empty_fetches
-from llmops.core.logging import current_request_id
 from llmops.core.metrics import CONSUMER_LAG, EVENT_PROCESSING, EVENTS_CONSUMED, EVENTS_PUBLISHED
+from llmops.core.outbox import stamp
 from llmops.core.retry import RetriesExhausted, RetryPolicy, is_permanent, retry
 from llmops.core.settings import KafkaSettings
 
@@ -114,7 +114,9 @@ class EventBus:
         # member (with the development broker, without it, it never did).
         self._instance = f"llmops-{service}-{replica}" if replica else None
         self._policy = settings.retry_policy()
-        self._processed = processed
+        # The record of handled events of single-event consumers (a service sets its store's, see
+        # Runtime.deliver_with); None: the handlers are idempotent on their own.
+        self.processed = processed
         pace_empty_fetches(settings.idle_fetch_pause_ms)
         self.broker = KafkaBroker(
             settings.bootstrap_servers,
@@ -219,12 +221,7 @@ class EventBus:
 
     def stamp(self, event: E) -> E:
         """``event`` with this service as its producer and, where unset, the current request as trace."""
-        update: dict[str, str] = {}
-        if not event.producer:
-            update["producer"] = self.service
-        if not event.trace_id and (request_id := current_request_id()):
-            update["trace_id"] = request_id
-        return event.model_copy(update=update) if update else event
+        return stamp(event, self.service)  # type: ignore[return-value]
 
     async def publish(self, event: Event) -> None:
         """Publish ``event`` to its topic, keyed by its entity id; waits for the broker's ack.
@@ -256,11 +253,7 @@ class EventBus:
             record: ConsumerRecord = msg.raw_message  # type: ignore[assignment]
             bus._observe_lag(msg, [record], group_id)
             started = time.perf_counter()
-            if bus._processed is not None and bus._processed.seen(group_id, str(event.event_id)):
-                EVENTS_CONSUMED.labels(bus.service, record.topic, "duplicate").inc()
-                log.info("skipping redelivered event %s on %s", event.event_id, record.topic)
-                return
-            await bus._handle_parsed(event, group_id, record, handler)
+            await bus._handle_parsed(event, group_id, record, handler, processed=bus.processed)
             EVENT_PROCESSING.labels(bus.service, topic).observe(time.perf_counter() - started)
 
         # The event model is the handler's parameter: FastStream validates with it and documents it.
@@ -374,19 +367,53 @@ class EventBus:
         record: ConsumerRecord,
         handler: Callable[[E], Awaitable[None]],
         policy: RetryPolicy | None = None,
+        *,
+        processed: HandledEvents | None = None,
     ) -> None:
-        try:
-            await retry(lambda: handler(event), policy or self._policy, f"event {event.event_id}")
-        except RetriesExhausted as exc:
-            assert exc.__cause__ is not None
-            await self._dead_letter(record, group_id, exc.__cause__, exc.attempts)
+        """Run ``handler`` on ``event`` (retried within ``policy``), or dead-letter it. With a record of
+        handled events, a redelivered event is skipped and a handled one is recorded."""
+        event_id = str(event.event_id)
+        if processed is not None and await retry(
+            lambda: asyncio.to_thread(processed.seen, group_id, event_id),
+            self._policy,
+            f"looking up event {event_id}",
+        ):
+            self._skip_duplicate(event, record)
             return
-        except Exception as exc:  # permanent: retrying cannot help
-            await self._dead_letter(record, group_id, exc, attempts=1)
+        with delivering(group_id, event_id) as delivery:
+
+            async def attempt() -> bool:
+                try:
+                    await handler(event)
+                except AlreadyHandled:
+                    # Another replica (or an earlier delivery) committed it first; this one changed nothing.
+                    return False
+                return True
+
+            try:
+                fresh = await retry(attempt, policy or self._policy, f"event {event_id}")
+            except RetriesExhausted as exc:
+                assert exc.__cause__ is not None
+                await self._dead_letter(record, group_id, exc.__cause__, exc.attempts)
+                return
+            except Exception as exc:  # permanent: retrying cannot help
+                await self._dead_letter(record, group_id, exc, attempts=1)
+                return
+        if not fresh:
+            self._skip_duplicate(event, record)
             return
-        if self._processed is not None:
-            self._processed.mark(group_id, str(event.event_id))
+        if processed is not None and not delivery.marked:
+            # The handler's own transaction did not mark it: mark it now, before the offset is committed.
+            await retry(
+                lambda: asyncio.to_thread(processed.mark, group_id, event_id),
+                self._policy,
+                f"recording event {event_id} as handled",
+            )
         EVENTS_CONSUMED.labels(self.service, record.topic, "processed").inc()
+
+    def _skip_duplicate(self, event: Event, record: ConsumerRecord) -> None:
+        EVENTS_CONSUMED.labels(self.service, record.topic, "duplicate").inc()
+        log.info("skipping redelivered event %s on %s", event.event_id, record.topic)
 
     async def _parse_or_dead_letter(
         self, event_type: type[E], group_id: str, record: ConsumerRecord

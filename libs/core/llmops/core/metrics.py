@@ -20,6 +20,12 @@ EVENTS_PUBLISHED = Counter("llmops_events_published_total", "Events published.",
 EVENT_PROCESSING = Histogram(
     "llmops_event_processing_seconds", "Time to process one message or batch.", ["service", "topic"]
 )
+OUTBOX_PENDING = Gauge(
+    "llmops_outbox_pending_events",
+    "Events stored in the service's outbox and not yet published (they wait while Kafka is away).",
+    ["service"],
+)
+OUTBOX_RELAYED = Counter("llmops_outbox_relayed_total", "Events the outbox relay published.", ["service"])
 CONSUMER_LAG = Gauge(
     "llmops_consumer_lag_messages",
     "Messages behind the partition's high watermark, as of the last fetch.",

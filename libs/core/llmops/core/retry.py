@@ -80,10 +80,13 @@ async def retry(call: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str
             wait = next(delays, None)
             if wait is None:
                 raise RetriesExhausted(attempt, time.monotonic() - started) from exc
-            log.warning("%s failed (attempt %d, %s); retrying in %.2fs", what, attempt, _short(exc), wait)
+            log.warning(
+                "%s failed (attempt %d, %s); retrying in %.2fs", what, attempt, short_error(exc), wait
+            )
             await asyncio.sleep(wait)
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
+    """``exc`` in one short line for a log message."""
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

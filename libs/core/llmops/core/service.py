@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import inspect
 import logging
 import signal
@@ -31,7 +32,9 @@ from llmops.core.handled_events import HandledEvents
 from llmops.core.logging import configure_logging
 from llmops.core.messaging import EventBus
 from llmops.core.metrics import serve_metrics
+from llmops.core.outbox import Outbox
 from llmops.core.settings import ServiceSettings
+from llmops.core.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +70,10 @@ class Runtime:
         self.name = settings.service_name
         self.settings = settings
         self.grpc = GrpcServer(self.name, settings.host, settings.grpc_port, settings.auth)
-        self.handled = HandledEvents(settings.platform.data_dir / self.name / "processed_events.sqlite")
-        self.bus = EventBus(settings.kafka, self.name, self.handled, replica=settings.replica_id)
+        self.bus = EventBus(settings.kafka, self.name, replica=settings.replica_id)
         self._owned = contextlib.AsyncExitStack()
+        self._outboxes: list[Outbox] = []
+        self._handled: HandledEvents | None = None
 
     def own(self, resource: T, close: Callable[[T], Any] | None = None) -> T:
         """Take ``resource`` over: it is closed (``close``, else its ``aclose``/``close``) at shutdown."""
@@ -85,6 +89,61 @@ class Runtime:
         self._owned.push_async_callback(_close)
         return resource
 
+    def deliver_with(self, store: SqlStore) -> None:
+        """Use ``store``'s outbox and record of handled events (its tables, see SqlStore): the
+        outbox is relayed to Kafka while the service runs, and single-event consumers skip what the
+        record says was handled. Call it in ``start``, after opening the store."""
+        if store.outbox is None and store.handled is None:
+            raise TypeError(f"{type(store).__name__} has neither an outbox nor a handled-events table")
+        if store.outbox is not None:
+            self._outboxes.append(store.outbox)
+        if store.handled is not None:
+            self._handled = store.handled
+            self.bus.processed = store.handled
+
+    async def start_delivery(self) -> None:
+        """Start relaying outboxes and pruning handled marks (the bus is connected); stopped at close,
+        before the bus, after a last relay round."""
+        kafka = self.settings.kafka
+        tasks = [
+            asyncio.create_task(
+                outbox.relay(
+                    self.bus.publish,
+                    poll_seconds=kafka.outbox_poll_seconds,
+                    backoff_s=kafka.retry_backoff_ms / 1000,
+                    max_backoff_s=kafka.retry_backoff_max_ms / 1000,
+                ),
+                name=f"{self.name}-outbox",
+            )
+            for outbox in self._outboxes
+        ]
+        if self._handled is not None:
+            tasks.append(asyncio.create_task(self._prune_handled(self._handled), name=f"{self.name}-handled"))
+
+        async def _stop() -> None:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for outbox in self._outboxes:
+                await outbox.drain(self.bus.publish, self.settings.grace_seconds or 1.0)
+
+        self._owned.push_async_callback(_stop)
+
+    async def _prune_handled(self, handled: HandledEvents) -> None:
+        keep = dt.timedelta(hours=self.settings.kafka.handled_retention_hours)
+        # Often enough that the table stays near its window, rarely enough to cost nothing.
+        every = min(keep.total_seconds() / 24, 3600.0)
+        while True:
+            try:
+                removed = await asyncio.to_thread(handled.prune, keep)
+                if removed:
+                    log.info("pruned %d handled-event mark(s) older than %s", removed, keep)
+            except Exception:  # noqa: BLE001 - the store may be away for a while; next round
+                log.warning("pruning handled-event marks failed; trying again later", exc_info=True)
+            await asyncio.sleep(every)
+
     async def enter(self, manager: Any) -> Any:
         """Enter an async context manager (an engine, a client) and exit it at shutdown."""
         return await self._owned.enter_async_context(manager)
@@ -95,10 +154,7 @@ class Runtime:
 
     async def close(self) -> None:
         """Close everything owned, newest first; one failing close does not stop the others."""
-        try:
-            await self._owned.aclose()
-        finally:
-            self.handled.close()
+        await self._owned.aclose()
 
 
 class Service(Protocol):
@@ -128,6 +184,8 @@ async def serve(service: Service, settings: ServiceSettings) -> None:
             return
         await runtime.bus.start()
         runtime.own(runtime.bus, close=lambda bus: bus.stop())
+        # Taken over after the bus, so its last relay round runs before the bus stops.
+        await runtime.start_delivery()
         await runtime.grpc.set_serving()
         log.info("%s is SERVING on %s", name, runtime.grpc.address)
         await stop.wait()

@@ -84,6 +84,12 @@ class KafkaSettings(BaseSettings):
     # (development brokers answer at once; Apache Kafka waits fetch.max.wait.ms itself, so there it
     # never applies). See llmops.core.kafka_fetch. 0 turns it off.
     idle_fetch_pause_ms: int = Field(100, ge=0, le=10_000)
+    # A service's outbox relay publishes as soon as a change commits, and also looks this often (for
+    # events written by another replica sharing the database, or left by an earlier run).
+    outbox_poll_seconds: float = Field(2.0, gt=0, le=3600)
+    # How long the record of handled events remembers one: longer than topics keep messages, since a
+    # message can come again for as long as the topic holds it.
+    handled_retention_hours: float = Field(336.0, gt=0)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -91,6 +97,16 @@ class KafkaSettings(BaseSettings):
             first_delay_s=self.retry_backoff_ms / 1000,
             max_delay_s=max(self.retry_backoff_max_ms, self.retry_backoff_ms) / 1000,
         )
+
+    @model_validator(mode="after")
+    def _handled_outlives_messages(self) -> KafkaSettings:
+        if self.handled_retention_hours < self.topic_retention_hours:
+            raise ValueError(
+                f"LLMOPS_KAFKA_HANDLED_RETENTION_HOURS ({self.handled_retention_hours:g}) must not be "
+                f"shorter than LLMOPS_KAFKA_TOPIC_RETENTION_HOURS ({self.topic_retention_hours:g}): a "
+                "message still in its topic could come again after its handled mark was pruned"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:

@@ -219,11 +219,41 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return engine
 
 
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction on ``engine`` (on SQLite it takes the write lock at BEGIN)."""
+    with engine.connect() as conn:
+        # Read by the SQLite "begin" hook: take the write lock at BEGIN (BEGIN IMMEDIATE).
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def insert_ignoring_duplicates(table: Table, dialect: str) -> Any:
+    """``INSERT`` into ``table`` that leaves a row whose key exists as it is (ON CONFLICT DO NOTHING)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table).on_conflict_do_nothing()
+
+
 class SqlStore:
     """Base of a service's SQL store: the engine, read and write transactions, migrations at open.
 
     A subclass sets ``metadata`` (its tables) and ``migrations`` (the Alembic folder of its schema);
     opening the store brings the database to the newest revision.
+
+    Where ``metadata`` holds the service's outbox (:func:`llmops.core.outbox.outbox_table`) and
+    handled-events table (:func:`llmops.core.handled_events.handled_table`), the store has an
+    ``outbox`` and a ``handled`` record, and its write transactions can announce events
+    (:meth:`_announce`) and mark the delivery in progress as handled (:meth:`_mark_handled`), both
+    committed with the change.
     """
 
     metadata: MetaData
@@ -231,10 +261,17 @@ class SqlStore:
     service: str
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
+        from llmops.core.handled_events import HandledEvents
+        from llmops.core.outbox import Outbox
+
         self.url = url
         self._engine = make_engine(url, echo=echo)
         with self._write() as conn:
             migrate(conn, self.migrations, self.service, self.metadata)
+        outbox = self.metadata.tables.get(f"{self.service}_outbox")
+        handled = self.metadata.tables.get(f"{self.service}_handled_events")
+        self.outbox: Outbox | None = None if outbox is None else Outbox(self._engine, outbox, self.service)
+        self.handled: HandledEvents | None = None if handled is None else HandledEvents(self._engine, handled)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -247,16 +284,40 @@ class SqlStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        from llmops.core.handled_events import MARK_FLAG
+        from llmops.core.outbox import QUEUED_FLAG
+
         with self._engine.connect() as conn:
-            # Read by the SQLite "begin" hook: take the write lock at BEGIN (BEGIN IMMEDIATE).
             conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                conn.info.pop(QUEUED_FLAG, None)
+                conn.info.pop(MARK_FLAG, None)
+                raise
+            # Committed: the mark holds, and the relay can publish what was queued.
+            if (delivery := conn.info.pop(MARK_FLAG, None)) is not None:
+                delivery.marked = True
+            if conn.info.pop(QUEUED_FLAG, False) and self.outbox is not None:
+                self.outbox.wake()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn, conn.begin():
+        with read_transaction(self._engine) as conn:
             yield conn
+
+    def _announce(self, conn: Connection, *events: Any, now: dt.datetime | None = None) -> None:
+        """Queue ``events`` in the outbox, in ``conn``'s transaction: published once it commits."""
+        if self.outbox is None:
+            raise TypeError(f"{type(self).__name__} has no outbox table ({self.service}_outbox)")
+        self.outbox.add(conn, events, now)
+
+    def _mark_handled(self, conn: Connection) -> None:
+        """Mark the event being handled (if any) in ``conn``'s transaction; raises
+        :class:`~llmops.core.handled_events.AlreadyHandled` when it was handled already."""
+        if self.handled is not None:
+            self.handled.mark_current(conn)
 
     @staticmethod
     def _retry_races(work: Callable[[], T]) -> T:

@@ -125,6 +125,11 @@ async def committed_offset(bootstrap: str, group: str, topic: str) -> int:
     return sum(max(meta.offset, 0) for tp, meta in offsets.items() if tp.topic == topic)
 
 
+async def caught_up(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed everything ``topic`` holds now (so it handled it all)."""
+    return await committed_offset(bootstrap, group, topic) >= await end_offset(bootstrap, topic) > 0
+
+
 def inference_message(i: int) -> bytes:
     """The ``i``-th of a stream of distinct inference.logged messages, as serving publishes them."""
     from llmops.contracts.events import InferenceLogged

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from llmops.contracts.events import FeedbackAccepted, FeedbackRejected, FeedbackSubmitted
 from llmops.contracts.rpc.feedback.v1 import feedback_pb2_grpc
-from llmops.core.service import Runtime
+from llmops.core.service import Deferred, Runtime
 from llmops.feedback.domain.review import review
 from llmops.feedback.grpc_server import FeedbackServicer
 from llmops.feedback.settings import Settings
+from llmops.feedback.store import FeedbackStore
 
 log = logging.getLogger(__name__)
 
@@ -17,17 +19,18 @@ log = logging.getLogger(__name__)
 class FeedbackService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.store: Deferred[FeedbackStore] = Deferred("the feedback store")
 
     def register(self, runtime: Runtime) -> None:
         runtime.grpc.add(
             feedback_pb2_grpc.add_FeedbackServiceServicer_to_server,
-            FeedbackServicer(runtime.bus, self.settings.max_text_chars),
+            FeedbackServicer(self.store, self.settings.max_text_chars),
             "llmops.feedback.v1.FeedbackService",
         )
 
         async def on_submitted(event: FeedbackSubmitted) -> None:
             outcome = review(event, max_text_chars=self.settings.max_text_chars)
-            await runtime.bus.publish(outcome)
+            await asyncio.to_thread(self.store().record_outcome, outcome)
             if not isinstance(outcome, FeedbackAccepted):
                 log.info("rejected feedback for %s: %s", event.request_id, "; ".join(outcome.reasons))
 
@@ -37,4 +40,5 @@ class FeedbackService:
         runtime.bus.publishes(FeedbackAccepted, FeedbackRejected)
 
     async def start(self, runtime: Runtime) -> None:
-        """Nothing to open: the service keeps no state beyond the processed-events table."""
+        store = self.store.set(runtime.own(FeedbackStore(self.settings.resolved_database_url())))
+        runtime.deliver_with(store)

@@ -17,7 +17,7 @@ from llmops.ingestion.domain.pipeline import PipelineConfig
 from llmops.ingestion.domain.quality import QualityConfig
 from llmops.ingestion.grpc_server import IngestionServicer, dataset_problem
 from llmops.ingestion.settings import Settings
-from llmops.ingestion.store.batches import BatchStore
+from llmops.ingestion.store.batches import FAILED, BatchStore
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,12 @@ class IngestionService:
         for root in s.roots():
             root.mkdir(parents=True, exist_ok=True)
         store = runtime.own(BatchStore(s.resolved_database_url()))
+        runtime.deliver_with(store)
         self.ingestor.set(
             Ingestor(
                 pipeline_config(s),
                 store,
                 ArtifactStore(s.platform.resolved_artifacts_url()),
-                runtime.bus,
                 s.platform.data_dir / "ingestion" / "near_dup_index",
             )
         )
@@ -83,3 +83,7 @@ class IngestionService:
 
             record = await self.ingestor().run(dataset, items(), source_description="kafka:documents.raw")
             log.info("documents.raw batch %s: %s", record.batch_id, record.counts)
+            if record.state == FAILED:
+                # Not committed: the bus tries the batch again (and, past its budget, one by one).
+                reasons = "; ".join(e["reason"] for e in record.errors if e.get("source") == "batch")
+                raise RuntimeError(f"documents.raw batch {record.batch_id} failed: {reasons}")

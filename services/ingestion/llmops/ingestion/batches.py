@@ -1,4 +1,4 @@
-"""Running one ingestion batch: clean every document, write the snapshot, publish, record.
+"""Running one ingestion batch: clean every document, write the snapshot, record and announce.
 
 Batches run one at a time (the dedup memory is shared). Within a batch, nothing already accepted is
 lost: a bad item is counted and reported with its position and reason, and the batch goes on. The
@@ -21,11 +21,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmops.contracts.events import DocumentCleaned, IngestionBatchCompleted
+from llmops.contracts.events import DocumentCleaned, Event, IngestionBatchCompleted
 from llmops.core.artifacts import ArtifactStore
 from llmops.core.convert import copy_fields
 from llmops.core.documents import ReadError, SourceDocument
-from llmops.core.messaging import EventBus
 from llmops.core.sql import utc_now
 from llmops.ingestion.domain.dedup import NearDuplicateIndex
 from llmops.ingestion.domain.pipeline import (
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 
 _DOC_NAMESPACE = uuid.UUID("3b0c5d1e-8f2a-4c6b-9e7d-1a2b3c4d5e6f")
 _CHUNK = 256
-_PUBLISH_CONCURRENCY = 200
 
 
 class _BatchHashes:
@@ -72,13 +70,11 @@ class Ingestor:
         config: PipelineConfig,
         store: BatchStore,
         artifacts: ArtifactStore,
-        bus: EventBus,
         index_path: Path,
     ) -> None:
         self.config = config
         self.store = store
         self.artifacts = artifacts
-        self.bus = bus
         self.index_path = index_path
         self.index = self._load_index()
         self.hashes = store.load_hashes()
@@ -125,30 +121,34 @@ class Ingestor:
                 record.snapshot_id, record.snapshot_uri = await asyncio.to_thread(
                     self._write_snapshot, dataset, kept
                 )
-                await self._publish(record, kept)
-                await asyncio.to_thread(self._commit, record, kept)
                 record.state = SUCCEEDED
+                self._finish(record, pipeline)
+                # The record, the dedup memory and every event commit together (the outbox): a batch
+                # that shows SUCCEEDED is announced, also when Kafka is away at that moment.
+                await asyncio.to_thread(
+                    self.store.finish,
+                    record,
+                    hashes=[(d.content_hash, d.doc_id, record.batch_id) for d in kept],
+                    announce=self._events(record, kept),
+                )
+                # Only kept documents are remembered, in memory as on disk, so a restart changes nothing.
+                self.hashes |= {d.content_hash for d in kept}
+                await asyncio.to_thread(self.index.save, self.index_path)
             except Exception as exc:
                 log.exception("batch %s failed", record.batch_id)
                 record.state = FAILED
                 pipeline.counts.record_error(0, "batch", f"batch failed: {exc}")
                 # The in-memory index may hold this batch's documents: go back to the committed one.
                 self.index = await asyncio.to_thread(self._load_index)
-            record.counts = _counts(pipeline.counts)
-            record.errors = [asdict(e) for e in pipeline.counts.item_errors]
-            record.completed_at = utc_now()
-            await asyncio.to_thread(self.store.finish, record)
-            if record.state == SUCCEEDED:
-                await self.bus.publish(
-                    IngestionBatchCompleted(
-                        batch_id=record.batch_id,
-                        dataset=dataset,
-                        snapshot_id=record.snapshot_id,
-                        snapshot_uri=record.snapshot_uri,
-                        counts={k: v for k, v in record.counts.items() if isinstance(v, int)},
-                    )
-                )
+                self._finish(record, pipeline)
+                await asyncio.to_thread(self.store.finish, record)
             return record
+
+    @staticmethod
+    def _finish(record: BatchRecord, pipeline: CleaningPipeline) -> None:
+        record.counts = _counts(pipeline.counts)
+        record.errors = [asdict(e) for e in pipeline.counts.item_errors]
+        record.completed_at = utc_now()
 
     def _clean(
         self, pipeline: CleaningPipeline, dataset: str, items: list[SourceDocument | ReadError]
@@ -187,8 +187,9 @@ class Ingestor:
         pq.write_table(table, buffer, compression="zstd")
         return snapshot_id, self.artifacts.write_bytes(key, buffer.getvalue())
 
-    async def _publish(self, record: BatchRecord, docs: list[CleanedDocument]) -> None:
-        events = [
+    @staticmethod
+    def _events(record: BatchRecord, docs: list[CleanedDocument]) -> list[Event]:
+        events: list[Event] = [
             copy_fields(
                 DocumentCleaned,
                 d,
@@ -200,14 +201,16 @@ class Ingestor:
             )
             for d in docs
         ]
-        for start in range(0, len(events), _PUBLISH_CONCURRENCY):
-            await asyncio.gather(*(self.bus.publish(e) for e in events[start : start + _PUBLISH_CONCURRENCY]))
-
-    def _commit(self, record: BatchRecord, kept: list[CleanedDocument]) -> None:
-        # Only kept documents are remembered, in memory as on disk, so a restart changes nothing.
-        self.store.add_hashes((d.content_hash, d.doc_id, record.batch_id) for d in kept)
-        self.hashes |= {d.content_hash for d in kept}
-        self.index.save(self.index_path)
+        events.append(
+            IngestionBatchCompleted(
+                batch_id=record.batch_id,
+                dataset=record.dataset,
+                snapshot_id=record.snapshot_id,
+                snapshot_uri=record.snapshot_uri,
+                counts={k: v for k, v in record.counts.items() if isinstance(v, int)},
+            )
+        )
+        return events
 
 
 def _counts(counts: BatchCounts) -> dict:

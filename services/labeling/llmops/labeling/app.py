@@ -77,7 +77,6 @@ class LabelingService:
         labeling = self.labeling.set(
             Labeling(
                 store,
-                runtime.bus,
                 ArtifactStore(s.platform.resolved_artifacts_url()),
                 judge_client=judge,
                 inference_lookup=lookup,
@@ -87,3 +86,4 @@ class LabelingService:
             )
         )
         labeling.ensure_review_queue()
+        runtime.deliver_with(store)

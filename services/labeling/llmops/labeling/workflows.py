@@ -10,10 +10,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from llmops.contracts.events import DatasetVersionCreated, DocumentCleaned, FeedbackAccepted, LabelCreated
+from llmops.contracts.events import DocumentCleaned, FeedbackAccepted
 from llmops.core.artifacts import ArtifactStore
-from llmops.core.convert import copy_fields
-from llmops.core.messaging import EventBus
 from llmops.labeling import functions, judge
 from llmops.labeling.domain.agreement import AgreementMetric, AgreementResult, compute_agreement
 from llmops.labeling.domain.errors import AlreadyExists, InvalidArgument, InvalidLabel
@@ -46,7 +44,6 @@ class Labeling:
     def __init__(
         self,
         store: LabelingStore,
-        bus: EventBus,
         artifacts: ArtifactStore,
         *,
         judge_client: judge.ServingJudge | None,
@@ -56,7 +53,6 @@ class Labeling:
         inference_lookup_seconds: float,
     ) -> None:
         self.store = store
-        self.bus = bus
         self.artifacts = artifacts
         self.judge_client = judge_client
         self.inference_lookup = inference_lookup
@@ -164,23 +160,9 @@ class Labeling:
     async def submit_label(
         self, task_id: str, lease_id: str, labeler_id: str, value: LabelValue, comment: str
     ) -> Label:
-        label = await asyncio.to_thread(
+        # The store queues label.created with the label (the outbox).
+        return await asyncio.to_thread(
             self.store.submit_label, task_id, lease_id, labeler_id, value, comment=comment
-        )
-        await self._announce(label)
-        return label
-
-    async def _announce(self, label: Label) -> None:
-        await self.bus.publish(
-            LabelCreated(
-                label_id=label.label_id,
-                task_id=label.task_id,
-                queue=label.queue,
-                source=label.source.value,  # type: ignore[arg-type]
-                labeler_id=label.labeler_id,
-                value=label.value_text,
-                document_id=label.document_id,
-            )
         )
 
     async def agreement(
@@ -234,7 +216,8 @@ class Labeling:
                 continue
             value, confidence = result
             try:
-                label = await asyncio.to_thread(
+                # Stored with its label.created event (the outbox); a label it already gave is kept.
+                await asyncio.to_thread(
                     self.store.add_programmatic_label,
                     task_id,
                     LabelSource.RULE,
@@ -246,7 +229,6 @@ class Labeling:
                 log.warning("%s gave an invalid label on task %s: %s", lf.labeler_id, task_id, exc)
                 abstained += 1
                 continue
-            await self._announce(label)
             labeled += 1
         return labeled, abstained
 
@@ -278,7 +260,7 @@ class Labeling:
                 log.info("judge abstained on task %s (answer %r)", task.task_id, answer[:80])
                 failed += 1
                 continue
-            label = await asyncio.to_thread(
+            await asyncio.to_thread(
                 self.store.add_programmatic_label,
                 task.task_id,
                 LabelSource.JUDGE,
@@ -287,7 +269,6 @@ class Labeling:
                 confidence=0.5,
                 metadata={"answer": answer[:500], "prompt_version": prompt.version},
             )
-            await self._announce(label)
             labeled += 1
         return labeled, failed
 
@@ -316,18 +297,10 @@ class Labeling:
         if not self.artifacts.exists(key):
             data = await asyncio.to_thread(_parquet_bytes, build.examples, version)
             self.artifacts.write_bytes(key, data)
-        stored = await asyncio.to_thread(
+        # Stored with its dataset.version_created event (the outbox), once.
+        return await asyncio.to_thread(
             self.store.save_dataset_version, _with_uri(version, self.artifacts.uri(key))
         )
-        await self.bus.publish(
-            copy_fields(
-                DatasetVersionCreated,
-                stored,
-                snapshot_ids=list(stored.lineage.snapshot_ids),
-                queues=list(stored.lineage.queues),
-            )
-        )
-        return stored
 
 
 def _parquet_bytes(examples: Sequence, version: DatasetVersion) -> bytes:

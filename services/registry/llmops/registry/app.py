@@ -59,18 +59,15 @@ class RegistryService:
         registry = self.registry.set(
             Registry(
                 store,
-                runtime.bus.publish,
                 auto_create_models=s.auto_create_models,
                 default_gate=self.default_gate,
                 verify_artifacts=s.verify_artifacts,
                 artifact_check_timeout=s.artifact_check_timeout_seconds,
             )
         )
-        # Both loops wait before their first round, by which time the bus has connected (it starts
-        # right after this method); events left over from a previous run go out on that first round.
-        self._tasks = [
-            asyncio.create_task(registry.run_publisher(s.outbox_retry_seconds), name="registry-outbox"),
-        ]
+        # Its outbox is relayed once the bus has connected (events left by a previous run go first).
+        runtime.deliver_with(store)
+        self._tasks = []
         if s.verify_artifacts:
             self._tasks.append(
                 asyncio.create_task(
@@ -79,16 +76,10 @@ class RegistryService:
             )
 
     async def drain(self) -> None:
-        """Stop the loops and publish what the last calls queued, while the bus is still up."""
+        """Stop the artifact checks (the runtime's relay publishes what the last calls queued)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        try:
-            sent = await asyncio.wait_for(self.registry().publish_pending(), self.settings.grace_seconds or 1)
-            if sent:
-                log.info("published %d queued event(s) before stopping", sent)
-        except TimeoutError:
-            log.warning("queued events not yet published stay in the outbox for the next start")

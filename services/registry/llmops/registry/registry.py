@@ -1,25 +1,23 @@
 """What the registry does on top of its store: registering versions from training events, checking
-artifacts, moving aliases, recording lineage, and publishing the events its store queued.
+artifacts, moving aliases and recording lineage.
 
-Events leave through an outbox: the store writes each event in the transaction of the change it
-announces, and :meth:`Registry.publish_pending` sends them in order and forgets them once Kafka has
-acknowledged them. A change is therefore never lost when the broker is down (it is sent when the
-broker is back) and never announced when the change did not happen.
+Events leave through the kernel's outbox (llmops.core.outbox): the store writes each event in the
+transaction of the change it announces, and the service's relay sends them in order and forgets them
+once Kafka has acknowledged them. A change is therefore never lost when the broker is down (it is sent
+when the broker is back) and never announced when the change did not happen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import fsspec
 
 from llmops.contracts.events import (
-    EVENT_BY_TOPIC,
     DatasetVersionCreated,
-    Event,
     IngestionBatchCompleted,
     TrainingCompleted,
 )
@@ -42,9 +40,6 @@ from llmops.registry.domain.models import (
 from llmops.registry.store.base import RegistryStore
 
 log = logging.getLogger(__name__)
-
-Publish = Callable[[Event], Awaitable[None]]
-_OUTBOX_BATCH = 100
 
 
 def adapter_kind_of(method: str) -> str:
@@ -78,7 +73,6 @@ class Registry:
     def __init__(
         self,
         store: RegistryStore,
-        publish: Publish,
         *,
         auto_create_models: bool = True,
         default_gate: Sequence[GateRule] = (),
@@ -86,13 +80,10 @@ class Registry:
         artifact_check_timeout: float = 10.0,
     ) -> None:
         self.store = store
-        self._publish = publish
         self.auto_create_models = auto_create_models
         self.default_gate = tuple(default_gate)
         self.verify_artifacts = verify_artifacts
         self.artifact_check_timeout = artifact_check_timeout
-        self._wake = asyncio.Event()
-        self._publish_lock = asyncio.Lock()
 
     # --- models ---------------------------------------------------------------------------------
 
@@ -120,7 +111,6 @@ class Registry:
                 registered.version.status.value,
                 registered.version.artifact_uri,
             )
-            self._wake.set()
         return registered
 
     async def _artifact_status(self, uri: str) -> VersionStatus:
@@ -187,7 +177,6 @@ class Registry:
                 change.actor,
                 change.reason,
             )
-            self._wake.set()
 
     # --- lineage --------------------------------------------------------------------------------
 
@@ -253,44 +242,6 @@ class Registry:
             self.store.record_ingestion_batch,
             copy_fields(IngestionBatchRecord, event, created_at=event.occurred_at),
         )
-
-    # --- events out -----------------------------------------------------------------------------
-
-    async def publish_pending(self) -> int:
-        """Publish queued events in order until none is left or one fails; returns how many were sent."""
-        sent = 0
-        async with self._publish_lock:
-            while True:
-                pending = await asyncio.to_thread(self.store.pending_events, _OUTBOX_BATCH)
-                if not pending:
-                    return sent
-                done: list[int] = []
-                try:
-                    for item in pending:
-                        await self._publish(EVENT_BY_TOPIC[item.topic].model_validate_json(item.payload))
-                        done.append(item.id)
-                except Exception as exc:  # noqa: BLE001 - kept in the outbox and tried again later
-                    log.warning(
-                        "could not publish %d queued event(s), will retry: %s", len(pending) - len(done), exc
-                    )
-                    return sent + len(done)
-                finally:
-                    # Even when a later one failed, the acknowledged ones must not go out twice.
-                    await asyncio.to_thread(self.store.remove_events, done)
-                sent += len(done)
-
-    async def run_publisher(self, retry_seconds: float) -> None:
-        """Publish queued events as soon as a change is made, and retry every ``retry_seconds``."""
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), retry_seconds)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                await self.publish_pending()
-            except Exception:  # noqa: BLE001 - the store may be briefly unavailable; keep the loop alive
-                log.exception("publishing queued events failed; retrying in %.0fs", retry_seconds)
 
     async def run_artifact_checks(self, interval_seconds: float) -> None:
         """Settle PENDING versions every ``interval_seconds``."""

@@ -27,8 +27,6 @@ class Settings(ServiceSettings, DatabaseSettings):
     artifact_check_timeout_seconds: float = Field(10.0, gt=0)
     # How often versions whose artifact could not be checked (store unreachable) are checked again.
     artifact_recheck_seconds: float = Field(30.0, gt=0)
-    # How often events that could not be published (broker down) are tried again.
-    outbox_retry_seconds: float = Field(2.0, gt=0)
 
     @field_validator("default_gate", mode="before")
     @classmethod

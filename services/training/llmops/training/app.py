@@ -71,12 +71,12 @@ class TrainingService:
         jobs = TrainingJobs(
             s,
             store,
-            runtime.bus,
             ArtifactStore(s.platform.resolved_artifacts_url()),
             cluster,
             DatasetVersions(runtime.channel("labeling")),
             judge,
         )
+        runtime.deliver_with(store)
         await jobs.start()
         # Closed first at shutdown (newest first): the running job checkpoints before Ray stops.
         runtime.own(jobs, close=lambda j: j.stop())

@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import shutil
@@ -44,7 +43,6 @@ from llmops.contracts.events import (
 )
 from llmops.core.artifacts import ArtifactStore
 from llmops.core.errors import FailedPrecondition
-from llmops.core.messaging import EventBus
 from llmops.core.sql import Page
 from llmops.training.daemon_threads import in_daemon_thread
 from llmops.training.dataset_versions import DatasetVersions
@@ -69,7 +67,6 @@ class TrainingJobs:
         self,
         settings: Settings,
         store: JobStore,
-        bus: EventBus,
         artifacts: ArtifactStore,
         cluster: TrainingCluster,
         datasets: DatasetVersions,
@@ -77,7 +74,6 @@ class TrainingJobs:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.bus = bus
         self.artifacts = artifacts
         self.cluster = cluster
         self.validation = JobValidation(settings, artifacts, cluster, datasets)
@@ -187,7 +183,12 @@ class TrainingJobs:
         job = await self.get(job_id)
         message = f"cancelled: {reason.strip() or 'by request'}"
         updated = await asyncio.to_thread(
-            self.store.transition, job_id, ACTIVE, JobState.CANCELLED, error=message
+            self.store.transition,
+            job_id,
+            ACTIVE,
+            JobState.CANCELLED,
+            error=message,
+            announce=TrainingFailed(job_id=job_id, reason=message),
         )
         if updated is None:
             job = await self.get(job_id)
@@ -197,7 +198,6 @@ class TrainingJobs:
         if job.state is JobState.RUNNING or self._current == job_id:
             self._cancelled.add(job_id)
             await self.cluster.request_stop(job_id, "cancel")
-        await self._publish(TrainingFailed(job_id=job_id, reason=message))
         self._notify(updated)
         log.info("job %s %s", job_id, message)
         return updated
@@ -229,19 +229,10 @@ class TrainingJobs:
         for queue in self._subscribers.get(job.job_id, ()):
             queue.put_nowait(job)
 
-    async def _publish(self, event: TrainingProgress | TrainingCompleted | TrainingFailed) -> None:
-        try:
-            await self.bus.publish(event)
-        except Exception:  # noqa: BLE001 - the job's record is the truth; a lost event is logged
-            log.exception("could not publish %s for job %s", type(event).__name__, event.job_id)
-
     # --- the queue --------------------------------------------------------------------------------
 
     async def _work_queue(self) -> None:
-        # The service starts before its Kafka connection: a job must not run before it can publish.
-        while not getattr(self.bus.broker, "running", True) and not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.2)
+        # Events go to the store's outbox: a job may run before Kafka is connected, or while it is away.
         while not self._stopping:
             self._wake.clear()
             job = await asyncio.to_thread(self.store.next_queued)
@@ -297,21 +288,19 @@ class TrainingJobs:
             if job.job_id in self._cancelled:
                 # A cancel that came before the run's control actor existed.
                 await self.cluster.request_stop(job.job_id, "cancel")
+            event = TrainingProgress(
+                job_id=job.job_id,
+                step=int(progress["step"]),
+                total_steps=int(progress["total_steps"]),
+                epoch=float(progress["epoch"]),
+                loss=float(progress["loss"]),
+                learning_rate=float(progress["learning_rate"]),
+                tokens_per_second=float(progress["tokens_per_second"]),
+            )
             try:
-                await asyncio.to_thread(self.store.set_progress, job.job_id, progress)
+                await asyncio.to_thread(self.store.set_progress, job.job_id, progress, event)
             except Exception:  # noqa: BLE001 - a lost progress row must not stop the training
                 log.warning("job %s: cannot store progress", job.job_id, exc_info=True)
-            await self._publish(
-                TrainingProgress(
-                    job_id=job.job_id,
-                    step=int(progress["step"]),
-                    total_steps=int(progress["total_steps"]),
-                    epoch=float(progress["epoch"]),
-                    loss=float(progress["loss"]),
-                    learning_rate=float(progress["learning_rate"]),
-                    tokens_per_second=float(progress["tokens_per_second"]),
-                )
-            )
             self._notify(await self.get(job.job_id))
 
         outcome = await self.cluster.run(job.job_id, job.ray_run_name, config, spec.resources, on_progress)
@@ -363,6 +352,8 @@ class TrainingJobs:
             log.warning("job %s: non-finite metrics %s left out", job.job_id, ", ".join(dropped))
             metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
         adapter_uri = await asyncio.to_thread(self._upload, job, Path(result.adapter_dir))
+        # SUCCEEDED and training.completed commit together (the outbox): a job that shows SUCCEEDED
+        # is announced, and so registered, also when Kafka was away at that moment.
         done = await asyncio.to_thread(
             self.store.transition,
             job.job_id,
@@ -371,11 +362,7 @@ class TrainingJobs:
             metrics=metrics,
             adapter_uri=adapter_uri,
             error="",
-        )
-        if done is None:
-            return await self._finish(job, RunOutcome(result, None, None), job_dir)
-        await self._publish(
-            TrainingCompleted(
+            announce=TrainingCompleted(
                 job_id=job.job_id,
                 model_name=job.spec.model_name,
                 base_model=job.spec.base_model,
@@ -384,8 +371,10 @@ class TrainingJobs:
                 method=job.spec.method,
                 params=job.spec.params(),
                 metrics=metrics,
-            )
+            ),
         )
+        if done is None:
+            return await self._finish(job, RunOutcome(result, None, None), job_dir)
         self._notify(done)
         shutil.rmtree(job_dir, ignore_errors=True)
         log.info("job %s succeeded: %s %s", job.job_id, adapter_uri, _rounded(metrics))
@@ -449,11 +438,17 @@ class TrainingJobs:
 
     async def _fail(self, job_id: str, reason: str) -> None:
         reason = reason.strip() or "unknown error"
-        failed = await asyncio.to_thread(self.store.transition, job_id, ACTIVE, JobState.FAILED, error=reason)
+        failed = await asyncio.to_thread(
+            self.store.transition,
+            job_id,
+            ACTIVE,
+            JobState.FAILED,
+            error=reason,
+            announce=TrainingFailed(job_id=job_id, reason=reason[:4000]),
+        )
         if failed is None:
             return
         log.error("job %s failed: %s", job_id, reason)
-        await self._publish(TrainingFailed(job_id=job_id, reason=reason[:4000]))
         self._notify(failed)
 
 

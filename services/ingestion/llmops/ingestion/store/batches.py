@@ -5,16 +5,17 @@ The schema is managed by Alembic (``migrations/``), applied when the store opens
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import JSON, Column, MetaData, String, Table, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from llmops.core.sql import SqlStore, UTCDateTime, utc_now, values_of
+from llmops.contracts.events import Event
+from llmops.core.handled_events import handled_table
+from llmops.core.outbox import outbox_table
+from llmops.core.sql import SqlStore, UTCDateTime, insert_ignoring_duplicates, utc_now, values_of
 
 metadata = MetaData()
 
@@ -41,6 +42,10 @@ seen_hashes = Table(
     Column("document_id", String(500), nullable=False),
     Column("batch_id", String(64), nullable=False),
 )
+
+# Events written with the changes they announce, and the events this service's consumers handled.
+outbox_t = outbox_table(metadata, "ingestion")
+handled_t = handled_table(metadata, "ingestion")
 
 RECEIVING, PROCESSING, SUCCEEDED, FAILED = "RECEIVING", "PROCESSING", "SUCCEEDED", "FAILED"
 MAX_STORED_ERRORS = 1000
@@ -72,7 +77,17 @@ class BatchStore(SqlStore):
         with self._write() as conn:
             conn.execute(insert(batches).values(values_of(batches, record)))
 
-    def finish(self, record: BatchRecord) -> None:
+    def finish(
+        self,
+        record: BatchRecord,
+        *,
+        hashes: Iterable[tuple[str, str, str]] = (),
+        announce: Sequence[Event] = (),
+    ) -> None:
+        """Store the batch's outcome; with it, in one transaction, remember (content_hash,
+        document_id, batch_id) of its kept documents (a known hash is left as is) and queue its events
+        (the outbox)."""
+        values = [{"content_hash": h, "document_id": d, "batch_id": b} for h, d, b in hashes]
         with self._write() as conn:
             conn.execute(
                 update(batches)
@@ -86,6 +101,9 @@ class BatchStore(SqlStore):
                     completed_at=record.completed_at,
                 )
             )
+            if values:
+                conn.execute(insert_ignoring_duplicates(seen_hashes, conn.dialect.name), values)
+            self._announce(conn, *announce)
 
     def get(self, batch_id: str) -> BatchRecord | None:
         with self._read() as conn:
@@ -95,13 +113,3 @@ class BatchStore(SqlStore):
     def load_hashes(self) -> set[str]:
         with self._read() as conn:
             return {row[0] for row in conn.execute(select(seen_hashes.c.content_hash))}
-
-    def add_hashes(self, rows: Iterable[tuple[str, str, str]]) -> None:
-        """Remember (content_hash, document_id, batch_id) of kept documents; a known hash is left as is."""
-        values = [{"content_hash": h, "document_id": d, "batch_id": b} for h, d, b in rows]
-        if not values:
-            return
-        dialect = self._engine.dialect.name
-        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(seen_hashes).on_conflict_do_nothing()
-        with self._write() as conn:
-            conn.execute(stmt, values)

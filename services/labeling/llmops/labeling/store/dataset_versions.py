@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from llmops.contracts.events import DatasetVersionCreated
+from llmops.core.convert import copy_fields
 from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc, values_of
-from llmops.labeling.domain.errors import NotFound
+from llmops.labeling.domain.errors import InvalidArgument, NotFound
 from llmops.labeling.domain.models import DatasetVersion, TaskType
 from llmops.labeling.store.rows import check_id, dataset_version_of
 from llmops.labeling.store.tables import dataset_versions_t
@@ -20,6 +22,8 @@ class SqlDatasetVersions(SqlStore):
         the stored record unchanged."""
         check_id("version_id", version.version_id)
         check_id("dataset", version.dataset)
+        if not version.uri:
+            raise InvalidArgument(f"dataset version {version.version_id} has no uri: write its file first")
         lineage = version.lineage
         try:
             with self._write() as conn:
@@ -43,6 +47,15 @@ class SqlDatasetVersions(SqlStore):
                             created_at=utc(version.created_at),
                         )
                     )
+                )
+                self._announce(
+                    conn,
+                    copy_fields(
+                        DatasetVersionCreated,
+                        version,
+                        snapshot_ids=list(lineage.snapshot_ids),
+                        queues=list(lineage.queues),
+                    ),
                 )
         except IntegrityError:
             pass  # saved concurrently by another caller: read theirs below

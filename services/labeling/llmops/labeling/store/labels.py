@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from llmops.contracts.events import LabelCreated
 from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, chunks, keyset_page, utc_now
 from llmops.labeling.domain.errors import AlreadyExists, InvalidArgument, LeaseExpired, LeaseNotFound
 from llmops.labeling.domain.models import (
@@ -36,6 +37,19 @@ from llmops.labeling.store.rows import (
     task_state,
 )
 from llmops.labeling.store.tables import labels_t, tasks_t
+
+
+def label_created(label: Label) -> LabelCreated:
+    """The label.created event of a new label (queued with it)."""
+    return LabelCreated(
+        label_id=label.label_id,
+        task_id=label.task_id,
+        queue=label.queue,
+        source=label.source.value,  # type: ignore[arg-type]
+        labeler_id=label.labeler_id,
+        value=label.value_text,
+        document_id=label.document_id,
+    )
 
 
 class SqlLabels(SqlStore):
@@ -123,19 +137,21 @@ class SqlLabels(SqlStore):
                     )
                 )
                 release_lease(conn, lease_id, now, "labeled")
+                label = Label(
+                    label_id=row["label_id"],
+                    task_id=task_id,
+                    queue=q.name,
+                    source=LabelSource.HUMAN,
+                    labeler_id=labeler_id,
+                    value=canonical,
+                    created_at=now,
+                    comment=comment,
+                    document_id=task.document_id or "",
+                )
+                self._announce(conn, label_created(label), now=now)
         except IntegrityError:
             raise AlreadyExists(f"labeler {labeler_id!r} already labeled task {task_id}") from None
-        return Label(
-            label_id=row["label_id"],
-            task_id=task_id,
-            queue=q.name,
-            source=LabelSource.HUMAN,
-            labeler_id=labeler_id,
-            value=canonical,
-            created_at=now,
-            comment=comment,
-            document_id=task.document_id or "",
-        )
+        return label
 
     def add_programmatic_label(
         self,
@@ -207,7 +223,9 @@ class SqlLabels(SqlStore):
                     )
                 )
                 row = conn.execute(select(labels_t).where(labels_t.c.label_id == label_id)).one()
-                return label_of(row, q, task)
+                label = label_of(row, q, task)
+                self._announce(conn, label_created(label), now=now)
+                return label
         except IntegrityError:
             # A concurrent call stored the same (task, source, labeler) first: return that one.
             with self._read() as conn:

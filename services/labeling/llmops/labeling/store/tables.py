@@ -21,6 +21,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from llmops.core.handled_events import handled_table
+from llmops.core.outbox import outbox_table
 from llmops.core.sql import AutoId, UTCDateTime, auto_id
 
 MAX_ID_CHARS = 256
@@ -148,3 +150,7 @@ labeling_functions_t = Table(
     Column("registered_at", UTCDateTime, nullable=False),
     UniqueConstraint("queue_id", "name", "version", name="uq_labeling_functions"),
 )
+
+# Events written with the changes they announce, and the events this service's consumers handled.
+outbox_t = outbox_table(metadata, "labeling")
+handled_t = handled_table(metadata, "labeling")

@@ -131,6 +131,8 @@ class SqlTasks(SqlStore):
                 )
             if new_rows:
                 conn.execute(insert(tasks_t), new_rows)
+            # Called by a consumer (documents, feedback): the tasks and the event's mark commit together.
+            self._mark_handled(conn)
         return CreatedTasks(task_ids=ids, created=len(new_rows))
 
     def get_task(self, task_id: str, *, now: dt.datetime | None = None) -> Task:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from llmops.registry.store.base import LineageRecords, OutboxEvent, RegistryStore
+from llmops.registry.store.base import LineageRecords, RegistryStore
 from llmops.registry.store.sql import SqlRegistryStore
 
 # URL scheme (the part before "+driver") -> backend. A new backend (say, a REST registry) adds a line.
@@ -36,4 +36,4 @@ def open_store(url: str) -> RegistryStore:
     return backend(url)
 
 
-__all__ = ["BACKENDS", "LineageRecords", "OutboxEvent", "RegistryStore", "SqlRegistryStore", "open_store"]
+__all__ = ["BACKENDS", "LineageRecords", "RegistryStore", "SqlRegistryStore", "open_store"]

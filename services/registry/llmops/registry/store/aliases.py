@@ -28,7 +28,6 @@ from llmops.registry.domain.values import (
     check_text,
     check_version_number,
 )
-from llmops.registry.store.outbox import queue_event
 from llmops.registry.store.rows import alias_holder, change_of, gate_of, model_row, version_row
 from llmops.registry.store.tables import alias_changes_t, aliases_t, models_t
 
@@ -175,7 +174,7 @@ class SqlAliases(SqlStore):
             base_model = version_row(conn, model, from_version).base_model
         else:
             base_model = target.base_model
-        queue_event(
+        self._announce(
             conn,
             ModelAliasChanged(
                 model=model.name,
@@ -190,8 +189,7 @@ class SqlAliases(SqlStore):
                 # The relay publishes later, outside this call: the trace is taken now.
                 trace_id=current_request_id(),
             ),
-            self.service,
-            now,
+            now=now,
         )
         return replace(change, id=int(change_id))
 

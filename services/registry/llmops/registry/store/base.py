@@ -25,6 +25,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llmops.core.handled_events import HandledEvents
+from llmops.core.outbox import Outbox
 from llmops.core.sql import DEFAULT_PAGE_SIZE, Page
 from llmops.registry.domain.models import (
     AliasChange,
@@ -39,17 +41,6 @@ from llmops.registry.domain.models import (
     VersionSpec,
     VersionStatus,
 )
-
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    """An event written with the change it announces, waiting to be published to Kafka."""
-
-    id: int
-    topic: str
-    key: bytes
-    # The event as JSON (its event_id is fixed, so a second publication is deduplicated downstream).
-    payload: str
 
 
 @dataclass(frozen=True)
@@ -70,6 +61,11 @@ class RegistryStore(abc.ABC):
     Unknown models, versions or aliases raise ``NotFound``; malformed input raises
     ``InvalidArgument`` naming the field.
     """
+
+    # The events the store's changes queued (relayed to Kafka by the service's runtime), and the
+    # record of handled events (llmops.core.outbox, llmops.core.handled_events).
+    outbox: Outbox | None
+    handled: HandledEvents | None
 
     # --- models ---------------------------------------------------------------------------------
 
@@ -212,16 +208,6 @@ class RegistryStore(abc.ABC):
     @abc.abstractmethod
     def lineage_records(self, model: str, version: int) -> LineageRecords:
         """What :func:`llmops.registry.domain.lineage.assemble_lineage` needs for one version."""
-
-    # --- outbox ---------------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def pending_events(self, limit: int = 100) -> list[OutboxEvent]:
-        """Events not yet published, in the order their changes were made."""
-
-    @abc.abstractmethod
-    def remove_events(self, ids: Sequence[int]) -> None:
-        """Forget events once Kafka has acknowledged them."""
 
     @abc.abstractmethod
     def close(self) -> None:

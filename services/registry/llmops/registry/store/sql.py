@@ -2,8 +2,8 @@
 
 SQLAlchemy 2.x Core on :class:`llmops.core.sql.SqlStore` (engine, transactions, Alembic migrations
 at open). ``sqlite:///path/registry.sqlite`` or ``postgresql+psycopg://user:password@host/db``.
-One module per aggregate (models, versions, aliases, lineage, outbox), composed here. Concurrency,
-per backend:
+One module per aggregate (models, versions, aliases, lineage), composed here; the outbox and the
+record of handled events are the kernel's (its SqlStore, from the tables). Concurrency, per backend:
 
 * SQLite: every writing transaction starts with ``BEGIN IMMEDIATE``, which takes the database's write
   lock up front, so writers (threads or processes) are serialised and a read-then-write (read the
@@ -25,12 +25,11 @@ from llmops.registry.store.aliases import SqlAliases
 from llmops.registry.store.base import RegistryStore
 from llmops.registry.store.lineage import SqlLineage
 from llmops.registry.store.models import SqlModels
-from llmops.registry.store.outbox import SqlOutbox
 from llmops.registry.store.tables import metadata
 from llmops.registry.store.versions import SqlVersions
 
 
-class SqlRegistryStore(SqlModels, SqlVersions, SqlAliases, SqlLineage, SqlOutbox, RegistryStore):
+class SqlRegistryStore(SqlModels, SqlVersions, SqlAliases, SqlLineage, RegistryStore):
     """The registry store on SQLite or PostgreSQL (see the module docstring).
 
     ``sqlite:///:memory:`` gives a private in-memory database on one shared connection, for

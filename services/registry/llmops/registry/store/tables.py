@@ -15,7 +15,6 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
-    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -24,6 +23,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from llmops.core.handled_events import handled_table
+from llmops.core.outbox import outbox_table
 from llmops.core.sql import AutoId, UTCDateTime, auto_id
 from llmops.registry.domain.values import MAX_ID_CHARS
 
@@ -119,13 +120,5 @@ batches_t = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
-outbox_t = Table(
-    "registry_outbox",
-    metadata,
-    # Publication order is id order, so one model's events leave in the order they were made.
-    auto_id(),
-    Column("topic", String(255), nullable=False),
-    Column("key", LargeBinary, nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-)
+outbox_t = outbox_table(metadata, "registry")
+handled_t = handled_table(metadata, "registry")

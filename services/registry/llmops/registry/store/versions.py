@@ -24,7 +24,6 @@ from llmops.registry.domain.values import (
     check_version_spec,
 )
 from llmops.registry.store.models import insert_model
-from llmops.registry.store.outbox import queue_event
 from llmops.registry.store.rows import (
     alias_holder,
     aliases_of,
@@ -109,7 +108,7 @@ class SqlVersions(SqlStore):
                     trained_at=spec.trained_at,
                 )
             )
-            queue_event(
+            self._announce(
                 conn,
                 ModelVersionRegistered(
                     model=spec.model,
@@ -120,8 +119,7 @@ class SqlVersions(SqlStore):
                     occurred_at=now,
                     trace_id=spec.trace_id,
                 ),
-                self.service,
-                now,
+                now=now,
             )
             return RegisteredVersion(load_version_by_number(conn, model, number), True)
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from llmops.contracts.events import Event
 from llmops.core.errors import NotFound
 from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, keyset_page, utc_now
 from llmops.training.spec import JobSpec, JobState
@@ -87,6 +88,8 @@ class JobStore(SqlStore):
                         attempts=0,
                     )
                 )
+                # From training.requested: the job and the event's mark commit together.
+                self._mark_handled(conn)
         except IntegrityError:
             # A concurrent submission with the same key won the insert.
             existing = self.by_key(idempotency_key) if idempotency_key else None
@@ -96,9 +99,16 @@ class JobStore(SqlStore):
         return self.get(job_id), True
 
     def transition(
-        self, job_id: str, from_states: Collection[JobState], to_state: JobState, **values: Any
+        self,
+        job_id: str,
+        from_states: Collection[JobState],
+        to_state: JobState,
+        *,
+        announce: Event | None = None,
+        **values: Any,
     ) -> Job | None:
-        """Move the job to ``to_state`` (and set ``values``) if it is in one of ``from_states``.
+        """Move the job to ``to_state`` (and set ``values``) if it is in one of ``from_states``; the
+        change queues ``announce`` (the outbox), so the event leaves if and only if the change holds.
 
         Returns:
             The updated job, or None when it was in another state (nothing changed).
@@ -113,6 +123,8 @@ class JobStore(SqlStore):
                 .where(jobs_t.c.job_id == job_id, jobs_t.c.state.in_([s.value for s in from_states]))
                 .values(**values)
             ).rowcount
+            if changed and announce is not None:
+                self._announce(conn, announce, now=now)
         return self.get(job_id) if changed else None
 
     def start_attempt(self, job_id: str) -> Job | None:
@@ -129,13 +141,15 @@ class JobStore(SqlStore):
             started_at=job.started_at or utc_now(),
         )
 
-    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+    def set_progress(self, job_id: str, progress: dict[str, Any], announce: Event | None = None) -> None:
         with self._write() as conn:
             conn.execute(
                 update(jobs_t)
                 .where(jobs_t.c.job_id == job_id)
                 .values(progress=progress, updated_at=utc_now())
             )
+            if announce is not None:
+                self._announce(conn, announce)
 
     def set_registered_version(self, adapter_uri: str, version: int) -> str | None:
         """Record the registry version of the job whose adapter is at ``adapter_uri``; its job id."""
@@ -148,6 +162,7 @@ class JobStore(SqlStore):
             conn.execute(
                 update(jobs_t).where(jobs_t.c.job_id == row.job_id).values(registered_version=version)
             )
+            self._mark_handled(conn)
         return row.job_id
 
     def requeue_running(self) -> list[str]:

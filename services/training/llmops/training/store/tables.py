@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, Text
 
+from llmops.core.handled_events import handled_table
+from llmops.core.outbox import outbox_table
 from llmops.core.sql import UTCDateTime, auto_id
 
 metadata = MetaData()
@@ -40,3 +42,7 @@ jobs_t = Table(
     Index("ix_jobs_state", "state", "id"),
     Index("ix_jobs_model", "model_name", "id"),
 )
+
+# Events written with the changes they announce, and the events this service's consumers handled.
+outbox_t = outbox_table(metadata, "training")
+handled_t = handled_table(metadata, "training")
