@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from clickhouse_connect.driver import Client
-from clickhouse_connect.driver.exceptions import DatabaseError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from llmops.contracts.events import FeedbackAccepted, InferenceLogged
 from llmops.core.clickhouse import (
+    ClickHouseConnectionError,
     QueryResult,
     apply_migrations,
     connect,
@@ -22,9 +24,10 @@ from llmops.core.clickhouse import (
     migrations_dir,
     run_read_only_query,
 )
-from llmops.core.errors import InvalidArgument
+from llmops.core.errors import InvalidArgument, Unavailable
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 INFERENCE_TABLE = "inference_log"
 FEEDBACK_TABLE = "feedback"
@@ -81,24 +84,63 @@ class AnalyticsStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self._writer: Client | None = None
         self._reader: Client | None = None
+        self._opened = False
         self._closed = False
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
-    def _clients(self) -> tuple[Client, Client]:
+    async def _use(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the worker thread, refused at once when the store is closed."""
         if self._closed:
             raise RuntimeError("AnalyticsStore is closed")
-        if self._writer is None or self._reader is None:
+        return await self._call(fn, *args)
+
+    def _clients(self) -> tuple[Client, Client]:
+        """The connected clients (in the worker thread); after a dropped connection, connect again.
+
+        Raises:
+            ClickHouseConnectionError: ClickHouse cannot be reached (the caller retries later).
+        """
+        if self._closed:
+            raise RuntimeError("AnalyticsStore is closed")
+        if not self._opened:
             raise RuntimeError("AnalyticsStore.open() must be awaited before it is used")
+        if self._writer is None or self._reader is None:
+            self._open()
+            log.info("connected to ClickHouse again")
+        assert self._writer is not None and self._reader is not None
         return self._writer, self._reader
+
+    def _with_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        writer, _ = self._clients()
+        try:
+            return fn(writer, *args)
+        except (OperationalError, ClickHouseConnectionError):
+            # The connection (or the engine) went away: connect again on the next call.
+            self._close_clients()
+            raise
+
+    def _with_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        _, reader = self._clients()
+        try:
+            return fn(reader, *args)
+        except (OperationalError, ClickHouseConnectionError):
+            self._close_clients()
+            raise
+
+    async def disconnect(self) -> None:
+        """Drop the connections (the engine's folder is released); the next call connects again."""
+        await self._call(self._close_clients)
 
     async def open(self) -> list[str]:
         """Connect and apply pending migrations; returns the migrations applied now."""
         if self._closed:
             raise RuntimeError("AnalyticsStore is closed")
-        return await self._call(self._open)
+        applied = await self._call(self._open)
+        self._opened = True
+        return applied
 
     def _open(self) -> list[str]:
         if self._writer is not None:
@@ -118,25 +160,26 @@ class AnalyticsStore:
         """Store ``events`` in ``inference_log``; returns rows written. Redelivered events collapse."""
         if not events:
             return 0
-        writer, _ = self._clients()
         rows = [inference_row(e) for e in events]
-        return await self._call(insert_rows, writer, INFERENCE_TABLE, INFERENCE_COLUMNS, rows)
+        return await self._use(self._with_writer, insert_rows, INFERENCE_TABLE, INFERENCE_COLUMNS, rows)
 
     async def insert_feedback(self, events: Sequence[FeedbackAccepted]) -> int:
         """Store ``events`` in ``feedback``; returns rows written. Redelivered events collapse."""
         if not events:
             return 0
-        writer, _ = self._clients()
         rows = [feedback_row(e) for e in events]
-        return await self._call(insert_rows, writer, FEEDBACK_TABLE, FEEDBACK_COLUMNS, rows)
+        return await self._use(self._with_writer, insert_rows, FEEDBACK_TABLE, FEEDBACK_COLUMNS, rows)
 
     async def query(
         self, sql: str, parameters: Mapping[str, str] | None = None, max_rows: int = 1000
     ) -> QueryResult:
         """Run one read-only statement (see :func:`llmops.core.clickhouse.run_read_only_query`)."""
-        _, reader = self._clients()
         try:
-            return await self._call(run_read_only_query, reader, sql, dict(parameters or {}), max_rows)
+            return await self._use(
+                self._with_reader, run_read_only_query, sql, dict(parameters or {}), max_rows
+            )
+        except (OperationalError, ClickHouseConnectionError) as exc:
+            raise Unavailable(f"ClickHouse is unavailable; retry shortly ({exc})") from exc
         except DatabaseError as exc:
             # Bad SQL, unknown tables or columns: the engine's own first line says what is wrong.
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
