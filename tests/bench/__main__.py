@@ -6,7 +6,7 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("serving", "near_dup", "training", "logpath")
+BENCHMARKS = ("serving", "near_dup", "training", "logpath", "soak")
 
 
 def main() -> None:

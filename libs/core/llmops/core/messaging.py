@@ -265,7 +265,7 @@ class EventBus:
             # Committed after the handler returned (handled or dead-lettered); an error or a
             # cancellation commits nothing, so the message is read again.
             ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=_decode_one,
+            decoder=_decoders(event_type)[0],
             group_instance_id=self._instance,
             title=f"{group_id}:{topic}",
         )(_on_event)
@@ -315,7 +315,7 @@ class EventBus:
             group_id=group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=_decode_batch,
+            decoder=_decoders(event_type)[1],
             group_instance_id=self._instance,
             batch=True,
             max_records=max_records,
@@ -339,14 +339,17 @@ class EventBus:
         started = time.perf_counter()
         events: list[E] = []
         kept: list[ConsumerRecord] = []
-        seen_ids: set[str] = set()
+        seen_ids: set[Any] = set()
+        duplicates = 0
         for event, record in pairs:
-            if str(event.event_id) in seen_ids:
-                EVENTS_CONSUMED.labels(self.service, topic, "duplicate").inc()
+            if event.event_id in seen_ids:
+                duplicates += 1
                 continue
-            seen_ids.add(str(event.event_id))
+            seen_ids.add(event.event_id)
             events.append(event)
             kept.append(record)
+        if duplicates:
+            EVENTS_CONSUMED.labels(self.service, topic, "duplicate").inc(duplicates)
         if events:
             try:
                 await retry(lambda: handler(events), self._policy, f"batch of {len(events)} from {topic}")
@@ -510,14 +513,33 @@ def event_body(value: bytes | None) -> Any:
     return body
 
 
+def parse_value(event_type: type[E], value: bytes | None) -> E:
+    """The event in a message's ``value`` (ValueError or ValidationError when it is not one)."""
+    # Fast path: a message with the envelope is parsed and validated in one step (pydantic's JSON
+    # parser); the slow one gives an envelope-less message its content-derived id.
+    if value is not None and b'"event_id"' in value:
+        try:
+            event = event_type.model_validate_json(value)
+        except ValidationError:
+            pass  # not valid JSON of the event: the slow path below says why precisely
+        else:
+            if "event_id" in event.model_fields_set:  # not only a nested key of that name
+                return event
+    return event_type.model_validate(event_body(value))
+
+
 def parse_record(event_type: type[E], record: ConsumerRecord) -> E:
     """The event in ``record`` (ValueError or ValidationError when it is not one)."""
-    return event_type.model_validate(event_body(record.value))
+    return parse_value(event_type, record.value)
 
 
-async def _decode_one(msg: KafkaMessage, original: Any) -> Any:
-    return event_body(msg.raw_message.value)  # type: ignore[union-attr]
+def _decoders(event_type: type[Event]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """FastStream decoders for one event type: a message, and a batch, into validated events."""
 
+    async def one(msg: KafkaMessage, original: Any) -> Any:
+        return parse_value(event_type, msg.raw_message.value)  # type: ignore[union-attr]
 
-async def _decode_batch(msg: KafkaMessage, original: Any) -> Any:
-    return [event_body(r.value) for r in msg.raw_message]  # type: ignore[union-attr]
+    async def batch(msg: KafkaMessage, original: Any) -> Any:
+        return [parse_value(event_type, r.value) for r in msg.raw_message]  # type: ignore[union-attr]
+
+    return one, batch

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import inspect
 import logging
 import signal
@@ -182,6 +183,7 @@ async def serve(service: Service, settings: ServiceSettings) -> None:
         started_service = True
         if stop.is_set():
             return
+        _tune_garbage_collector(settings.platform.gc_young_threshold)
         await runtime.bus.start()
         runtime.own(runtime.bus, close=lambda bus: bus.stop())
         # Taken over after the bus, so its last relay round runs before the bus stops.
@@ -198,6 +200,17 @@ async def serve(service: Service, settings: ServiceSettings) -> None:
             await drain()
         # The bus was taken over last, so it stops first; then the service's own things, newest first.
         await runtime.close()
+
+
+def _tune_garbage_collector(young_threshold: int) -> None:
+    """What long-running Python servers do: what start-up made (modules, engines, stores) lives as
+    long as the process, so it is moved out of the collector's sight (``gc.freeze``), and young
+    objects are collected less often. On the log path, the collector otherwise took most of the
+    time spent validating events (measured: 26 us per event against 5 us)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, old)
 
 
 async def _until_stopped(work: Any, stop: asyncio.Event) -> None:

@@ -31,6 +31,9 @@ class PlatformSettings(BaseSettings):
         None, description="Root of the artifact store (fsspec URL); default: file://<data_dir>/artifacts."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Allocations between two collections of the youngest generation (CPython's default: 700); see
+    # llmops.core.service._tune_garbage_collector.
+    gc_young_threshold: int = Field(50_000, ge=100, le=10_000_000)
     log_format: Literal["text", "json"] = "text"
 
     @field_validator("data_dir", "models_dir", "run_dir")

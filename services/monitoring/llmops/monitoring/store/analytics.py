@@ -43,8 +43,13 @@ FEEDBACK_COLUMNS = (
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    # A producer may send a naive time; the platform's times are UTC.
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    # A producer may send a naive time; the platform's times are UTC (most already are: kept as is).
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value if value.utcoffset() == _ZERO else value.astimezone(dt.UTC)
+
+
+_ZERO = dt.timedelta(0)
 
 
 def inference_row(event: InferenceLogged) -> list[Any]:
