@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
+from llmops.core.messaging import kafka_client_options
 from llmops.core.settings import AuthSettings, ClickHouseSettings, KafkaSettings, PlatformSettings
 from llmops.feedback.settings import Settings as FeedbackSettings
 from llmops.serving.settings import Settings as ServingSettings
@@ -33,6 +35,32 @@ def test_sasl_needs_credentials() -> None:
         security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u", sasl_password="p"
     )
     assert ok.security_protocol == "SASL_SSL"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "mechanism", "ssl"),
+    [("SASL_SSL", "SCRAM-SHA-512", True), ("SASL_PLAINTEXT", "SCRAM-SHA-256", False), ("SSL", None, True)],
+)
+async def test_plain_kafka_clients_connect_as_the_bus_does(
+    protocol: str, mechanism: str | None, ssl: bool
+) -> None:
+    credentials = {"sasl_mechanism": mechanism, "sasl_username": "svc", "sasl_password": "secret"}
+    settings = KafkaSettings(
+        bootstrap_servers="kafka-1:9093", security_protocol=protocol, **(credentials if mechanism else {})
+    )
+    options = kafka_client_options(settings)
+    assert options["bootstrap_servers"] == "kafka-1:9093" and options["security_protocol"] == protocol
+    assert (options.get("ssl_context") is not None) == ssl
+    if mechanism:
+        assert options["sasl_mechanism"] == mechanism
+        assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("svc", "secret")
+    # The options are ones aiokafka takes.
+    AIOKafkaAdminClient(**options)
+
+
+def test_handled_marks_must_outlive_the_messages_they_protect() -> None:
+    with pytest.raises(ValidationError, match="HANDLED_RETENTION_HOURS"):
+        KafkaSettings(topic_retention_hours=400, handled_retention_hours=300)
 
 
 def test_clickhouse_dsn_defaults_to_the_engine_in_process(tmp_path) -> None:  # noqa: ANN001

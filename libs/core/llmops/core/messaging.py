@@ -80,20 +80,15 @@ def _security(settings: KafkaSettings) -> BaseSecurity | None:
 
 
 def kafka_client_options(settings: KafkaSettings) -> dict[str, Any]:
-    """Connection options for a plain aiokafka client (admin, DLQ tools), as the bus connects."""
-    options: dict[str, Any] = {
+    """Connection options for a plain aiokafka client (admin, DLQ tools), as the bus connects: the
+    same security object, translated by FastStream's own mapping to aiokafka's keywords."""
+    from faststream.kafka.security import parse_security
+
+    return {
         "bootstrap_servers": settings.bootstrap_servers,
         "security_protocol": settings.security_protocol,
+        **parse_security(_security(settings)),
     }
-    if settings.security_protocol.endswith("SSL"):
-        options["ssl_context"] = ssl.create_default_context()
-    if settings.security_protocol.startswith("SASL"):
-        options["sasl_mechanism"] = settings.sasl_mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        options["sasl_plain_password"] = (
-            settings.sasl_password.get_secret_value() if settings.sasl_password else ""
-        )
-    return options
 
 
 class EventBus:
