@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from llmops.cli.local import BROKER, LocalPlatform
 from llmops.contracts import topics
+from llmops.core.settings import KafkaSettings
 from llmops.testing.platform import (
     auth,
     committed_offset,
@@ -35,7 +36,6 @@ from tests.bench.serving import CONCURRENCY, _service_run
 EVENTS = int(os.environ.get("LLMOPS_BENCH_SOAK_EVENTS", "1000000"))
 IDLE_S = 10.0
 CHUNK = 5_000
-MAX_LAG = 50_000
 GROUP = "llmops-monitoring.inference"
 
 
@@ -71,16 +71,19 @@ async def _figures(platform: LocalPlatform) -> dict[str, float]:
 
 
 async def _through_the_log_path(platform: LocalPlatform) -> tuple[float, int]:
-    """Send EVENTS, never more than MAX_LAG ahead of monitoring (as live traffic that monitoring
+    """Send EVENTS, never far ahead of monitoring (as live traffic that monitoring
     keeps up with: a backlog past the topic's size bound would be deleted before it is read).
     Returns the time until monitoring committed the last one, and how many it stored."""
     bootstrap = platform.bootstrap_servers
+    # A quarter of what the topic's size bound holds (the platform's setting), at most 50,000.
+    bound = KafkaSettings().topic_retention_mb * 1024 * 1024
+    max_lag = min(50_000, bound // len(inference_message(0)) // 4) if bound else 50_000
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
     await producer.start()
     started = time.monotonic()
     try:
         for start in range(0, EVENTS, CHUNK):
-            await eventually(lambda s=start: _caught_up_to(bootstrap, s - MAX_LAG), timeout=600, interval=0.2)
+            await eventually(lambda s=start: _caught_up_to(bootstrap, s - max_lag), timeout=600, interval=0.2)
             futures = [
                 await producer.send(topics.INFERENCE_LOGGED, inference_message(i))
                 for i in range(start, min(start + CHUNK, EVENTS))

@@ -75,7 +75,7 @@ class KafkaSettings(BaseSettings):
     topic_partitions: int = Field(1, ge=1, le=1000)
     topic_replication_factor: int = Field(1, ge=1, le=10)
     topic_retention_hours: float = Field(168.0, gt=0)
-    topic_retention_mb: int = Field(64, ge=0)
+    topic_retention_mb: int = Field(16, ge=0)
     dlq_retention_hours: float = Field(720.0, gt=0)
     # At shutdown a handler still running gets this long to finish before it is cancelled (its
     # message is then not committed and comes again).
