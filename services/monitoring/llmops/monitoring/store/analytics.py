@@ -119,19 +119,17 @@ class AnalyticsStore:
         return self._writer, self._reader
 
     def _with_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        writer, _ = self._clients()
-        try:
-            return fn(writer, *args)
-        except (OperationalError, ClickHouseConnectionError):
-            # The connection (or the engine) went away: connect again on the next call.
-            self._close_clients()
-            raise
+        return self._with_client(0, fn, *args)
 
     def _with_reader(self, fn: Callable[..., T], *args: Any) -> T:
-        _, reader = self._clients()
+        return self._with_client(1, fn, *args)
+
+    def _with_client(self, which: int, fn: Callable[..., T], *args: Any) -> T:
+        client = self._clients()[which]
         try:
-            return fn(reader, *args)
+            return fn(client, *args)
         except (OperationalError, ClickHouseConnectionError):
+            # The connection (or the engine) went away: connect again on the next call.
             self._close_clients()
             raise
 
