@@ -1,0 +1,1 @@
+"""Retrieval's domain: chunking documents and the lexical (sparse) side of hybrid search."""
