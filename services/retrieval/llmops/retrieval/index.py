@@ -1,0 +1,200 @@
+"""The chunk index in Qdrant: a dense MiniLM vector and a BM25 sparse vector per chunk.
+
+The same code runs on qdrant-client's local mode (a folder, the one-machine default) and on a Qdrant
+server or cluster by URL. One collection per dataset. A point's id is derived from (collection,
+document, position), so indexing a document again replaces its chunks, a chunk the new version no
+longer has is deleted, and a redelivered document changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from qdrant_client import QdrantClient, models
+
+from llmops.core.errors import InvalidArgument, NotFound
+from llmops.retrieval.domain.chunking import Chunk
+from llmops.retrieval.domain.sparse import document_vector, query_vector
+
+DENSE = "dense"
+SPARSE = "bm25"
+_POINT_NAMESPACE = uuid.UUID("6f1d2c3b-4a5e-4f60-8b7c-9d0e1f2a3b4c")
+# Payload fields a filter may name (exact match).
+FILTERABLE = ("dataset", "document_id", "source", "snapshot_id", "heading")
+Mode = Literal["hybrid", "dense", "sparse"]
+
+
+@dataclass(frozen=True)
+class IndexedDocument:
+    dataset: str
+    document_id: str
+    source: str
+    snapshot_id: str
+    chunks: Sequence[Chunk]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    document_id: str
+    text: str
+    score: float
+    payload: dict[str, Any]
+
+
+def point_id(collection: str, document_id: str, position: int) -> str:
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{collection}\0{document_id}\0{position}"))
+
+
+class ChunkIndex:
+    """Collections of chunks with dense and sparse vectors; ``embed`` turns texts into unit vectors."""
+
+    def __init__(self, client: QdrantClient, embed: Any, dimension: int) -> None:
+        self.client = client
+        self._embed = embed
+        self.dimension = dimension
+
+    def ensure_collection(self, name: str) -> None:
+        if self.client.collection_exists(name):
+            return
+        self.client.create_collection(
+            name,
+            vectors_config={DENSE: models.VectorParams(size=self.dimension, distance=models.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        )
+        with warnings.catch_warnings():
+            # Local mode says payload indexes do nothing there; a Qdrant server uses them for filters.
+            warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+            for key in ("document_id", "dataset"):
+                self.client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
+
+    def index(self, collection: str, document: IndexedDocument) -> int:
+        """Upsert the document's chunks and delete the ones it no longer has; how many it has."""
+        self.ensure_collection(collection)
+        texts = [c.text for c in document.chunks]
+        dense = self._embed(texts) if texts else []
+        points = []
+        for chunk, vector in zip(document.chunks, dense, strict=True):
+            sparse = document_vector(chunk.text)
+            points.append(
+                models.PointStruct(
+                    id=point_id(collection, document.document_id, chunk.position),
+                    vector={
+                        DENSE: list(map(float, vector)),
+                        SPARSE: models.SparseVector(indices=sparse.indices, values=sparse.values),
+                    },
+                    payload={
+                        "dataset": document.dataset,
+                        "document_id": document.document_id,
+                        "source": document.source,
+                        "snapshot_id": document.snapshot_id,
+                        "position": chunk.position,
+                        "heading": chunk.heading,
+                        "start": chunk.start,
+                        "end": chunk.end,
+                        "text": chunk.text,
+                        "metadata": dict(document.metadata),
+                    },
+                )
+            )
+        if points:
+            self.client.upsert(collection, points, wait=True)
+        # Chunks past the new end belonged to an earlier version of the document.
+        self.client.delete(
+            collection,
+            models.FilterSelector(
+                filter=models.Filter(
+                    must=[
+                        models.FieldCondition(
+                            key="document_id", match=models.MatchValue(value=document.document_id)
+                        ),
+                        models.FieldCondition(key="position", range=models.Range(gte=len(points))),
+                    ]
+                )
+            ),
+            wait=True,
+        )
+        return len(points)
+
+    def count(self, collection: str, document_id: str | None = None) -> int:
+        self._require(collection)
+        flt = None
+        if document_id is not None:
+            flt = models.Filter(
+                must=[models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))]
+            )
+        return self.client.count(collection, count_filter=flt, exact=True).count
+
+    def collections(self) -> list[str]:
+        return sorted(c.name for c in self.client.get_collections().collections)
+
+    def search(
+        self,
+        collection: str,
+        query: str,
+        top_k: int,
+        *,
+        filter: Mapping[str, str] | None = None,
+        score_threshold: float = 0.0,
+        mode: Mode = "hybrid",
+    ) -> list[Hit]:
+        """The ``top_k`` best chunks for ``query``: dense, sparse, or both fused by reciprocal rank."""
+        if not query.strip():
+            raise InvalidArgument("query is empty")
+        self._require(collection)
+        unknown = sorted(set(filter or {}) - set(FILTERABLE))
+        if unknown:
+            raise InvalidArgument(
+                f"filter names unknown field(s) {', '.join(unknown)}; filterable: {', '.join(FILTERABLE)}"
+            )
+        flt = None
+        if filter:
+            flt = models.Filter(
+                must=[
+                    models.FieldCondition(key=k, match=models.MatchValue(value=v)) for k, v in filter.items()
+                ]
+            )
+        dense = list(map(float, self._embed([query])[0]))
+        terms = query_vector(query)
+        sparse = models.SparseVector(indices=terms.indices, values=terms.values)
+        threshold = score_threshold or None
+        if mode in ("dense", "sparse"):
+            using, vector = (DENSE, dense) if mode == "dense" else (SPARSE, sparse)
+            found = self.client.query_points(
+                collection,
+                query=vector,
+                using=using,
+                limit=top_k,
+                query_filter=flt,
+                score_threshold=threshold,
+                with_payload=True,
+            )
+        else:
+            depth = max(top_k * 4, 20)
+            found = self.client.query_points(
+                collection,
+                prefetch=[
+                    models.Prefetch(query=dense, using=DENSE, limit=depth, filter=flt),
+                    models.Prefetch(query=sparse, using=SPARSE, limit=depth, filter=flt),
+                ],
+                query=models.FusionQuery(fusion=models.Fusion.RRF),
+                limit=top_k,
+                score_threshold=threshold,
+                with_payload=True,
+            )
+        return [
+            Hit(str(p.id), p.payload["document_id"], p.payload["text"], float(p.score), dict(p.payload))
+            for p in found.points
+            if p.payload is not None
+        ]
+
+    def _require(self, collection: str) -> None:
+        if not self.client.collection_exists(collection):
+            raise NotFound(
+                f"collection {collection!r} does not exist; known: {', '.join(self.collections()) or 'none'}"
+            )
