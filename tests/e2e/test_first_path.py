@@ -187,7 +187,14 @@ def test_list_models_and_planned_rpcs(
             retrieval_pb2_grpc.RetrievalServiceStub(channel).Retrieve(
                 retrieval_pb2.RetrieveRequest(collection="docs", query="q"),
                 metadata=auth(platform),
-                timeout=10,
+                timeout=30,
+            )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "collection 'docs' does not exist" in err.value.details()
+    with grpc.insecure_channel(platform.address("monitoring")) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            monitoring_pb2_grpc.MonitoringServiceStub(channel).DriftReport(
+                monitoring_pb2.DriftReportRequest(model="m"), metadata=auth(platform), timeout=10
             )
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "not implemented yet" in err.value.details()
 

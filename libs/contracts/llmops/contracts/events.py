@@ -245,8 +245,10 @@ class RetrievalLogged(Event):
     query: str
     top_k: int
     document_ids: list[str] = Field(default_factory=list)
+    chunk_ids: list[str] = Field(default_factory=list)
     scores: list[float] = Field(default_factory=list)
     latency_ms: float = 0.0
+    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
 
 
 # --- feedback --------------------------------------------------------------------------------------

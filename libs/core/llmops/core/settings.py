@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from llmops.core.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
 
 LOOPBACK = "127.0.0.1"
 
@@ -154,6 +157,18 @@ class QdrantSettings(BaseSettings):
 
     url: str | None = None
     api_key: SecretStr | None = None
+    path: Path | None = Field(None, description="Local mode's folder; default: <data_dir>/qdrant.")
+
+    def client(self, platform: PlatformSettings) -> QdrantClient:
+        """A client: the server at ``url``, else local mode in ``path`` (one process per folder)."""
+        from qdrant_client import QdrantClient
+
+        if self.url:
+            key = self.api_key.get_secret_value() if self.api_key else None
+            return QdrantClient(url=self.url, api_key=key)
+        folder = self.path or platform.data_dir / "qdrant"
+        folder.mkdir(parents=True, exist_ok=True)
+        return QdrantClient(path=str(folder))
 
 
 class RaySettings(BaseSettings):

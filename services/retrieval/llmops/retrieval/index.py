@@ -8,6 +8,7 @@ longer has is deleted, and a redelivered document changes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,14 @@ class IndexedDocument:
     snapshot_id: str
     chunks: Sequence[Chunk]
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    points: int
+    documents: int
+    vector_size: int
+    last_indexed_at: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,7 @@ class ChunkIndex:
     def index(self, collection: str, document: IndexedDocument) -> int:
         """Upsert the document's chunks and delete the ones it no longer has; how many it has."""
         self.ensure_collection(collection)
+        now = dt.datetime.now(dt.UTC).isoformat()
         texts = [c.text for c in document.chunks]
         dense = self._embed(texts) if texts else []
         points = []
@@ -99,6 +109,7 @@ class ChunkIndex:
                         "end": chunk.end,
                         "text": chunk.text,
                         "metadata": dict(document.metadata),
+                        "indexed_at": now,
                     },
                 )
             )
@@ -129,6 +140,31 @@ class ChunkIndex:
                 must=[models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))]
             )
         return self.client.count(collection, count_filter=flt, exact=True).count
+
+    def stats(self, collection: str) -> CollectionStats:
+        """Counts of a collection (documents and the last indexing time read from the payloads)."""
+        self._require(collection)
+        documents: set[str] = set()
+        last = ""
+        points = 0
+        offset = None
+        while True:
+            batch, offset = self.client.scroll(
+                collection, limit=1000, offset=offset, with_payload=["document_id", "indexed_at"]
+            )
+            for point in batch:
+                payload = point.payload or {}
+                documents.add(str(payload.get("document_id", "")))
+                last = max(last, str(payload.get("indexed_at", "")))
+                points += 1
+            if offset is None:
+                break
+        info = self.client.get_collection(collection)
+        vectors = info.config.params.vectors
+        size = vectors[DENSE].size if isinstance(vectors, dict) else self.dimension
+        return CollectionStats(
+            points, len(documents), size, dt.datetime.fromisoformat(last) if last else None
+        )
 
     def collections(self) -> list[str]:
         return sorted(c.name for c in self.client.get_collections().collections)

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from llmops.core.settings import ServiceSettings
+from pydantic import Field
+
+from llmops.core.settings import QdrantSettings, ServiceSettings
 
 
 class Settings(ServiceSettings):
     service_name = "retrieval"
+
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    # Chunks are at most this many tokens of the embedding model, consecutive ones sharing up to
+    # chunk_overlap_tokens (MiniLM reads 256 at most, its special tokens included).
+    chunk_tokens: int = Field(200, ge=8, le=254)
+    chunk_overlap_tokens: int = Field(40, ge=0)
+    embed_batch_size: int = Field(64, ge=1)
+    # documents.cleaned is indexed in batches of up to this many documents.
+    index_batch_max_records: int = Field(64, ge=1)
+    default_top_k: int = Field(5, ge=1)
+    max_top_k: int = Field(100, ge=1)
+    log_buffer_events: int = Field(10_000, ge=1)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cretrieval/v1/retrieval.proto\x12\x13llmops.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x01\n\x0fRetrieveRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12@\n\x06\x66ilter\x18\x04 \x03(\x0b\x32\x30.llmops.retrieval.v1.RetrieveRequest.FilterEntry\x12\x17\n\x0fscore_threshold\x18\x05 \x01(\x01\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x1a-\n\x0b\x46ilterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x0bScoredChunk\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12@\n\x08metadata\x18\x05 \x03(\x0b\x32..llmops.retrieval.v1.ScoredChunk.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\x10RetrieveResponse\x12\x30\n\x06\x63hunks\x18\x01 \x03(\x0b\x32 .llmops.retrieval.v1.ScoredChunk\x12\x17\n\x0f\x65mbedding_model\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\'\n\x11IndexStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\xcc\x01\n\x12IndexStatsResponse\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x14\n\x0cpoints_count\x18\x02 \x01(\x03\x12\x13\n\x0bvector_size\x18\x03 \x01(\x05\x12\x17\n\x0f\x65mbedding_model\x18\x04 \x01(\t\x12\x10\n\x08\x64istance\x18\x05 \x01(\t\x12\x33\n\x0flast_indexed_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x64ocuments_count\x18\x07 \x01(\x03\"\x18\n\x16ListCollectionsRequest\"W\n\x17ListCollectionsResponse\x12<\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\'.llmops.retrieval.v1.IndexStatsResponse2\xb8\x02\n\x10RetrievalService\x12W\n\x08Retrieve\x12$.llmops.retrieval.v1.RetrieveRequest\x1a%.llmops.retrieval.v1.RetrieveResponse\x12]\n\nIndexStats\x12&.llmops.retrieval.v1.IndexStatsRequest\x1a\'.llmops.retrieval.v1.IndexStatsResponse\x12l\n\x0fListCollections\x12+.llmops.retrieval.v1.ListCollectionsRequest\x1a,.llmops.retrieval.v1.ListCollectionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cretrieval/v1/retrieval.proto\x12\x13llmops.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x0fRetrieveRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12@\n\x06\x66ilter\x18\x04 \x03(\x0b\x32\x30.llmops.retrieval.v1.RetrieveRequest.FilterEntry\x12\x17\n\x0fscore_threshold\x18\x05 \x01(\x01\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x30\n\x04mode\x18\x07 \x01(\x0e\x32\".llmops.retrieval.v1.RetrievalMode\x1a-\n\x0b\x46ilterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc4\x01\n\x0bScoredChunk\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12@\n\x08metadata\x18\x05 \x03(\x0b\x32..llmops.retrieval.v1.ScoredChunk.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\x10RetrieveResponse\x12\x30\n\x06\x63hunks\x18\x01 \x03(\x0b\x32 .llmops.retrieval.v1.ScoredChunk\x12\x17\n\x0f\x65mbedding_model\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\'\n\x11IndexStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\xcc\x01\n\x12IndexStatsResponse\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x14\n\x0cpoints_count\x18\x02 \x01(\x03\x12\x13\n\x0bvector_size\x18\x03 \x01(\x05\x12\x17\n\x0f\x65mbedding_model\x18\x04 \x01(\t\x12\x10\n\x08\x64istance\x18\x05 \x01(\t\x12\x33\n\x0flast_indexed_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x64ocuments_count\x18\x07 \x01(\x03\"\x18\n\x16ListCollectionsRequest\"W\n\x17ListCollectionsResponse\x12<\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\'.llmops.retrieval.v1.IndexStatsResponse*\x7f\n\rRetrievalMode\x12\x1e\n\x1aRETRIEVAL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15RETRIEVAL_MODE_HYBRID\x10\x01\x12\x18\n\x14RETRIEVAL_MODE_DENSE\x10\x02\x12\x19\n\x15RETRIEVAL_MODE_SPARSE\x10\x03\x32\xb8\x02\n\x10RetrievalService\x12W\n\x08Retrieve\x12$.llmops.retrieval.v1.RetrieveRequest\x1a%.llmops.retrieval.v1.RetrieveResponse\x12]\n\nIndexStats\x12&.llmops.retrieval.v1.IndexStatsRequest\x1a\'.llmops.retrieval.v1.IndexStatsResponse\x12l\n\x0fListCollections\x12+.llmops.retrieval.v1.ListCollectionsRequest\x1a,.llmops.retrieval.v1.ListCollectionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,24 +36,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRIEVEREQUEST_FILTERENTRY']._serialized_options = b'8\001'
   _globals['_SCOREDCHUNK_METADATAENTRY']._loaded_options = None
   _globals['_SCOREDCHUNK_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_RETRIEVALMODE']._serialized_start=1062
+  _globals['_RETRIEVALMODE']._serialized_end=1189
   _globals['_RETRIEVEREQUEST']._serialized_start=87
-  _globals['_RETRIEVEREQUEST']._serialized_end=312
-  _globals['_RETRIEVEREQUEST_FILTERENTRY']._serialized_start=267
-  _globals['_RETRIEVEREQUEST_FILTERENTRY']._serialized_end=312
-  _globals['_SCOREDCHUNK']._serialized_start=315
-  _globals['_SCOREDCHUNK']._serialized_end=511
-  _globals['_SCOREDCHUNK_METADATAENTRY']._serialized_start=464
-  _globals['_SCOREDCHUNK_METADATAENTRY']._serialized_end=511
-  _globals['_RETRIEVERESPONSE']._serialized_start=514
-  _globals['_RETRIEVERESPONSE']._serialized_end=647
-  _globals['_INDEXSTATSREQUEST']._serialized_start=649
-  _globals['_INDEXSTATSREQUEST']._serialized_end=688
-  _globals['_INDEXSTATSRESPONSE']._serialized_start=691
-  _globals['_INDEXSTATSRESPONSE']._serialized_end=895
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=897
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=921
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=923
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1010
-  _globals['_RETRIEVALSERVICE']._serialized_start=1013
-  _globals['_RETRIEVALSERVICE']._serialized_end=1325
+  _globals['_RETRIEVEREQUEST']._serialized_end=362
+  _globals['_RETRIEVEREQUEST_FILTERENTRY']._serialized_start=317
+  _globals['_RETRIEVEREQUEST_FILTERENTRY']._serialized_end=362
+  _globals['_SCOREDCHUNK']._serialized_start=365
+  _globals['_SCOREDCHUNK']._serialized_end=561
+  _globals['_SCOREDCHUNK_METADATAENTRY']._serialized_start=514
+  _globals['_SCOREDCHUNK_METADATAENTRY']._serialized_end=561
+  _globals['_RETRIEVERESPONSE']._serialized_start=564
+  _globals['_RETRIEVERESPONSE']._serialized_end=697
+  _globals['_INDEXSTATSREQUEST']._serialized_start=699
+  _globals['_INDEXSTATSREQUEST']._serialized_end=738
+  _globals['_INDEXSTATSRESPONSE']._serialized_start=741
+  _globals['_INDEXSTATSRESPONSE']._serialized_end=945
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=947
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=971
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=973
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1060
+  _globals['_RETRIEVALSERVICE']._serialized_start=1192
+  _globals['_RETRIEVALSERVICE']._serialized_end=1504
 # @@protoc_insertion_point(module_scope)
