@@ -52,14 +52,14 @@ def _document(text: str, document_id: str = "kepler") -> IndexedDocument:
 
 def test_reindexing_a_changed_document_leaves_exactly_its_new_chunks(index: ChunkIndex) -> None:
     first = _document(FACTS)
-    assert index.index("station", first) == 3
+    assert index.index("station", [first]) == 3
     other = _document("# Elsewhere\n\nMars has two moons.", "mars")
-    index.index("station", other)
+    index.index("station", [other])
     # Redelivery: the same document again changes nothing.
-    assert index.index("station", first) == 3
+    assert index.index("station", [first]) == 3
     assert index.count("station") == 4 and index.count("station", "kepler") == 3
     changed = _document(FACTS.split("# Supplies")[0].replace("2091", "2093"))
-    assert index.index("station", changed) == 2
+    assert index.index("station", [changed]) == 2
     assert index.count("station", "kepler") == 2 and index.count("station", "mars") == 1
     hits = index.search("station", "When was the reactor commissioned?", 10, filter={"document_id": "kepler"})
     assert sorted(h.chunk_id for h in hits) == sorted(point_id("station", "kepler", p) for p in (0, 1))
@@ -70,8 +70,8 @@ def test_reindexing_a_changed_document_leaves_exactly_its_new_chunks(index: Chun
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
 def test_each_mode_finds_the_chunk_that_holds_the_fact(index: ChunkIndex, mode: str) -> None:
-    index.index("station", _document(FACTS))
-    index.index("station", _document("# Elsewhere\n\nMars has two moons, Phobos and Deimos.", "mars"))
+    index.index("station", [_document(FACTS)])
+    index.index("station", [_document("# Elsewhere\n\nMars has two moons, Phobos and Deimos.", "mars")])
     questions = {
         "Who is the chief engineer of Kepler station?": "Imogen Varga",
         "Where does the station's water come from?": "comet ice",
@@ -84,7 +84,7 @@ def test_each_mode_finds_the_chunk_that_holds_the_fact(index: ChunkIndex, mode: 
 
 
 def test_bad_searches_get_clear_errors(index: ChunkIndex) -> None:
-    index.index("station", _document(FACTS))
+    index.index("station", [_document(FACTS)])
     with pytest.raises(InvalidArgument, match="query is empty"):
         index.search("station", "  ", 3)
     with pytest.raises(NotFound, match="collection 'nowhere' does not exist; known: station"):
@@ -92,3 +92,15 @@ def test_bad_searches_get_clear_errors(index: ChunkIndex) -> None:
     with pytest.raises(InvalidArgument, match="unknown field\\(s\\) colour"):
         index.search("station", "reactor", 3, filter={"colour": "red"})
     assert index.collections() == ["station"]
+
+
+def test_a_batch_is_embedded_together_and_a_document_given_twice_keeps_its_last_version(
+    index: ChunkIndex,
+) -> None:
+    old = _document(FACTS)
+    newer = _document("# Kepler station\n\nKepler station was renamed Varga station in 2095.")
+    other = _document("# Elsewhere\n\nMars has two moons.", "mars")
+    assert index.index("station", [old, other, newer]) == 2
+    assert index.count("station", "kepler") == 1 and index.count("station", "mars") == 1
+    (hit,) = index.search("station", "renamed", 1, filter={"document_id": "kepler"})
+    assert "Varga station" in hit.text

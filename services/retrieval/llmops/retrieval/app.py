@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 
 from llmops.contracts.events import DocumentCleaned, RetrievalLogged
 from llmops.contracts.rpc.retrieval.v1 import retrieval_pb2_grpc
@@ -66,19 +67,20 @@ class RetrievalService:
         index = self.index()
 
         def work() -> int:
-            chunks = 0
+            by_dataset: dict[str, list[IndexedDocument]] = defaultdict(list)
             for e in events:
-                document = IndexedDocument(
-                    e.dataset,
-                    e.document_id,
-                    e.source,
-                    e.snapshot_id,
-                    chunk_text(e.text, self.chunking, tokens.count, tokens.offsets),
-                    dict(e.metadata),
+                by_dataset[e.dataset].append(
+                    IndexedDocument(
+                        e.dataset,
+                        e.document_id,
+                        e.source,
+                        e.snapshot_id,
+                        chunk_text(e.text, self.chunking, tokens.count, tokens.offsets),
+                        dict(e.metadata),
+                    )
                 )
-                # Deterministic point ids: a redelivered batch replaces the same points.
-                chunks += index.index(e.dataset, document)
-            return chunks
+            # Deterministic point ids: a redelivered batch replaces the same points.
+            return sum(index.index(dataset, documents) for dataset, documents in by_dataset.items())
 
         chunks = await asyncio.to_thread(work)
         log.info("indexed %d document(s) as %d chunk(s)", len(events), chunks)

@@ -82,14 +82,16 @@ class ChunkIndex:
             for key in ("document_id", "dataset"):
                 self.client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
 
-    def index(self, collection: str, document: IndexedDocument) -> int:
-        """Upsert the document's chunks and delete the ones it no longer has; how many it has."""
+    def index(self, collection: str, documents: Sequence[IndexedDocument]) -> int:
+        """Upsert the documents' chunks (embedded together, in batches) and delete the chunks each one
+        no longer has; how many chunks they have. A document given twice keeps its last version."""
         self.ensure_collection(collection)
+        latest = {d.document_id: d for d in documents}
         now = dt.datetime.now(dt.UTC).isoformat()
-        texts = [c.text for c in document.chunks]
-        dense = self._embed(texts) if texts else []
+        pairs = [(d, c) for d in latest.values() for c in d.chunks]
+        dense = self._embed([c.text for _, c in pairs]) if pairs else []
         points = []
-        for chunk, vector in zip(document.chunks, dense, strict=True):
+        for (document, chunk), vector in zip(pairs, dense, strict=True):
             sparse = document_vector(chunk.text)
             points.append(
                 models.PointStruct(
@@ -115,21 +117,24 @@ class ChunkIndex:
             )
         if points:
             self.client.upsert(collection, points, wait=True)
-        # Chunks past the new end belonged to an earlier version of the document.
-        self.client.delete(
-            collection,
-            models.FilterSelector(
-                filter=models.Filter(
-                    must=[
-                        models.FieldCondition(
-                            key="document_id", match=models.MatchValue(value=document.document_id)
-                        ),
-                        models.FieldCondition(key="position", range=models.Range(gte=len(points))),
-                    ]
-                )
-            ),
-            wait=True,
-        )
+        for document in latest.values():
+            # Chunks past the new end belonged to an earlier version of the document.
+            self.client.delete(
+                collection,
+                models.FilterSelector(
+                    filter=models.Filter(
+                        must=[
+                            models.FieldCondition(
+                                key="document_id", match=models.MatchValue(value=document.document_id)
+                            ),
+                            models.FieldCondition(
+                                key="position", range=models.Range(gte=len(document.chunks))
+                            ),
+                        ]
+                    )
+                ),
+                wait=True,
+            )
         return len(points)
 
     def count(self, collection: str, document_id: str | None = None) -> int:
