@@ -14,7 +14,7 @@ from llmops.core.errors import InvalidArgument, NotFound
 from llmops.retrieval.domain.chunking import ChunkingConfig, chunk_text
 from llmops.retrieval.domain.tokens import ModelTokens
 from llmops.retrieval.embedding import Embedder
-from llmops.retrieval.index import ChunkIndex, IndexedDocument, point_id
+from llmops.retrieval.index import ChunkIndex, IndexedDocument, Mode, point_id
 
 CONFIG = ChunkingConfig(max_tokens=48, overlap_tokens=0)
 
@@ -68,8 +68,8 @@ def test_reindexing_a_changed_document_leaves_exactly_its_new_chunks(index: Chun
     )
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
-def test_each_mode_finds_the_chunk_that_holds_the_fact(index: ChunkIndex, mode: str) -> None:
+@pytest.mark.parametrize("mode", list(Mode))
+def test_each_mode_finds_the_chunk_that_holds_the_fact(index: ChunkIndex, mode: Mode) -> None:
     index.index("station", [_document(FACTS)])
     index.index("station", [_document("# Elsewhere\n\nMars has two moons, Phobos and Deimos.", "mars")])
     questions = {
@@ -78,7 +78,7 @@ def test_each_mode_finds_the_chunk_that_holds_the_fact(index: ChunkIndex, mode: 
         "What fuel does the Zorblat reactor use?": "helium-3",
     }
     for question, fact in questions.items():
-        (best, *_rest) = index.search("station", question, 2, mode=mode)  # type: ignore[arg-type]
+        (best, *_rest) = index.search("station", question, 2, mode=mode)
         assert fact in best.text, (mode, question, best.text)
         assert best.payload["document_id"] == "kepler" and best.payload["heading"]
 
@@ -92,6 +92,15 @@ def test_bad_searches_get_clear_errors(index: ChunkIndex) -> None:
     with pytest.raises(InvalidArgument, match="unknown field\\(s\\) colour"):
         index.search("station", "reactor", 3, filter={"colour": "red"})
     assert index.collections() == ["station"]
+
+
+def test_settings_refuse_an_overlap_of_half_a_chunk_or_more() -> None:
+    from pydantic import ValidationError
+
+    from llmops.retrieval.settings import Settings
+
+    with pytest.raises(ValidationError, match="LLMOPS_RETRIEVAL_CHUNK_OVERLAP_TOKENS \\(100\\)"):
+        Settings(chunk_tokens=200, chunk_overlap_tokens=100, auth={"auth_disabled": True})
 
 
 def test_a_batch_is_embedded_together_and_a_document_given_twice_keeps_its_last_version(

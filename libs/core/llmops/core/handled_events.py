@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from llmops.core.sql import (
+    MARK_FLAG,
     UTCDateTime,
     insert_ignoring_duplicates,
     read_transaction,
@@ -45,8 +46,6 @@ from llmops.core.sql import (
     write_transaction,
 )
 
-# Set on a connection whose transaction marked the delivery in progress.
-MARK_FLAG = "llmops_handled_mark"
 MAX_GROUP_CHARS = 255
 MAX_EVENT_ID_CHARS = 64
 

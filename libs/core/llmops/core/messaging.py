@@ -260,7 +260,7 @@ class EventBus:
             # Committed after the handler returned (handled or dead-lettered); an error or a
             # cancellation commits nothing, so the message is read again.
             ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=_decoders(event_type)[0],
+            decoder=_decoder(event_type, batch=False),
             group_instance_id=self._instance,
             title=f"{group_id}:{topic}",
         )(_on_event)
@@ -310,7 +310,7 @@ class EventBus:
             group_id=group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=_decoders(event_type)[1],
+            decoder=_decoder(event_type, batch=True),
             group_instance_id=self._instance,
             batch=True,
             max_records=max_records,
@@ -528,13 +528,13 @@ def parse_record(event_type: type[E], record: ConsumerRecord) -> E:
     return parse_value(event_type, record.value)
 
 
-def _decoders(event_type: type[Event]) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """FastStream decoders for one event type: a message, and a batch, into validated events."""
+def _decoder(event_type: type[Event], *, batch: bool) -> Callable[..., Any]:
+    """The FastStream decoder of a subscriber: its message (or batch of them) into validated events."""
 
     async def one(msg: KafkaMessage, original: Any) -> Any:
         return parse_value(event_type, msg.raw_message.value)  # type: ignore[union-attr]
 
-    async def batch(msg: KafkaMessage, original: Any) -> Any:
+    async def many(msg: KafkaMessage, original: Any) -> Any:
         return [parse_value(event_type, r.value) for r in msg.raw_message]  # type: ignore[union-attr]
 
-    return one, batch
+    return many if batch else one

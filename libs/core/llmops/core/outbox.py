@@ -42,12 +42,18 @@ from llmops.contracts.events import EVENT_BY_TOPIC, Event
 from llmops.core.logging import current_request_id
 from llmops.core.metrics import OUTBOX_PENDING, OUTBOX_RELAYED
 from llmops.core.retry import short_error
-from llmops.core.sql import UTCDateTime, auto_id, chunks, read_transaction, utc_now, write_transaction
+from llmops.core.sql import (
+    QUEUED_FLAG,
+    UTCDateTime,
+    auto_id,
+    chunks,
+    read_transaction,
+    utc_now,
+    write_transaction,
+)
 
 log = logging.getLogger(__name__)
 
-# Set on a connection whose transaction queued events, so the store wakes the relay after commit.
-QUEUED_FLAG = "llmops_outbox_queued"
 # How many events the relay publishes at once (distinct keys), and reads per round.
 WINDOW = 200
 _READ = 1000

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WRITE_OPTION = "llmops_write"
+# Set on a connection by a write transaction that queued outbox events (llmops.core.outbox) or marked
+# the delivery in progress as handled (llmops.core.handled_events); read when it commits.
+QUEUED_FLAG = "llmops_outbox_queued"
+MARK_FLAG = "llmops_handled_mark"
 SCHEMES = ("sqlite", "postgresql")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -284,9 +288,6 @@ class SqlStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        from llmops.core.handled_events import MARK_FLAG
-        from llmops.core.outbox import QUEUED_FLAG
-
         with self._engine.connect() as conn:
             conn.execution_options(**{WRITE_OPTION: True})
             try:

@@ -122,7 +122,7 @@ class Ingestor:
                     self._write_snapshot, dataset, kept
                 )
                 record.state = SUCCEEDED
-                self._finish(record, pipeline)
+                self._close(record, pipeline)
                 # The record, the dedup memory and every event commit together (the outbox): a batch
                 # that shows SUCCEEDED is announced, also when Kafka is away at that moment.
                 await asyncio.to_thread(
@@ -131,21 +131,29 @@ class Ingestor:
                     hashes=[(d.content_hash, d.doc_id, record.batch_id) for d in kept],
                     announce=self._events(record, kept),
                 )
-                # Only kept documents are remembered, in memory as on disk, so a restart changes nothing.
-                self.hashes |= {d.content_hash for d in kept}
-                await asyncio.to_thread(self.index.save, self.index_path)
             except Exception as exc:
                 log.exception("batch %s failed", record.batch_id)
                 record.state = FAILED
                 pipeline.counts.record_error(0, "batch", f"batch failed: {exc}")
                 # The in-memory index may hold this batch's documents: go back to the committed one.
                 self.index = await asyncio.to_thread(self._load_index)
-                self._finish(record, pipeline)
+                self._close(record, pipeline)
                 await asyncio.to_thread(self.store.finish, record)
+                return record
+            # Committed: the batch succeeded whatever happens next. Only kept documents are
+            # remembered, in memory as on disk.
+            self.hashes |= {d.content_hash for d in kept}
+            try:
+                await asyncio.to_thread(self.index.save, self.index_path)
+            except OSError:
+                # Exact dedup (in the database) still holds; the near-duplicate index on disk lags
+                # behind the one in memory until the next batch saves it.
+                log.exception("batch %s: cannot save the near-duplicate index", record.batch_id)
             return record
 
     @staticmethod
-    def _finish(record: BatchRecord, pipeline: CleaningPipeline) -> None:
+    def _close(record: BatchRecord, pipeline: CleaningPipeline) -> None:
+        """Set the outcome's counts, errors and end time on ``record`` (before it is stored)."""
         record.counts = _counts(pipeline.counts)
         record.errors = [asdict(e) for e in pipeline.counts.item_errors]
         record.completed_at = utc_now()

@@ -12,17 +12,13 @@ import grpc
 from llmops.contracts.events import RetrievalLogged
 from llmops.contracts.rpc.retrieval.v1 import retrieval_pb2 as pb
 from llmops.contracts.rpc.retrieval.v1 import retrieval_pb2_grpc
+from llmops.core.convert import EnumMap
 from llmops.core.errors import InvalidArgument
 from llmops.core.publish_buffer import PublishBuffer
 from llmops.core.service import Deferred
-from llmops.retrieval.index import ChunkIndex, Hit
+from llmops.retrieval.index import ChunkIndex, Hit, Mode
 
-_MODES = {
-    pb.RETRIEVAL_MODE_UNSPECIFIED: "hybrid",
-    pb.RETRIEVAL_MODE_HYBRID: "hybrid",
-    pb.RETRIEVAL_MODE_DENSE: "dense",
-    pb.RETRIEVAL_MODE_SPARSE: "sparse",
-}
+MODES = EnumMap(pb.RetrievalMode, Mode)
 
 
 class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
@@ -51,9 +47,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         top_k = request.top_k or self._default_top_k
         if not 1 <= top_k <= self._max_top_k:
             raise InvalidArgument(f"top_k must be between 1 and {self._max_top_k}, got {request.top_k}")
-        if request.mode not in _MODES:
-            raise InvalidArgument(f"mode {request.mode} is not a known RetrievalMode")
-        mode = _MODES[request.mode]
+        mode = MODES.from_pb(request.mode, "mode") or Mode.HYBRID
         hits = await asyncio.to_thread(
             self._index().search,
             request.collection,
@@ -61,7 +55,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             top_k,
             filter=dict(request.filter),
             score_threshold=request.score_threshold,
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,
         )
         latency_ms = (time.perf_counter() - started) * 1000
         request_id = request.request_id or str(uuid.uuid4())
@@ -76,7 +70,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
                     chunk_ids=[h.chunk_id for h in hits],
                     scores=[h.score for h in hits],
                     latency_ms=latency_ms,
-                    mode=mode,  # type: ignore[arg-type]
+                    mode=mode.value,
                 )
             )
         )

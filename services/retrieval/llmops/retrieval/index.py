@@ -9,11 +9,12 @@ longer has is deleted, and a redelivered document changes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from qdrant_client import QdrantClient, models
 
@@ -26,7 +27,14 @@ SPARSE = "bm25"
 _POINT_NAMESPACE = uuid.UUID("6f1d2c3b-4a5e-4f60-8b7c-9d0e1f2a3b4c")
 # Payload fields a filter may name (exact match).
 FILTERABLE = ("dataset", "document_id", "source", "snapshot_id", "heading")
-Mode = Literal["hybrid", "dense", "sparse"]
+
+
+class Mode(enum.StrEnum):
+    """Dense and sparse search fused by reciprocal rank, or one of them alone."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    SPARSE = "sparse"
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,7 @@ class ChunkIndex:
         *,
         filter: Mapping[str, str] | None = None,
         score_threshold: float = 0.0,
-        mode: Mode = "hybrid",
+        mode: Mode = Mode.HYBRID,
     ) -> list[Hit]:
         """The ``top_k`` best chunks for ``query``: dense, sparse, or both fused by reciprocal rank."""
         if not query.strip():
@@ -204,8 +212,8 @@ class ChunkIndex:
         terms = query_vector(query)
         sparse = models.SparseVector(indices=terms.indices, values=terms.values)
         threshold = score_threshold or None
-        if mode in ("dense", "sparse"):
-            using, vector = (DENSE, dense) if mode == "dense" else (SPARSE, sparse)
+        if mode is not Mode.HYBRID:
+            using, vector = (DENSE, dense) if mode is Mode.DENSE else (SPARSE, sparse)
             found = self.client.query_points(
                 collection,
                 query=vector,

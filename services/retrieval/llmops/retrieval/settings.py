@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from llmops.core.settings import QdrantSettings, ServiceSettings
 
@@ -21,3 +21,17 @@ class Settings(ServiceSettings):
     default_top_k: int = Field(5, ge=1)
     max_top_k: int = Field(100, ge=1)
     log_buffer_events: int = Field(10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _overlap_below_half(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens // 2:
+            raise ValueError(
+                f"LLMOPS_RETRIEVAL_CHUNK_OVERLAP_TOKENS ({self.chunk_overlap_tokens}) must be less than half "
+                f"of LLMOPS_RETRIEVAL_CHUNK_TOKENS ({self.chunk_tokens})"
+            )
+        if self.default_top_k > self.max_top_k:
+            raise ValueError(
+                f"LLMOPS_RETRIEVAL_DEFAULT_TOP_K ({self.default_top_k}) is above "
+                f"LLMOPS_RETRIEVAL_MAX_TOP_K ({self.max_top_k})"
+            )
+        return self

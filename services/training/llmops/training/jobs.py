@@ -182,14 +182,7 @@ class TrainingJobs:
         """
         job = await self.get(job_id)
         message = f"cancelled: {reason.strip() or 'by request'}"
-        updated = await asyncio.to_thread(
-            self.store.transition,
-            job_id,
-            ACTIVE,
-            JobState.CANCELLED,
-            error=message,
-            announce=TrainingFailed(job_id=job_id, reason=message),
-        )
+        updated = await self._end(job_id, JobState.CANCELLED, message)
         if updated is None:
             job = await self.get(job_id)
             raise FailedPrecondition(
@@ -436,16 +429,21 @@ class TrainingJobs:
                 )
         return self.artifacts.uri(prefix)
 
-    async def _fail(self, job_id: str, reason: str) -> None:
-        reason = reason.strip() or "unknown error"
-        failed = await asyncio.to_thread(
+    async def _end(self, job_id: str, state: JobState, reason: str) -> Job | None:
+        """QUEUED or RUNNING -> ``state`` (FAILED or CANCELLED) with training.failed queued with it;
+        None when the job had already ended."""
+        return await asyncio.to_thread(
             self.store.transition,
             job_id,
             ACTIVE,
-            JobState.FAILED,
+            state,
             error=reason,
             announce=TrainingFailed(job_id=job_id, reason=reason[:4000]),
         )
+
+    async def _fail(self, job_id: str, reason: str) -> None:
+        reason = reason.strip() or "unknown error"
+        failed = await self._end(job_id, JobState.FAILED, reason)
         if failed is None:
             return
         log.error("job %s failed: %s", job_id, reason)
