@@ -210,7 +210,36 @@ class ModelAliasChanged(Event):
     reason: str = ""
 
 
+class ModelCanaryChanged(Event):
+    """A canary started, changed its share, or ended (``active`` False, with its outcome)."""
+
+    topic = topics.MODELS_CANARY_CHANGED
+    key_field = "model"
+
+    model: NonEmpty
+    alias: NonEmpty = Field(description="The alias requests name; its holder is the champion arm.")
+    challenger_alias: NonEmpty
+    share: float = Field(ge=0.0, le=1.0, description="Share of the alias's traffic the challenger gets.")
+    champion_version: int | None = None
+    challenger_version: int | None = None
+    active: bool = True
+    outcome: Literal["", "promote", "rollback"] = ""
+    actor: str = ""
+    reason: str = ""
+
+
 # --- serving and retrieval -------------------------------------------------------------------------
+
+
+class Citation(BaseModel):
+    """A retrieved chunk an answer was given as context."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    index: int = Field(ge=1, description="Its number in the prompt ([1], [2], ...).")
+    chunk_id: str
+    document_id: str
+    score: float
 
 
 class InferenceLogged(Event):
@@ -234,6 +263,12 @@ class InferenceLogged(Event):
     top_p: float | None = None
     max_tokens: int | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    user: str = Field("", description="The end user the caller named (canary stickiness).")
+    arm: str = Field("", description="The alias that answered; under a canary, the arm.")
+    template: str = Field("", description="The prompt template's name, when one was used.")
+    template_version: int | None = None
+    retrieval_collection: str = ""
+    citations: list[Citation] = Field(default_factory=list)
 
 
 class RetrievalLogged(Event):
@@ -335,6 +370,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     TrainingFailed,
     ModelVersionRegistered,
     ModelAliasChanged,
+    ModelCanaryChanged,
     InferenceLogged,
     RetrievalLogged,
     FeedbackSubmitted,

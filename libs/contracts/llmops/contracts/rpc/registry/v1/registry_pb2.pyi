@@ -36,6 +36,12 @@ class LineageNodeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LINEAGE_NODE_KIND_TRAINING_JOB: _ClassVar[LineageNodeKind]
     LINEAGE_NODE_KIND_MODEL_VERSION: _ClassVar[LineageNodeKind]
     LINEAGE_NODE_KIND_DEPLOYMENT: _ClassVar[LineageNodeKind]
+
+class CanaryOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANARY_OUTCOME_UNSPECIFIED: _ClassVar[CanaryOutcome]
+    CANARY_OUTCOME_PROMOTE: _ClassVar[CanaryOutcome]
+    CANARY_OUTCOME_ROLLBACK: _ClassVar[CanaryOutcome]
 COMPARATOR_UNSPECIFIED: Comparator
 COMPARATOR_GTE: Comparator
 COMPARATOR_LTE: Comparator
@@ -54,6 +60,9 @@ LINEAGE_NODE_KIND_LABEL_SET: LineageNodeKind
 LINEAGE_NODE_KIND_TRAINING_JOB: LineageNodeKind
 LINEAGE_NODE_KIND_MODEL_VERSION: LineageNodeKind
 LINEAGE_NODE_KIND_DEPLOYMENT: LineageNodeKind
+CANARY_OUTCOME_UNSPECIFIED: CanaryOutcome
+CANARY_OUTCOME_PROMOTE: CanaryOutcome
+CANARY_OUTCOME_ROLLBACK: CanaryOutcome
 
 class GateRule(_message.Message):
     __slots__ = ("metric", "comparator", "threshold")
@@ -386,3 +395,145 @@ class Lineage(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[LineageNode]
     edges: _containers.RepeatedCompositeFieldContainer[LineageEdge]
     def __init__(self, nodes: _Optional[_Iterable[_Union[LineageNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[LineageEdge, _Mapping]]] = ...) -> None: ...
+
+class Canary(_message.Message):
+    __slots__ = ("model", "alias", "challenger_alias", "share", "champion_version", "challenger_version", "active", "outcome", "actor", "reason", "updated_at")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_ALIAS_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    alias: str
+    challenger_alias: str
+    share: float
+    champion_version: int
+    challenger_version: int
+    active: bool
+    outcome: CanaryOutcome
+    actor: str
+    reason: str
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, model: _Optional[str] = ..., alias: _Optional[str] = ..., challenger_alias: _Optional[str] = ..., share: _Optional[float] = ..., champion_version: _Optional[int] = ..., challenger_version: _Optional[int] = ..., active: _Optional[bool] = ..., outcome: _Optional[_Union[CanaryOutcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetCanaryRequest(_message.Message):
+    __slots__ = ("model", "alias", "challenger_alias", "share", "actor", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_ALIAS_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    alias: str
+    challenger_alias: str
+    share: float
+    actor: str
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., alias: _Optional[str] = ..., challenger_alias: _Optional[str] = ..., share: _Optional[float] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetCanaryRequest(_message.Message):
+    __slots__ = ("model", "alias")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    alias: str
+    def __init__(self, model: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class EndCanaryRequest(_message.Message):
+    __slots__ = ("model", "alias", "outcome", "actor", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    alias: str
+    outcome: CanaryOutcome
+    actor: str
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., alias: _Optional[str] = ..., outcome: _Optional[_Union[CanaryOutcome, str]] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PromptTemplate(_message.Message):
+    __slots__ = ("name", "version", "template", "system", "variables", "description", "aliases", "created_by", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    template: str
+    system: str
+    variables: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    created_by: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., template: _Optional[str] = ..., system: _Optional[str] = ..., variables: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreatePromptTemplateRequest(_message.Message):
+    __slots__ = ("name", "template", "system", "variables", "description", "actor")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    template: str
+    system: str
+    variables: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    actor: str
+    def __init__(self, name: _Optional[str] = ..., template: _Optional[str] = ..., system: _Optional[str] = ..., variables: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class GetPromptTemplateRequest(_message.Message):
+    __slots__ = ("name", "version", "alias")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    alias: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class ListPromptTemplatesRequest(_message.Message):
+    __slots__ = ("name", "page_size", "page_token")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    page_size: int
+    page_token: str
+    def __init__(self, name: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPromptTemplatesResponse(_message.Message):
+    __slots__ = ("templates", "next_page_token")
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    templates: _containers.RepeatedCompositeFieldContainer[PromptTemplate]
+    next_page_token: str
+    def __init__(self, templates: _Optional[_Iterable[_Union[PromptTemplate, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetPromptTemplateAliasRequest(_message.Message):
+    __slots__ = ("name", "alias", "version", "actor")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    alias: str
+    version: int
+    actor: str
+    def __init__(self, name: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ..., actor: _Optional[str] = ...) -> None: ...

@@ -101,6 +101,41 @@ class RegistryServiceStub:
                 request_serializer=registry_dot_v1_dot_registry__pb2.GetLineageRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_registry__pb2.Lineage.FromString,
                 _registered_method=True)
+        self.SetCanary = channel.unary_unary(
+                '/llmops.registry.v1.RegistryService/SetCanary',
+                request_serializer=registry_dot_v1_dot_registry__pb2.SetCanaryRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_registry__pb2.Canary.FromString,
+                _registered_method=True)
+        self.GetCanary = channel.unary_unary(
+                '/llmops.registry.v1.RegistryService/GetCanary',
+                request_serializer=registry_dot_v1_dot_registry__pb2.GetCanaryRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_registry__pb2.Canary.FromString,
+                _registered_method=True)
+        self.EndCanary = channel.unary_unary(
+                '/llmops.registry.v1.RegistryService/EndCanary',
+                request_serializer=registry_dot_v1_dot_registry__pb2.EndCanaryRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_registry__pb2.Canary.FromString,
+                _registered_method=True)
+        self.CreatePromptTemplate = channel.unary_unary(
+                '/llmops.registry.v1.RegistryService/CreatePromptTemplate',
+                request_serializer=registry_dot_v1_dot_registry__pb2.CreatePromptTemplateRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_registry__pb2.PromptTemplate.FromString,
+                _registered_method=True)
+        self.GetPromptTemplate = channel.unary_unary(
+                '/llmops.registry.v1.RegistryService/GetPromptTemplate',
+                request_serializer=registry_dot_v1_dot_registry__pb2.GetPromptTemplateRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_registry__pb2.PromptTemplate.FromString,
+                _registered_method=True)
+        self.ListPromptTemplates = channel.unary_unary(
+                '/llmops.registry.v1.RegistryService/ListPromptTemplates',
+                request_serializer=registry_dot_v1_dot_registry__pb2.ListPromptTemplatesRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_registry__pb2.ListPromptTemplatesResponse.FromString,
+                _registered_method=True)
+        self.SetPromptTemplateAlias = channel.unary_unary(
+                '/llmops.registry.v1.RegistryService/SetPromptTemplateAlias',
+                request_serializer=registry_dot_v1_dot_registry__pb2.SetPromptTemplateAliasRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_registry__pb2.PromptTemplate.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -199,6 +234,58 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetCanary(self, request, context):
+        """Starts a canary on an alias, or changes its share: requests for `alias` are split between the
+        version it holds (the champion arm) and the version `challenger_alias` holds (the challenger arm).
+        Both aliases must exist and hold READY versions (FAILED_PRECONDITION otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCanary(self, request, context):
+        """The canary on an alias (NOT_FOUND when none runs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndCanary(self, request, context):
+        """Ends a canary: PROMOTE moves `alias` to the challenger's version through the model's gate, then
+        removes the challenger alias; ROLLBACK removes the challenger alias. The champion then takes all traffic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePromptTemplate(self, request, context):
+        """Registers a new version of a prompt template (versions number from 1 per name).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPromptTemplate(self, request, context):
+        """Returns one template version, by number, by alias, or the latest when neither is given.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPromptTemplates(self, request, context):
+        """Lists templates: the versions of one name (newest first), or the latest version of every name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPromptTemplateAlias(self, request, context):
+        """Points a template alias (e.g. "production") at a version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,6 +353,41 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetLineage,
                     request_deserializer=registry_dot_v1_dot_registry__pb2.GetLineageRequest.FromString,
                     response_serializer=registry_dot_v1_dot_registry__pb2.Lineage.SerializeToString,
+            ),
+            'SetCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCanary,
+                    request_deserializer=registry_dot_v1_dot_registry__pb2.SetCanaryRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_registry__pb2.Canary.SerializeToString,
+            ),
+            'GetCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCanary,
+                    request_deserializer=registry_dot_v1_dot_registry__pb2.GetCanaryRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_registry__pb2.Canary.SerializeToString,
+            ),
+            'EndCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndCanary,
+                    request_deserializer=registry_dot_v1_dot_registry__pb2.EndCanaryRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_registry__pb2.Canary.SerializeToString,
+            ),
+            'CreatePromptTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePromptTemplate,
+                    request_deserializer=registry_dot_v1_dot_registry__pb2.CreatePromptTemplateRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_registry__pb2.PromptTemplate.SerializeToString,
+            ),
+            'GetPromptTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPromptTemplate,
+                    request_deserializer=registry_dot_v1_dot_registry__pb2.GetPromptTemplateRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_registry__pb2.PromptTemplate.SerializeToString,
+            ),
+            'ListPromptTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPromptTemplates,
+                    request_deserializer=registry_dot_v1_dot_registry__pb2.ListPromptTemplatesRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_registry__pb2.ListPromptTemplatesResponse.SerializeToString,
+            ),
+            'SetPromptTemplateAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPromptTemplateAlias,
+                    request_deserializer=registry_dot_v1_dot_registry__pb2.SetPromptTemplateAliasRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_registry__pb2.PromptTemplate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -621,6 +743,195 @@ class RegistryService:
             '/llmops.registry.v1.RegistryService/GetLineage',
             registry_dot_v1_dot_registry__pb2.GetLineageRequest.SerializeToString,
             registry_dot_v1_dot_registry__pb2.Lineage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.registry.v1.RegistryService/SetCanary',
+            registry_dot_v1_dot_registry__pb2.SetCanaryRequest.SerializeToString,
+            registry_dot_v1_dot_registry__pb2.Canary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.registry.v1.RegistryService/GetCanary',
+            registry_dot_v1_dot_registry__pb2.GetCanaryRequest.SerializeToString,
+            registry_dot_v1_dot_registry__pb2.Canary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.registry.v1.RegistryService/EndCanary',
+            registry_dot_v1_dot_registry__pb2.EndCanaryRequest.SerializeToString,
+            registry_dot_v1_dot_registry__pb2.Canary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePromptTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.registry.v1.RegistryService/CreatePromptTemplate',
+            registry_dot_v1_dot_registry__pb2.CreatePromptTemplateRequest.SerializeToString,
+            registry_dot_v1_dot_registry__pb2.PromptTemplate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPromptTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.registry.v1.RegistryService/GetPromptTemplate',
+            registry_dot_v1_dot_registry__pb2.GetPromptTemplateRequest.SerializeToString,
+            registry_dot_v1_dot_registry__pb2.PromptTemplate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPromptTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.registry.v1.RegistryService/ListPromptTemplates',
+            registry_dot_v1_dot_registry__pb2.ListPromptTemplatesRequest.SerializeToString,
+            registry_dot_v1_dot_registry__pb2.ListPromptTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPromptTemplateAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.registry.v1.RegistryService/SetPromptTemplateAlias',
+            registry_dot_v1_dot_registry__pb2.SetPromptTemplateAliasRequest.SerializeToString,
+            registry_dot_v1_dot_registry__pb2.PromptTemplate.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18serving/v1/serving.proto\x12\x11llmops.serving.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x85\x03\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x30\n\x08messages\x18\x03 \x03(\x0b\x32\x1e.llmops.serving.v1.ChatMessage\x12\x12\n\nmax_tokens\x18\x04 \x01(\r\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x11\n\x04seed\x18\x08 \x01(\x04H\x02\x88\x01\x01\x12\x12\n\nraw_prompt\x18\t \x01(\x08\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x42\n\x08metadata\x18\x0b \x03(\x0b\x32\x30.llmops.serving.v1.GenerateRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\":\n\x06Timing\x12\x10\n\x08total_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\"\xc5\x01\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\'\n\x05usage\x18\x06 \x01(\x0b\x32\x18.llmops.serving.v1.Usage\x12)\n\x06timing\x18\x07 \x01(\x0b\x32\x19.llmops.serving.v1.Timing\"\xcc\x01\n\x16GenerateStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\'\n\x05usage\x18\x06 \x01(\x0b\x32\x18.llmops.serving.v1.Usage\x12)\n\x06timing\x18\x07 \x01(\x0b\x32\x19.llmops.serving.v1.Timing\"\x13\n\x11ListModelsRequest\"\xa8\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nbase_model\x18\x03 \x01(\t\x12\x12\n\nis_adapter\x18\x04 \x01(\x08\x12\x0f\n\x07\x61liases\x18\x05 \x03(\t\x12\x12\n\nis_default\x18\x06 \x01(\x08\x12\x15\n\rmax_model_len\x18\x07 \x01(\r\x12\x18\n\x10max_tokens_limit\x18\x08 \x01(\r\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.llmops.serving.v1.ModelInfo2\xa3\x02\n\x0eServingService\x12S\n\x08Generate\x12\".llmops.serving.v1.GenerateRequest\x1a#.llmops.serving.v1.GenerateResponse\x12\x61\n\x0eGenerateStream\x12\".llmops.serving.v1.GenerateRequest\x1a).llmops.serving.v1.GenerateStreamResponse0\x01\x12Y\n\nListModels\x12$.llmops.serving.v1.ListModelsRequest\x1a%.llmops.serving.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18serving/v1/serving.proto\x12\x11llmops.serving.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xd5\x04\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x30\n\x08messages\x18\x03 \x03(\x0b\x32\x1e.llmops.serving.v1.ChatMessage\x12\x12\n\nmax_tokens\x18\x04 \x01(\r\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x11\n\x04seed\x18\x08 \x01(\x04H\x02\x88\x01\x01\x12\x12\n\nraw_prompt\x18\t \x01(\x08\x12\x12\n\nrequest_id\x18\n \x01(\t\x12\x42\n\x08metadata\x18\x0b \x03(\x0b\x32\x30.llmops.serving.v1.GenerateRequest.MetadataEntry\x12\x10\n\x08template\x18\x0c \x01(\t\x12\x44\n\tvariables\x18\r \x03(\x0b\x32\x31.llmops.serving.v1.GenerateRequest.VariablesEntry\x12\x36\n\tretrieval\x18\x0e \x01(\x0b\x32#.llmops.serving.v1.RetrievalOptions\x12\x0c\n\x04user\x18\x0f \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"\xfa\x01\n\x10RetrievalOptions\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05top_k\x18\x02 \x01(\r\x12?\n\x06\x66ilter\x18\x03 \x03(\x0b\x32/.llmops.serving.v1.RetrievalOptions.FilterEntry\x12\x17\n\x0fscore_threshold\x18\x04 \x01(\x01\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\r\n\x05query\x18\x06 \x01(\t\x12\x1d\n\x15\x61llow_without_context\x18\x07 \x01(\x08\x1a-\n\x0b\x46ilterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"s\n\x08\x43itation\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\ncollection\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\":\n\x06Timing\x12\x10\n\x08total_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\"\xb7\x02\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\'\n\x05usage\x18\x06 \x01(\x0b\x32\x18.llmops.serving.v1.Usage\x12)\n\x06timing\x18\x07 \x01(\x0b\x32\x19.llmops.serving.v1.Timing\x12.\n\tcitations\x18\x08 \x03(\x0b\x32\x1b.llmops.serving.v1.Citation\x12\x0b\n\x03\x61rm\x18\t \x01(\t\x12\x18\n\x10template_version\x18\n \x01(\t\x12\x19\n\x11retrieval_skipped\x18\x0b \x01(\x08\"\xbe\x02\n\x16GenerateStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\t\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\'\n\x05usage\x18\x06 \x01(\x0b\x32\x18.llmops.serving.v1.Usage\x12)\n\x06timing\x18\x07 \x01(\x0b\x32\x19.llmops.serving.v1.Timing\x12.\n\tcitations\x18\x08 \x03(\x0b\x32\x1b.llmops.serving.v1.Citation\x12\x0b\n\x03\x61rm\x18\t \x01(\t\x12\x18\n\x10template_version\x18\n \x01(\t\x12\x19\n\x11retrieval_skipped\x18\x0b \x01(\x08\"\x13\n\x11ListModelsRequest\"\xc7\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nbase_model\x18\x03 \x01(\t\x12\x12\n\nis_adapter\x18\x04 \x01(\x08\x12\x0f\n\x07\x61liases\x18\x05 \x03(\t\x12\x12\n\nis_default\x18\x06 \x01(\x08\x12\x15\n\rmax_model_len\x18\x07 \x01(\r\x12\x18\n\x10max_tokens_limit\x18\x08 \x01(\r\x12\r\n\x05model\x18\t \x01(\t\x12\x0e\n\x06loaded\x18\n \x01(\x08\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.llmops.serving.v1.ModelInfo2\xa3\x02\n\x0eServingService\x12S\n\x08Generate\x12\".llmops.serving.v1.GenerateRequest\x1a#.llmops.serving.v1.GenerateResponse\x12\x61\n\x0eGenerateStream\x12\".llmops.serving.v1.GenerateRequest\x1a).llmops.serving.v1.GenerateStreamResponse0\x01\x12Y\n\nListModels\x12$.llmops.serving.v1.ListModelsRequest\x1a%.llmops.serving.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,26 +33,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_GENERATEREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_GENERATEREQUEST_VARIABLESENTRY']._loaded_options = None
+  _globals['_GENERATEREQUEST_VARIABLESENTRY']._serialized_options = b'8\001'
+  _globals['_RETRIEVALOPTIONS_FILTERENTRY']._loaded_options = None
+  _globals['_RETRIEVALOPTIONS_FILTERENTRY']._serialized_options = b'8\001'
   _globals['_CHATMESSAGE']._serialized_start=47
   _globals['_CHATMESSAGE']._serialized_end=91
   _globals['_GENERATEREQUEST']._serialized_start=94
-  _globals['_GENERATEREQUEST']._serialized_end=483
-  _globals['_GENERATEREQUEST_METADATAENTRY']._serialized_start=401
-  _globals['_GENERATEREQUEST_METADATAENTRY']._serialized_end=448
-  _globals['_USAGE']._serialized_start=485
-  _globals['_USAGE']._serialized_end=542
-  _globals['_TIMING']._serialized_start=544
-  _globals['_TIMING']._serialized_end=602
-  _globals['_GENERATERESPONSE']._serialized_start=605
-  _globals['_GENERATERESPONSE']._serialized_end=802
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=805
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1009
-  _globals['_LISTMODELSREQUEST']._serialized_start=1011
-  _globals['_LISTMODELSREQUEST']._serialized_end=1030
-  _globals['_MODELINFO']._serialized_start=1033
-  _globals['_MODELINFO']._serialized_end=1201
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1203
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1269
-  _globals['_SERVINGSERVICE']._serialized_start=1272
-  _globals['_SERVINGSERVICE']._serialized_end=1563
+  _globals['_GENERATEREQUEST']._serialized_end=691
+  _globals['_GENERATEREQUEST_METADATAENTRY']._serialized_start=559
+  _globals['_GENERATEREQUEST_METADATAENTRY']._serialized_end=606
+  _globals['_GENERATEREQUEST_VARIABLESENTRY']._serialized_start=608
+  _globals['_GENERATEREQUEST_VARIABLESENTRY']._serialized_end=656
+  _globals['_RETRIEVALOPTIONS']._serialized_start=694
+  _globals['_RETRIEVALOPTIONS']._serialized_end=944
+  _globals['_RETRIEVALOPTIONS_FILTERENTRY']._serialized_start=899
+  _globals['_RETRIEVALOPTIONS_FILTERENTRY']._serialized_end=944
+  _globals['_CITATION']._serialized_start=946
+  _globals['_CITATION']._serialized_end=1061
+  _globals['_USAGE']._serialized_start=1063
+  _globals['_USAGE']._serialized_end=1120
+  _globals['_TIMING']._serialized_start=1122
+  _globals['_TIMING']._serialized_end=1180
+  _globals['_GENERATERESPONSE']._serialized_start=1183
+  _globals['_GENERATERESPONSE']._serialized_end=1494
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1497
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=1815
+  _globals['_LISTMODELSREQUEST']._serialized_start=1817
+  _globals['_LISTMODELSREQUEST']._serialized_end=1836
+  _globals['_MODELINFO']._serialized_start=1839
+  _globals['_MODELINFO']._serialized_end=2038
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2040
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2106
+  _globals['_SERVINGSERVICE']._serialized_start=2109
+  _globals['_SERVINGSERVICE']._serialized_end=2400
 # @@protoc_insertion_point(module_scope)
