@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver import Client
 
-from llmops.contracts.events import FeedbackAccepted, InferenceLogged
+from llmops.contracts.events import Citation, FeedbackAccepted, InferenceLogged
 from llmops.core.clickhouse import (
     MIGRATIONS_TABLE,
     ClickHouseConnectionError,
@@ -213,9 +213,17 @@ def test_project_migrations_apply_and_roll_back(client: Client) -> None:
         "0002_feedback",
         "0003_views",
         "0004_inference_log_by_event",
+        "0005_inference_log_routing",
     ]
     assert REAL_TABLES <= tables(client)
-    for expected in ("0004_inference_log_by_event", "0003_views", "0002_feedback", "0001_inference_log"):
+    newest_first = (
+        "0005_inference_log_routing",
+        "0004_inference_log_by_event",
+        "0003_views",
+        "0002_feedback",
+        "0001_inference_log",
+    )
+    for expected in newest_first:
         assert rollback_migration(client, folder) == expected
     assert tables(client) == {MIGRATIONS_TABLE}
     assert apply_migrations(client, folder) == [
@@ -223,6 +231,7 @@ def test_project_migrations_apply_and_roll_back(client: Client) -> None:
         "0002_feedback",
         "0003_views",
         "0004_inference_log_by_event",
+        "0005_inference_log_routing",
     ]
 
 
@@ -440,6 +449,7 @@ async def test_store_open_applies_migrations_once(tmp_path: Path) -> None:
             "0002_feedback",
             "0003_views",
             "0004_inference_log_by_event",
+            "0005_inference_log_routing",
         ]
     finally:
         await first.close()
@@ -493,13 +503,42 @@ async def test_the_inference_log_keeps_its_rows_when_its_sorting_key_changes(
     rows = [inference(f"req-{i}") for i in range(3)]
     insert_rows = [[str(e.event_id), e.request_id, e.model] for e in rows]
     client.insert("inference_log", insert_rows, column_names=["event_id", "request_id", "model"])
-    assert apply_migrations(client, migrations_dir()) == ["0004_inference_log_by_event"]
-    got = client.query("SELECT request_id FROM inference_log_v ORDER BY request_id").result_rows
-    assert got == [("req-0",), ("req-1",), ("req-2",)]
+    assert apply_migrations(client, migrations_dir())[:2] == [
+        "0004_inference_log_by_event",
+        "0005_inference_log_routing",
+    ]
+    got = client.query("SELECT request_id, arm, citation_chunk_ids FROM inference_log_v ORDER BY request_id")
+    # Rows from before 0005 read with the new columns' defaults.
+    assert got.result_rows == [("req-0", "", []), ("req-1", "", []), ("req-2", "", [])]
     sorting_key = client.query(
         "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = 'inference_log'"
     ).result_rows
     assert sorting_key == [("model, toDate(occurred_at), request_id, event_id",)]
+
+
+async def test_the_arm_template_and_citations_of_an_answer_are_stored(store: AnalyticsStore) -> None:
+    event = inference("req-rag").model_copy(
+        update={
+            "user": "u-7",
+            "arm": "challenger",
+            "model_version": "bot/3",
+            "template": "support",
+            "template_version": 2,
+            "retrieval_collection": "handbook",
+            "citations": [
+                Citation(index=1, chunk_id="c-1", document_id="d-1", score=0.8),
+                Citation(index=2, chunk_id="c-9", document_id="d-4", score=0.5),
+            ],
+        }
+    )
+    await store.insert_inference([event, event])  # redelivered: one row
+    result = await store.query(
+        "SELECT user, arm, model_version, template, template_version, retrieval_collection,"
+        " citation_chunk_ids, citation_document_ids, citation_scores FROM inference_log_v"
+    )
+    assert [list(r) for r in result.rows] == [
+        ["u-7", "challenger", "bot/3", "support", 2, "handbook", ["c-1", "c-9"], ["d-1", "d-4"], [0.8, 0.5]]
+    ]
 
 
 async def test_inference_with_feedback_joins_scores(store: AnalyticsStore) -> None:

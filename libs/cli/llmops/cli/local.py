@@ -24,7 +24,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from llmops.core.settings import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, LOOPBACK
+from llmops.core.settings import (
+    DEFAULT_GRPC_PORTS,
+    DEFAULT_METRICS_PORTS,
+    DEFAULT_SERVING_HTTP_PORT,
+    LOOPBACK,
+)
 
 SERVICES: tuple[str, ...] = tuple(DEFAULT_GRPC_PORTS)
 BROKER = "kafka"
@@ -91,6 +96,7 @@ class LocalPlatform:
     kafka_port: int = DEFAULT_KAFKA_PORT
     grpc_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC_PORTS))
     metrics_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
+    http_port: int = DEFAULT_SERVING_HTTP_PORT
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -108,6 +114,7 @@ class LocalPlatform:
             kafka_port=int(layout["kafka_port"]),
             grpc_ports={**DEFAULT_GRPC_PORTS, **layout["grpc_ports"]},
             metrics_ports={**DEFAULT_METRICS_PORTS, **layout["metrics_ports"]},
+            http_port=int(layout.get("http_port", DEFAULT_SERVING_HTTP_PORT)),
         )
 
     def _save_layout(self) -> None:
@@ -115,6 +122,7 @@ class LocalPlatform:
             "kafka_port": self.kafka_port,
             "grpc_ports": dict(self.grpc_ports),
             "metrics_ports": dict(self.metrics_ports),
+            "http_port": self.http_port,
         }
         (self.run_dir / LAYOUT_FILE).write_text(json.dumps(layout, indent=1))
 
@@ -134,6 +142,11 @@ class LocalPlatform:
 
     def address(self, service: str) -> str:
         return f"{LOOPBACK}:{self.grpc_ports[service]}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """Serving's OpenAI-compatible API, as an OpenAI client's ``base_url``."""
+        return f"http://{LOOPBACK}:{self.http_port}/v1"
 
     def api_key(self) -> str:
         """The local API key, made once per run folder (0600) and given to every service."""
@@ -160,6 +173,7 @@ class LocalPlatform:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        env["LLMOPS_SERVING_HTTP_PORT"] = str(self.http_port)
         for name in SERVICES:
             env[f"LLMOPS_{name.upper()}_GRPC_PORT"] = str(self.grpc_ports[name])
             env[f"LLMOPS_{name.upper()}_METRICS_PORT"] = str(self.metrics_ports[name])

@@ -52,9 +52,13 @@ class Unavailable(DomainError):
 
 
 class ResourceExhausted(DomainError):
-    """A limit was reached (capacity, quota); retry later."""
+    """A limit was reached (capacity, quota); retry later (after ``retry_after_seconds``, when known)."""
 
     status = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class PermissionDenied(DomainError):

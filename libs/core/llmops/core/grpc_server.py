@@ -15,18 +15,18 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from llmops.core.auth import ApiKeys, bearer_token
 from llmops.core.errors import DomainError
 from llmops.core.logging import request_id_var
 from llmops.core.metrics import GRPC_LATENCY, GRPC_REQUESTS
@@ -53,15 +53,8 @@ def _abort_handler(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler
 
 
 class _ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._keys = [k.encode() for k in keys]
-
-    def _valid(self, presented: str) -> bool:
-        # Compare against every key in constant time so timing does not reveal a prefix.
-        ok = False
-        for key in self._keys:
-            ok |= hmac.compare_digest(presented.encode(), key)
-        return ok
+    def __init__(self, keys: ApiKeys) -> None:
+        self._keys = keys
 
     async def intercept_service(
         self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails
@@ -69,12 +62,12 @@ class _ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         if details.method.startswith(_OPEN_SERVICES):
             return await continuation(details)
         md = _metadata(details)
-        presented = md.get("x-api-key") or md.get("authorization", "").removeprefix("Bearer ").strip()
+        presented = md.get("x-api-key") or bearer_token(md.get("authorization", ""))
         if not presented:
             return _abort_handler(
                 grpc.StatusCode.UNAUTHENTICATED, "missing API key: send it as `x-api-key` metadata"
             )
-        if not self._valid(presented):
+        if not self._keys.accepts(presented):
             return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
         return await continuation(details)
 
@@ -210,7 +203,7 @@ class GrpcServer:
         self._ready = False
         interceptors: list[grpc.aio.ServerInterceptor] = [_ContextInterceptor(service, lambda: self._ready)]
         if not auth.auth_disabled:
-            interceptors.insert(0, _ApiKeyInterceptor(k.get_secret_value() for k in auth.api_keys))
+            interceptors.insert(0, _ApiKeyInterceptor(ApiKeys.from_settings(auth)))
         self.server = grpc.aio.server(
             interceptors=interceptors,
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],

@@ -32,6 +32,13 @@ CONSUMER_LAG = Gauge(
     ["service", "topic", "partition", "group"],
 )
 
+IN_FLIGHT = Gauge("llmops_in_flight", "Work in flight under an admission limit.", ["service", "what"])
+REFUSED = Counter(
+    "llmops_refused_total",
+    "Work refused at once because its admission limit was reached.",
+    ["service", "what"],
+)
+
 
 def serve_metrics(host: str, port: int) -> None:
     """Start the ``/metrics`` HTTP endpoint in a background thread (port 0 leaves it off)."""

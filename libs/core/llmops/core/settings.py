@@ -224,6 +224,8 @@ DEFAULT_GRPC_PORTS: dict[str, int] = {
     "monitoring": 50058,
 }
 DEFAULT_METRICS_PORTS: dict[str, int] = {name: 9100 + i for i, name in enumerate(DEFAULT_GRPC_PORTS, 1)}
+# Serving's OpenAI-compatible HTTP API.
+DEFAULT_SERVING_HTTP_PORT = 8055
 
 
 class ClientSettings(BaseSettings):

@@ -25,6 +25,7 @@ def make_platform(root: Path, **extra_env: str) -> LocalPlatform:
         kafka_port=free_port(),
         grpc_ports={name: free_port() for name in SERVICES},
         metrics_ports={name: free_port() for name in SERVICES},
+        http_port=free_port(),
         extra_env=extra_env,
     )
 

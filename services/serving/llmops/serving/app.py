@@ -1,16 +1,21 @@
-"""Serving: Generate / GenerateStream on vLLM; every answer is published as inference.logged."""
+"""Serving: Generate / GenerateStream over gRPC and OpenAI-compatible HTTP on vLLM, with aliases,
+canaries, prompt templates and retrieved context; every answer is published as inference.logged."""
 
 from __future__ import annotations
 
-from llmops.contracts.events import InferenceLogged, ModelAliasChanged
+from llmops.contracts.events import InferenceLogged, ModelAliasChanged, ModelCanaryChanged
 from llmops.contracts.rpc.serving.v1 import serving_pb2_grpc
+from llmops.core.auth import ApiKeys
 from llmops.core.convert import copy_fields
 from llmops.core.model_assets import smollm2_path
 from llmops.core.service import Deferred, Runtime
 from llmops.serving.deployments import ModelRouter, RegistryLookup
 from llmops.serving.engine import EngineOptions, TextEngine
+from llmops.serving.generation import Generation
 from llmops.serving.grpc_server import ServingServicer
 from llmops.serving.inference_log import InferenceLogWriter
+from llmops.serving.openai_api import HttpServer, create_app
+from llmops.serving.prompting import ContextLookup, TemplateLookup
 from llmops.serving.routing import AliasTable
 from llmops.serving.settings import Settings
 
@@ -26,7 +31,10 @@ class ServingService:
             cache_dir=s.platform.data_dir / "cache",
         )
         self.router: Deferred[ModelRouter] = Deferred("the model router")
+        self.templates: Deferred[TemplateLookup] = Deferred("the template lookup")
+        self.context: Deferred[ContextLookup] = Deferred("the retrieval client")
         self.log: Deferred[InferenceLogWriter] = Deferred("the inference log")
+        self.generation: Deferred[Generation] = Deferred("the request path")
 
     def register(self, runtime: Runtime) -> None:
         s = self.settings
@@ -39,14 +47,21 @@ class ServingService:
                 spool_limit_bytes=s.log_spool_max_mb * 1024 * 1024,
             )
         )
+        generation = self.generation.set(
+            Generation(s, self.engine, log, self.router, self.templates, self.context)
+        )
         runtime.grpc.add(
             serving_pb2_grpc.add_ServingServiceServicer_to_server,
-            ServingServicer(self.settings, self.engine, log, self.router),
+            ServingServicer(s, generation, self.router),
             "llmops.serving.v1.ServingService",
         )
-        # Each replica follows every alias change, so each has its own consumer group.
-        group = s.consumer_group(f"aliases.{s.replica_id}")
-        runtime.bus.consume(ModelAliasChanged, group, self._on_alias_changed)
+        # Each replica follows every alias and canary change, so each has its own consumer groups.
+        runtime.bus.consume(
+            ModelAliasChanged, s.consumer_group(f"aliases.{s.replica_id}"), self._on_alias_changed
+        )
+        runtime.bus.consume(
+            ModelCanaryChanged, s.consumer_group(f"canaries.{s.replica_id}"), self._on_canary_changed
+        )
         runtime.bus.publishes(InferenceLogged)
 
     async def start(self, runtime: Runtime) -> None:
@@ -55,14 +70,32 @@ class ServingService:
         # Publishes spooled logs of a previous run first; closes (spooling what is left) before the bus.
         await runtime.enter(self.log().buffer)
         table = runtime.own(AliasTable(folder / "aliases.sqlite"))
-        registry = RegistryLookup(runtime.channel("registry"))
+        registry_channel = runtime.channel("registry")
+        registry = RegistryLookup(registry_channel)
+        self.templates.set(TemplateLookup(registry_channel, cache_seconds=s.template_cache_seconds))
+        self.context.set(
+            ContextLookup(runtime.channel("retrieval"), timeout_seconds=s.retrieval_timeout_seconds)
+        )
         await runtime.enter(self.engine)
-        router = ModelRouter(self.engine, table, s.served_model_name, folder / "adapters", registry)
+        router = ModelRouter(
+            self.engine,
+            table,
+            s.served_model_name,
+            folder / "adapters",
+            registry,
+            max_idle_adapters=s.max_idle_adapters,
+        )
         await router.load_all()
         self.router.set(router)
+        if s.http_port:
+            app = create_app(self.generation(), self.router, ApiKeys.from_settings(s.auth))
+            await runtime.enter(HttpServer(app, s.host, s.http_port, grace_seconds=s.grace_seconds))
 
     async def _on_alias_changed(self, event: ModelAliasChanged) -> None:
         await self.router().on_alias_changed(event)
+
+    async def _on_canary_changed(self, event: ModelCanaryChanged) -> None:
+        await self.router().on_canary_changed(event)
 
     async def drain(self) -> None:
         await self.log().drain()

@@ -6,9 +6,9 @@ Request names:
 - ``<model>/<version>``: that version (``support-bot/3``);
 - ``<model>``: short for ``<model>@champion``.
 
-Aliases come from ``models.alias_changed`` and are kept in a small SQLite table, so a restarted
-server answers as before without waiting for the registry. A version asked for by number that no
-alias ever named is looked up in the registry.
+Aliases come from ``models.alias_changed`` and canaries from ``models.canary_changed``; both are kept
+in a small SQLite table, so a restarted server answers as before without waiting for the registry. A
+version asked for by number that no alias ever named is looked up in the registry.
 """
 
 from __future__ import annotations
@@ -42,10 +42,25 @@ class Deployment:
 
 @dataclass(frozen=True)
 class Route:
-    """What a request name resolved to: ``deployment`` None means the base model."""
+    """What a request name resolved to: ``deployment`` None means the base model.
+
+    ``arm`` is the alias that answered (under a canary: the champion's alias or the challenger's);
+    empty for the base model and for a version asked for by number.
+    """
 
     requested: str
     deployment: Deployment | None
+    arm: str = ""
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A split of ``alias``'s traffic: ``share`` of it goes to ``challenger_alias``'s holder."""
+
+    model: str
+    alias: str
+    challenger_alias: str
+    share: float
 
 
 def parse(requested: str) -> tuple[str, str | None, int | None]:
@@ -78,6 +93,10 @@ class AliasTable:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS versions (model TEXT NOT NULL, version INTEGER NOT NULL,"
             " artifact_uri TEXT NOT NULL, base_model TEXT NOT NULL, PRIMARY KEY (model, version))"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS canaries (model TEXT NOT NULL, alias TEXT NOT NULL,"
+            " challenger_alias TEXT NOT NULL, share REAL NOT NULL, PRIMARY KEY (model, alias))"
         )
 
     def set(self, model: str, alias: str, deployment: Deployment | None) -> None:
@@ -114,6 +133,29 @@ class AliasTable:
                 (model, version),
             ).fetchone()
         return None if row is None else Deployment(model, version, row[0], row[1])
+
+    def set_canary(self, model: str, alias: str, canary: Canary | None) -> None:
+        """Start or change the canary on ``model@alias``; None ends it."""
+        with self._lock:
+            if canary is None:
+                self._db.execute("DELETE FROM canaries WHERE model = ? AND alias = ?", (model, alias))
+                return
+            self._db.execute(
+                "INSERT OR REPLACE INTO canaries VALUES (?, ?, ?, ?)",
+                (model, alias, canary.challenger_alias, canary.share),
+            )
+
+    def canary(self, model: str, alias: str) -> Canary | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT challenger_alias, share FROM canaries WHERE model = ? AND alias = ?", (model, alias)
+            ).fetchone()
+        return None if row is None else Canary(model, alias, row[0], row[1])
+
+    def deployment_of(self, adapter_name: str) -> Deployment | None:
+        """The deployment of ``<model>/<version>`` (None when never seen here)."""
+        model, _, version = adapter_name.rpartition("/")
+        return self.by_version(model, int(version)) if model and version.isdigit() else None
 
     def all_aliases(self) -> list[tuple[str, str, Deployment]]:
         with self._lock:

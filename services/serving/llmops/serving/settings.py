@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from llmops.core.model_assets import SMOLLM2_NAME
-from llmops.core.settings import ServiceSettings
+from llmops.core.settings import DEFAULT_SERVING_HTTP_PORT, ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -33,6 +33,18 @@ class Settings(ServiceSettings):
     # most this size under the data folder; past both, a log is dropped and counted.
     log_buffer_events: int = Field(10_000, ge=1)
     log_spool_max_mb: int = Field(256, ge=0)
+    # Backpressure: requests past this many in flight (gRPC and HTTP together) are refused at once
+    # (RESOURCE_EXHAUSTED; HTTP 429 with Retry-After) instead of queueing without bound.
+    max_requests_in_flight: int = Field(64, ge=1)
+    retry_after_seconds: float = Field(1.0, gt=0)
+    # Adapters no alias names any more are unloaded beyond this many idle ones (least recently used first).
+    max_idle_adapters: int = Field(2, ge=0)
+    # Template aliases and "latest" are asked of the registry again after this long; versions are kept.
+    template_cache_seconds: float = Field(5.0, ge=0)
+    # The longest a request waits for retrieval (less when its own deadline is nearer).
+    retrieval_timeout_seconds: float = Field(5.0, gt=0)
+    # The OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models); 0 turns it off.
+    http_port: int = Field(DEFAULT_SERVING_HTTP_PORT, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _limits(self) -> Settings:

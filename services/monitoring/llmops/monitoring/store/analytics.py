@@ -34,7 +34,9 @@ FEEDBACK_TABLE = "feedback"
 INFERENCE_COLUMNS = (
     "event_id", "request_id", "occurred_at", "model", "model_version", "prompt", "completion",
     "prompt_tokens", "completion_tokens", "latency_ms", "time_to_first_token_ms", "finish_reason",
-    "streamed", "temperature", "top_p", "max_tokens", "metadata", "trace_id", "producer",
+    "streamed", "temperature", "top_p", "max_tokens", "metadata", "trace_id", "producer", "user", "arm",
+    "template", "template_version", "retrieval_collection", "citation_chunk_ids", "citation_document_ids",
+    "citation_scores",
 )  # fmt: skip
 FEEDBACK_COLUMNS = (
     "event_id", "feedback_id", "request_id", "occurred_at", "score", "thumb", "comment", "correction",
@@ -58,7 +60,10 @@ def inference_row(event: InferenceLogged) -> list[Any]:
         event.event_id, event.request_id, _utc(event.occurred_at), event.model, event.model_version,
         event.prompt, event.completion, event.prompt_tokens, event.completion_tokens, event.latency_ms,
         event.time_to_first_token_ms, event.finish_reason, event.streamed, event.temperature, event.top_p,
-        event.max_tokens, dict(event.metadata), event.trace_id, event.producer,
+        event.max_tokens, dict(event.metadata), event.trace_id, event.producer, event.user, event.arm,
+        event.template, event.template_version, event.retrieval_collection,
+        [c.chunk_id for c in event.citations], [c.document_id for c in event.citations],
+        [c.score for c in event.citations],
     ]  # fmt: skip
 
 

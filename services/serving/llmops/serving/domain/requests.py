@@ -54,8 +54,28 @@ def validate_generation(
     Raises:
         InvalidRequest: The first broken rule.
     """
-    source = _validate_input(prompt, messages)
+    source = validate_conversation(prompt, messages)
+    params = validate_sampling(
+        max_tokens,
+        temperature,
+        top_p,
+        stop,
+        default_max_tokens=default_max_tokens,
+        max_tokens_limit=max_tokens_limit,
+    )
+    return source, params
 
+
+def validate_sampling(
+    max_tokens: int,
+    temperature: float | None,
+    top_p: float | None,
+    stop: list[str],
+    *,
+    default_max_tokens: int,
+    max_tokens_limit: int,
+) -> GenerationParams:
+    """The sampling half of :func:`validate_generation` (checked before any retrieval is paid for)."""
     if max_tokens == 0:
         max_tokens = default_max_tokens
     elif not 1 <= max_tokens <= max_tokens_limit:
@@ -79,13 +99,13 @@ def validate_generation(
 
     _validate_stop(stop)
 
-    params = GenerationParams(
+    return GenerationParams(
         max_tokens=max_tokens, temperature=float(temperature), top_p=float(top_p), stop=tuple(stop)
     )
-    return source, params
 
 
-def _validate_input(prompt: str, messages: list[tuple[str, str]]) -> list[dict[str, str]] | str:
+def validate_conversation(prompt: str, messages: list[tuple[str, str]]) -> list[dict[str, str]] | str:
+    """The prompt, or the messages as ``[{"role", "content"}]``; exactly one must be given."""
     if prompt and messages:
         raise InvalidRequest("prompt and messages are both set: give one of them", field="prompt")
     if not prompt and not messages:
