@@ -330,5 +330,5 @@ def test_a_store_made_by_the_previous_release_keeps_its_data(tmp_path: Path) -> 
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         # Stamped at the baseline, then upgraded to the newest revision.
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version_registry").all() == [("0002",)]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version_registry").all() == [("0003",)]
     engine.dispose()

@@ -1,10 +1,13 @@
-"""``llmops registry ...``: registered models, versions, gates, aliases and lineage (RegistryService)."""
+"""``llmops registry ...``: registered models, versions, gates, aliases, lineage, canaries and prompt
+templates (RegistryService)."""
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import grpc
@@ -13,15 +16,27 @@ from rich.table import Table
 
 from llmops.cli import client
 from llmops.cli.client import console, err, number, when
-from llmops.contracts.vocabulary import DEFAULT_ALIAS
+from llmops.contracts.vocabulary import CHALLENGER_ALIAS, DEFAULT_ALIAS
 
 if TYPE_CHECKING:
     from llmops.contracts.rpc.registry.v1 import registry_pb2, registry_pb2_grpc
 
 registry_app = typer.Typer(
-    help="Registered models: versions, promotion gates, aliases (promote, roll back), lineage.",
+    help="Registered models: versions, promotion gates, aliases (promote, roll back), lineage, canaries "
+    "and prompt templates.",
     no_args_is_help=True,
 )
+canary_app = typer.Typer(
+    help="Canaries: split an alias's traffic between its version and a challenger's, then promote or "
+    "roll back.",
+    no_args_is_help=True,
+)
+template_app = typer.Typer(
+    help="Prompt templates: numbered versions (Jinja2 text with declared variables) and aliases.",
+    no_args_is_help=True,
+)
+registry_app.add_typer(canary_app, name="canary")
+registry_app.add_typer(template_app, name="template")
 
 # Metric names as the registry accepts them (see llmops.registry.domain.gates).
 METRIC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
@@ -150,6 +165,48 @@ def version_row(v: registry_pb2.ModelVersion) -> tuple[str, ...]:
         v.dataset_version_id or "-",
         when(v.created_at),
     )
+
+
+def canary_text(canary: registry_pb2.Canary) -> str:
+    """``bot@champion: 10% to challenger (version 3), 90% to champion (version 2)``, or how it ended."""
+    from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
+
+    if not canary.active:
+        outcome = pb.CanaryOutcome.Name(canary.outcome).removeprefix("CANARY_OUTCOME_").lower()
+        return (
+            f"{canary.model}@{canary.alias}: canary against {canary.challenger_alias} ended ({outcome}); "
+            f"{canary.alias} holds version {canary.champion_version or 'none'}"
+        )
+    return (
+        f"{canary.model}@{canary.alias}: {_percent(canary.share)} to {canary.challenger_alias} (version "
+        f"{canary.challenger_version or 'none'}), {_percent(1 - canary.share)} to {canary.alias} (version "
+        f"{canary.champion_version or 'none'})"
+    )
+
+
+def _percent(share: float) -> str:
+    # Four significant digits: a 0.1% canary must not read as 0%.
+    return f"{share * 100:.4g}%"
+
+
+def template_row(t: registry_pb2.PromptTemplate) -> tuple[str, ...]:
+    """One line of ``llmops registry template list``."""
+    return (
+        t.name,
+        str(t.version),
+        ", ".join(t.aliases) or "-",
+        ", ".join(t.variables) or "-",
+        t.created_by or "-",
+        when(t.created_at),
+        t.description or "-",
+    )
+
+
+def template_selector(version: int | None, alias: str) -> dict[str, int | str]:
+    """GetPromptTemplateRequest fields for --version or --alias (neither: the latest version)."""
+    if version is not None:
+        return {"version": version}
+    return {"alias": alias} if alias else {}
 
 
 def status_name(status: int) -> str:
@@ -478,3 +535,227 @@ def lineage(
     for row in edges:
         links.add_row(*row)
     console.print(links)
+
+
+# --- canaries -----------------------------------------------------------------------------------
+
+
+@canary_app.command("set")
+def canary_set(
+    name: Annotated[str, typer.Argument(help="The model's name.")],
+    share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of the alias's traffic the challenger gets (0-1).")
+    ],
+    alias: Annotated[str, typer.Option(help="The alias requests name; its version is the champion.")] = (
+        DEFAULT_ALIAS
+    ),
+    challenger: Annotated[str, typer.Option(help="The alias whose version is the challenger.")] = (
+        CHALLENGER_ALIAS
+    ),
+    reason: Annotated[str, typer.Option(help="Recorded with the canary.")] = "",
+) -> None:
+    """Start a canary on ALIAS (or change its share): SHARE of its requests go to the challenger."""
+    from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
+
+    request = pb.SetCanaryRequest(
+        model=name, alias=alias, challenger_alias=challenger, share=share, actor=client.actor(), reason=reason
+    )
+    with client.channel("registry") as channel:
+        try:
+            canary = _stub(channel).SetCanary(request)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                err.print(f"[red]canary not set:[/] {exc.details()}", highlight=False)
+                raise typer.Exit(1) from None
+            client.fail(exc)
+    console.print(canary_text(canary), highlight=False)
+
+
+@canary_app.command("get")
+def canary_get(
+    name: Annotated[str, typer.Argument(help="The model's name.")],
+    alias: Annotated[str, typer.Option(help="The alias the canary runs on.")] = DEFAULT_ALIAS,
+) -> None:
+    """Show the canary on ALIAS: the share, both versions, who set it and why."""
+    from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
+
+    with client.channel("registry") as channel:
+        try:
+            canary = _stub(channel).GetCanary(pb.GetCanaryRequest(model=name, alias=alias))
+        except grpc.RpcError as exc:
+            client.fail(exc)
+    console.print(canary_text(canary), highlight=False)
+    why = f": {canary.reason}" if canary.reason else ""
+    console.print(f"set {when(canary.updated_at)} by {canary.actor or '-'}{why}", highlight=False)
+
+
+@canary_app.command("end")
+def canary_end(
+    name: Annotated[str, typer.Argument(help="The model's name.")],
+    promote: Annotated[
+        bool, typer.Option("--promote", help="Move ALIAS to the challenger's version (gated).")
+    ] = False,
+    rollback: Annotated[bool, typer.Option("--rollback", help="Keep ALIAS where it is.")] = False,
+    alias: Annotated[str, typer.Option(help="The alias the canary runs on.")] = DEFAULT_ALIAS,
+    reason: Annotated[str, typer.Option(help="Recorded in the alias history.")] = "",
+) -> None:
+    """End the canary on ALIAS: --promote or --rollback; either way the challenger alias is removed."""
+    from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
+
+    if promote == rollback:
+        err.print("[red]give exactly one of --promote and --rollback[/]")
+        raise typer.Exit(2)
+    outcome = pb.CANARY_OUTCOME_PROMOTE if promote else pb.CANARY_OUTCOME_ROLLBACK
+    request = pb.EndCanaryRequest(
+        model=name, alias=alias, outcome=outcome, actor=client.actor(), reason=reason
+    )
+    with client.channel("registry") as channel:
+        try:
+            ended = _stub(channel).EndCanary(request)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                # A failed gate names each metric; the canary runs on unchanged.
+                err.print(f"[red]not ended:[/] {exc.details()}", highlight=False)
+                err.print(
+                    f"the canary still runs; to end it keeping {alias} where it is: "
+                    f"llmops registry canary end {name} --rollback"
+                )
+                raise typer.Exit(1) from None
+            client.fail(exc)
+    console.print(canary_text(ended), highlight=False)
+
+
+# --- prompt templates ---------------------------------------------------------------------------
+
+
+def _print_template(t: registry_pb2.PromptTemplate) -> None:
+    aliases = ", ".join(t.aliases) or "none"
+    console.print(
+        f"template {t.name} version {t.version}: variables {', '.join(t.variables) or 'none'}, "
+        f"aliases {aliases}",
+        highlight=False,
+    )
+
+
+@template_app.command("create")
+def template_create(
+    name: Annotated[str, typer.Argument(help="The template's name.")],
+    file: Annotated[Path, typer.Option("--file", help="The Jinja2 text of the user turn ('-': stdin).")],
+    system: Annotated[str, typer.Option(help="The system turn (Jinja2 text too).")] = "",
+    var: Annotated[
+        list[str] | None,
+        typer.Option("--var", help="A variable the text uses (repeat); `documents` is filled by serving."),
+    ] = None,
+    description: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Register the next version of template NAME from a file; every variable it uses must be a --var."""
+    from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
+
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"[red]cannot read --file {file}:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    request = pb.CreatePromptTemplateRequest(
+        name=name,
+        template=text,
+        system=system,
+        variables=var or [],
+        description=description,
+        actor=client.actor(),
+    )
+    with client.channel("registry") as channel:
+        try:
+            created = _stub(channel).CreatePromptTemplate(request)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                err.print(f"[red]template refused:[/] {exc.details()}", highlight=False)
+                raise typer.Exit(1) from None
+            client.fail(exc)
+    _print_template(created)
+
+
+@template_app.command("get")
+def template_get(
+    name: Annotated[str, typer.Argument(help="The template's name.")],
+    version: Annotated[int | None, typer.Option(min=1, help="This version (default: the latest).")] = None,
+    alias: Annotated[str, typer.Option(help="The version this alias points at.")] = "",
+) -> None:
+    """Show one version of a template (the latest, or --version N, or --alias A) with its text."""
+    from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
+
+    if version is not None and alias:
+        err.print("[red]--version and --alias exclude each other[/]")
+        raise typer.Exit(2)
+    selector = template_selector(version, alias)
+    with client.channel("registry") as channel:
+        try:
+            t = _stub(channel).GetPromptTemplate(
+                pb.GetPromptTemplateRequest(name=name, **selector)  # type: ignore[arg-type]
+            )
+        except grpc.RpcError as exc:
+            client.fail(exc)
+    _print_template(t)
+    console.print(
+        f"created {when(t.created_at)} by {t.created_by or '-'}"
+        + (f"; {t.description}" if t.description else ""),
+        highlight=False,
+    )
+    if t.system:
+        console.print("--- system ---", highlight=False)
+        console.print(t.system, markup=False, highlight=False)
+    console.print("--- template ---", highlight=False)
+    console.print(t.template, markup=False, highlight=False)
+
+
+@template_app.command("list")
+def template_list(
+    name: Annotated[
+        str, typer.Argument(help="Only this template's versions (default: every template).")
+    ] = "",
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show at most.")] = 50,
+) -> None:
+    """List the latest version of every template, or the versions of NAME, newest first."""
+    from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
+
+    found: list[pb.PromptTemplate] = []
+    token = ""
+    with client.channel("registry") as channel:
+        stub = _stub(channel)
+        try:
+            while len(found) < limit:
+                page = stub.ListPromptTemplates(
+                    pb.ListPromptTemplatesRequest(
+                        name=name, page_size=min(limit - len(found), 100), page_token=token
+                    ),
+                )
+                found.extend(page.templates)
+                token = page.next_page_token
+                if not token:
+                    break
+        except grpc.RpcError as exc:
+            client.fail(exc)
+    table = Table("template", "version", "aliases", "variables", "created by", "created", "description")
+    for t in found[:limit]:
+        table.add_row(*template_row(t))
+    console.print(table)
+    what = f"version(s) of {name}" if name else "template(s)"
+    console.print(f"{len(found[:limit])} {what}{' (more: raise --limit)' if token else ''}")
+
+
+@template_app.command("alias")
+def template_alias(
+    name: Annotated[str, typer.Argument(help="The template's name.")],
+    alias: Annotated[str, typer.Argument(help="The alias to point, e.g. production.")],
+    version: Annotated[int, typer.Argument(min=1, help="The version it points at.")],
+) -> None:
+    """Point ALIAS of template NAME at VERSION."""
+    from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
+
+    request = pb.SetPromptTemplateAliasRequest(name=name, alias=alias, version=version, actor=client.actor())
+    with client.channel("registry") as channel:
+        try:
+            t = _stub(channel).SetPromptTemplateAlias(request)
+        except grpc.RpcError as exc:
+            client.fail(exc)
+    console.print(f"{t.name}@{alias} -> version {t.version}", highlight=False)

@@ -1,5 +1,6 @@
 """Registry service: models, versions registered from training.completed, gated aliases with
-rollback, lineage from ingestion and labeling events, and models.* events through an outbox."""
+rollback, canaries, prompt templates, lineage from ingestion and labeling events, and models.* events
+through an outbox."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from llmops.contracts.events import (
     DatasetVersionCreated,
     IngestionBatchCompleted,
     ModelAliasChanged,
+    ModelCanaryChanged,
     ModelVersionRegistered,
     TrainingCompleted,
 )
@@ -33,7 +35,7 @@ class RegistryService:
         self._tasks: list[asyncio.Task[None]] = []
 
     def register(self, runtime: Runtime) -> None:
-        runtime.bus.publishes(ModelVersionRegistered, ModelAliasChanged)
+        runtime.bus.publishes(ModelVersionRegistered, ModelAliasChanged, ModelCanaryChanged)
         s = self.settings
         runtime.grpc.add(
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,

@@ -1,4 +1,5 @@
-"""RegistryService over gRPC: models, gates, versions, aliases (set, promote, rollback), history, lineage."""
+"""RegistryService over gRPC: models, gates, versions, aliases (set, promote, rollback), history,
+canaries, prompt templates, lineage."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import grpc
 
 from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
 from llmops.contracts.rpc.registry.v1 import registry_pb2_grpc
-from llmops.contracts.vocabulary import DEFAULT_ALIAS
+from llmops.contracts.vocabulary import CHALLENGER_ALIAS, DEFAULT_ALIAS
 from llmops.core.convert import EnumMap, copy_fields, message
 from llmops.registry.domain.errors import InvalidArgument
 from llmops.registry.domain.models import (
     AliasOperation,
+    CanaryOutcome,
     Comparator,
     GateRule,
+    PromptTemplateSpec,
     VersionSpec,
 )
 from llmops.registry.domain.values import (
@@ -27,6 +30,7 @@ from llmops.registry.domain.values import (
 from llmops.registry.registry import Registry
 
 COMPARATORS = EnumMap(pb.Comparator, Comparator)
+CANARY_OUTCOMES = EnumMap(pb.CanaryOutcome, CanaryOutcome)
 
 
 def gate_from_pb(rules: Iterable[pb.GateRule]) -> list[GateRule]:
@@ -157,6 +161,65 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             request.page_token,
         )
         return message(pb.ListAliasHistoryResponse, page, changes=page.items)
+
+    async def SetCanary(self, request: pb.SetCanaryRequest, context: grpc.aio.ServicerContext) -> pb.Canary:
+        canary = await self._registry().set_canary(
+            request.model,
+            request.alias or DEFAULT_ALIAS,
+            request.challenger_alias or CHALLENGER_ALIAS,
+            request.share,
+            request.actor,
+            request.reason,
+        )
+        return message(pb.Canary, canary)
+
+    async def GetCanary(self, request: pb.GetCanaryRequest, context: grpc.aio.ServicerContext) -> pb.Canary:
+        canary = await asyncio.to_thread(
+            self._registry().store.get_canary, request.model, request.alias or DEFAULT_ALIAS
+        )
+        return message(pb.Canary, canary)
+
+    async def EndCanary(self, request: pb.EndCanaryRequest, context: grpc.aio.ServicerContext) -> pb.Canary:
+        outcome = CANARY_OUTCOMES.require(request.outcome, "outcome")
+        ended = await self._registry().end_canary(
+            request.model, request.alias or DEFAULT_ALIAS, outcome, request.actor, request.reason
+        )
+        return message(pb.Canary, ended)
+
+    async def CreatePromptTemplate(
+        self, request: pb.CreatePromptTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PromptTemplate:
+        spec = copy_fields(PromptTemplateSpec, request, created_by=request.actor)
+        return message(pb.PromptTemplate, await self._registry().create_prompt_template(spec))
+
+    async def GetPromptTemplate(
+        self, request: pb.GetPromptTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PromptTemplate:
+        # Neither selector set: the latest version.
+        selector = request.WhichOneof("selector")
+        found = await asyncio.to_thread(
+            self._registry().store.get_prompt_template,
+            request.name,
+            version=request.version if selector == "version" else None,
+            alias=request.alias if selector == "alias" else "",
+        )
+        return message(pb.PromptTemplate, found)
+
+    async def ListPromptTemplates(
+        self, request: pb.ListPromptTemplatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListPromptTemplatesResponse:
+        page = await asyncio.to_thread(
+            self._registry().store.list_prompt_templates, request.name, request.page_size, request.page_token
+        )
+        return message(pb.ListPromptTemplatesResponse, page, templates=page.items)
+
+    async def SetPromptTemplateAlias(
+        self, request: pb.SetPromptTemplateAliasRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PromptTemplate:
+        moved = await self._registry().set_prompt_template_alias(
+            request.name, request.alias, request.version, request.actor
+        )
+        return message(pb.PromptTemplate, moved)
 
     async def GetLineage(
         self, request: pb.GetLineageRequest, context: grpc.aio.ServicerContext

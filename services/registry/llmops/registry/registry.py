@@ -1,5 +1,5 @@
 """What the registry does on top of its store: registering versions from training events, checking
-artifacts, moving aliases and recording lineage.
+artifacts, moving aliases, running canaries, keeping prompt templates and recording lineage.
 
 Events leave through the kernel's outbox (llmops.core.outbox): the store writes each event in the
 transaction of the change it announces, and the service's relay sends them in order and forgets them
@@ -26,12 +26,16 @@ from llmops.registry.domain.lineage import assemble_lineage
 from llmops.registry.domain.models import (
     AliasChange,
     AliasOperation,
+    Canary,
+    CanaryOutcome,
     DatasetVersionRecord,
     GateRule,
     IngestionBatchRecord,
     Lineage,
     ModelDefaults,
     ModelVersion,
+    PromptTemplate,
+    PromptTemplateSpec,
     RegisteredModel,
     RegisteredVersion,
     VersionSpec,
@@ -177,6 +181,66 @@ class Registry:
                 change.actor,
                 change.reason,
             )
+
+    # --- canaries -------------------------------------------------------------------------------
+
+    async def set_canary(
+        self, model: str, alias: str, challenger_alias: str, share: float, actor: str, reason: str
+    ) -> Canary:
+        """Start a canary on ``model@alias`` against ``challenger_alias``, or change its share."""
+        canary = await asyncio.to_thread(
+            self.store.set_canary, model, alias, challenger_alias, share=share, actor=actor, reason=reason
+        )
+        log.info(
+            "canary on %s@%s (version %d): %s of traffic to %s (version %d) (by %r: %s)",
+            canary.model,
+            canary.alias,
+            canary.champion_version,
+            f"{canary.share:.2%}",
+            canary.challenger_alias,
+            canary.challenger_version,
+            actor,
+            reason,
+        )
+        return canary
+
+    async def end_canary(
+        self, model: str, alias: str, outcome: CanaryOutcome, actor: str, reason: str
+    ) -> Canary:
+        """End the canary on ``model@alias`` with ``outcome`` (promote is gated)."""
+        ended = await asyncio.to_thread(
+            self.store.end_canary, model, alias, outcome=outcome, actor=actor, reason=reason
+        )
+        log.info(
+            "canary on %s@%s ended: %s; %s now holds version %d (by %r: %s)",
+            ended.model,
+            ended.alias,
+            outcome.value,
+            ended.alias,
+            ended.champion_version,
+            actor,
+            reason,
+        )
+        return ended
+
+    # --- prompt templates -----------------------------------------------------------------------
+
+    async def create_prompt_template(self, spec: PromptTemplateSpec) -> PromptTemplate:
+        created = await asyncio.to_thread(self.store.create_prompt_template, spec)
+        log.info(
+            "prompt template %s version %d registered by %r", created.name, created.version, spec.created_by
+        )
+        return created
+
+    async def set_prompt_template_alias(
+        self, name: str, alias: str, version: int, actor: str
+    ) -> PromptTemplate:
+        # Who moved it is kept on the alias's row and logged; there is no history of template aliases.
+        moved = await asyncio.to_thread(
+            self.store.set_prompt_template_alias, name, alias, version, actor=actor
+        )
+        log.info("prompt template %s@%s -> version %d (by %r)", name, alias, version, actor)
+        return moved
 
     # --- lineage --------------------------------------------------------------------------------
 

@@ -37,6 +37,13 @@ class AliasOperation(enum.StrEnum):
     DELETE = "delete"
 
 
+class CanaryOutcome(enum.StrEnum):
+    """How a canary ended (``ModelCanaryChanged.outcome``)."""
+
+    PROMOTE = "promote"  # the alias moved to the challenger's version (gated)
+    ROLLBACK = "rollback"  # the champion kept the alias
+
+
 @dataclass(frozen=True)
 class GateRule:
     """One condition a version's metrics must satisfy to be promoted."""
@@ -138,6 +145,56 @@ class AliasChange:
     reason: str
     operation: AliasOperation
     changed_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A traffic split on ``alias`` between its holder (the champion arm) and ``challenger_alias``'s.
+
+    The versions are those the aliases hold when the canary is read (0 where one holds none).
+    """
+
+    model: str
+    alias: str
+    challenger_alias: str
+    share: float
+    champion_version: int
+    challenger_version: int
+    actor: str
+    reason: str
+    updated_at: dt.datetime
+    active: bool = True
+    # Set once the canary has ended.
+    outcome: CanaryOutcome | None = None
+
+
+@dataclass(frozen=True)
+class PromptTemplateSpec:
+    """What CreatePromptTemplate asks to register; the version number is the store's to give."""
+
+    name: str
+    template: str
+    system: str = ""
+    # Every variable the template and system text use, except ``documents``.
+    variables: tuple[str, ...] = ()
+    description: str = ""
+    created_by: str = ""
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """One registered version of a prompt template (see llmops.core.prompt_templates)."""
+
+    name: str
+    version: int
+    template: str
+    system: str
+    variables: tuple[str, ...]
+    description: str
+    created_by: str
+    created_at: dt.datetime
+    # Aliases currently pointing at this version, sorted.
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Validation of what callers send: names, aliases and version specs. Errors name the field."""
+"""Validation of what callers send: names, aliases, version specs, canary shares and prompt templates.
+Errors name the field."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import math
 import re
 from dataclasses import replace
 
+from llmops.core.prompt_templates import check_template
 from llmops.registry.domain.errors import InvalidArgument
 from llmops.registry.domain.gates import check_metric_name
-from llmops.registry.domain.models import VersionSpec
+from llmops.registry.domain.models import PromptTemplateSpec, VersionSpec
 
 MAX_NAME_CHARS = 200
 MAX_ALIAS_CHARS = 64
@@ -19,6 +21,7 @@ MAX_PARAM_CHARS = 10_000
 MAX_ENTRIES = 1_000
 
 # Model names travel as Kafka keys, in URIs and in "model@alias" references: no spaces or "@".
+# Prompt template names follow the same rules (they are referenced as "name@alias" too).
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 ALIAS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
@@ -29,13 +32,26 @@ def check_model_name(name: str, field: str = "model") -> str:
     Raises:
         InvalidArgument: empty, too long, or with characters other than letters, digits, ``. _ / -``.
     """
+    return _check_name(name, field, "registered model", "model name")
+
+
+def check_template_name(name: str, field: str = "name") -> str:
+    """``name`` if it is a valid prompt template name (the rules of model names).
+
+    Raises:
+        InvalidArgument: empty, too long, or with characters other than letters, digits, ``. _ / -``.
+    """
+    return _check_name(name, field, "prompt template", "template name")
+
+
+def _check_name(name: str, field: str, thing: str, kind: str) -> str:
     if not name:
-        raise InvalidArgument(f"{field} is empty: name the registered model")
+        raise InvalidArgument(f"{field} is empty: name the {thing}")
     if len(name) > MAX_NAME_CHARS:
         raise InvalidArgument(f"{field} is longer than {MAX_NAME_CHARS} characters")
     if not MODEL_NAME.fullmatch(name):
         raise InvalidArgument(
-            f"{field} {name!r} is not a valid model name: start with a letter or digit and use only "
+            f"{field} {name!r} is not a valid {kind}: start with a letter or digit and use only "
             "letters, digits, '.', '_', '/' and '-'"
         )
     return name
@@ -118,3 +134,31 @@ def check_version_spec(spec: VersionSpec) -> VersionSpec:
         metrics={k: float(v) for k, v in spec.metrics.items()},
         params=dict(spec.params),
     )
+
+
+def check_share(share: float, field: str = "share") -> float:
+    """``share`` if it is a challenger's share of traffic, in [0, 1].
+
+    Raises:
+        InvalidArgument: below 0, above 1, or NaN.
+    """
+    # Written so that NaN, which compares false with everything, fails too.
+    if not 0.0 <= share <= 1.0:
+        raise InvalidArgument(
+            f"{field} must be between 0 and 1 (the challenger's share of the alias's traffic), got {share!r}"
+        )
+    return float(share)
+
+
+def check_template_spec(spec: PromptTemplateSpec) -> PromptTemplateSpec:
+    """``spec`` validated, with its variables sorted (llmops.core.prompt_templates checks the text).
+
+    Raises:
+        InvalidArgument: a bad name or field, or a template that does not parse, uses an undeclared
+            variable or declares a bad one (TemplateError, naming it).
+    """
+    check_template_name(spec.name)
+    check_text(spec.description, "description")
+    check_text(spec.created_by, "actor", MAX_ID_CHARS)
+    variables = check_template(spec.template, spec.system, spec.variables)
+    return replace(spec, variables=variables)

@@ -51,48 +51,66 @@ class SqlAliases(SqlStore):
         check_model_name(model)
         check_alias(alias)
         check_version_number(version)
-        _check_audit(actor, reason)
+        check_audit(actor, reason)
         now = utc_now(now)
         with self._write() as conn:
             m = model_row(conn, model, lock=True)
-            target = version_row(conn, m, version)
-            _require_ready(model, target)
-            if operation == AliasOperation.PROMOTE:
-                # Checked under the model's lock, so a concurrent SetGate cannot slip in between.
-                result = evaluate_gate(gate_of(m.gate), target.metrics or {})
-                if not result.passed:
-                    raise GateFailed(
-                        f"{model} version {version} does not pass the gate of {model} and stays off "
-                        f"{alias!r}: {result.describe()}"
-                    )
-            current = alias_holder(conn, m.id, alias)
-            if current == version:
-                # Already there: a retried call must not add a history line or an event.
-                return AliasChange(0, model, alias, version, version, actor, reason, operation, now)
-            return self._change_alias(conn, m, alias, current or 0, target, operation, actor, reason, now)
+            return self._move_alias(conn, m, alias, version, operation, actor, reason, now)
 
     def delete_alias(
         self, model: str, alias: str, *, actor: str = "", reason: str = "", now: dt.datetime | None = None
     ) -> AliasChange:
         check_model_name(model)
         check_alias(alias)
-        _check_audit(actor, reason)
+        check_audit(actor, reason)
         now = utc_now(now)
         with self._write() as conn:
             m = model_row(conn, model, lock=True)
-            current = alias_holder(conn, m.id, alias)
-            if current is None:
-                raise NotFound(f"model {model!r} has no alias {alias!r}")
-            return self._change_alias(
-                conn, m, alias, current, None, AliasOperation.DELETE, actor, reason, now
-            )
+            return self._delete_alias(conn, m, alias, actor, reason, now)
+
+    def _move_alias(
+        self,
+        conn: Connection,
+        m: Row[Any],
+        alias: str,
+        version: int,
+        operation: AliasOperation,
+        actor: str,
+        reason: str,
+        now: dt.datetime,
+    ) -> AliasChange:
+        """move_alias in the caller's transaction, which holds the model's lock (``m``)."""
+        target = version_row(conn, m, version)
+        require_ready(m.name, target)
+        if operation == AliasOperation.PROMOTE:
+            # Checked under the model's lock, so a concurrent SetGate cannot slip in between.
+            result = evaluate_gate(gate_of(m.gate), target.metrics or {})
+            if not result.passed:
+                raise GateFailed(
+                    f"{m.name} version {version} does not pass the gate of {m.name} and stays off "
+                    f"{alias!r}: {result.describe()}"
+                )
+        current = alias_holder(conn, m.id, alias)
+        if current == version:
+            # Already there: a retried call must not add a history line or an event.
+            return AliasChange(0, m.name, alias, version, version, actor, reason, operation, now)
+        return self._change_alias(conn, m, alias, current or 0, target, operation, actor, reason, now)
+
+    def _delete_alias(
+        self, conn: Connection, m: Row[Any], alias: str, actor: str, reason: str, now: dt.datetime
+    ) -> AliasChange:
+        """delete_alias in the caller's transaction, which holds the model's lock (``m``)."""
+        current = alias_holder(conn, m.id, alias)
+        if current is None:
+            raise NotFound(f"model {m.name!r} has no alias {alias!r}")
+        return self._change_alias(conn, m, alias, current, None, AliasOperation.DELETE, actor, reason, now)
 
     def rollback_alias(
         self, model: str, alias: str, *, actor: str = "", reason: str = "", now: dt.datetime | None = None
     ) -> AliasChange:
         check_model_name(model)
         check_alias(alias)
-        _check_audit(actor, reason)
+        check_audit(actor, reason)
         now = utc_now(now)
         with self._write() as conn:
             m = model_row(conn, model, lock=True)
@@ -115,7 +133,7 @@ class SqlAliases(SqlStore):
                     "back to; use SetAlias to point it at a version"
                 )
             target = version_row(conn, m, target_number)
-            _require_ready(model, target)
+            require_ready(model, target)
             return self._change_alias(
                 conn, m, alias, current or 0, target, AliasOperation.ROLLBACK, actor, reason, now
             )
@@ -194,7 +212,7 @@ class SqlAliases(SqlStore):
         return replace(change, id=int(change_id))
 
 
-def _require_ready(model: str, version: Row[Any]) -> None:
+def require_ready(model: str, version: Row[Any]) -> None:
     if version.status != VersionStatus.READY.value:
         raise VersionNotReady(
             f"{model} version {version.version} is {version.status}: only ready versions (artifact "
@@ -202,6 +220,6 @@ def _require_ready(model: str, version: Row[Any]) -> None:
         )
 
 
-def _check_audit(actor: str, reason: str) -> None:
+def check_audit(actor: str, reason: str) -> None:
     check_text(actor, "actor", MAX_ID_CHARS)
     check_text(reason, "reason")

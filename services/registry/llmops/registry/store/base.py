@@ -15,7 +15,11 @@ Contract every backend keeps:
   transaction, as are a new version and its models.version_registered event (the outbox), so an
   accepted change is never lost and never announced without having happened;
 * Promote checks the gate in the same transaction that moves the alias, so a concurrent SetGate
-  cannot slip between the check and the move.
+  cannot slip between the check and the move;
+* a canary's start, change or end is written with its models.canary_changed event, and an end with
+  the alias moves it makes (the gated promotion, the challenger alias's deletion) and their
+  models.alias_changed events, in one transaction;
+* prompt template versions of a name number 1, 2, 3... with no gaps and no duplicates.
 """
 
 from __future__ import annotations
@@ -25,17 +29,22 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llmops.contracts.vocabulary import CHALLENGER_ALIAS, DEFAULT_ALIAS
 from llmops.core.handled_events import HandledEvents
 from llmops.core.outbox import Outbox
 from llmops.core.sql import DEFAULT_PAGE_SIZE, Page
 from llmops.registry.domain.models import (
     AliasChange,
     AliasOperation,
+    Canary,
+    CanaryOutcome,
     DatasetVersionRecord,
     GateRule,
     IngestionBatchRecord,
     ModelDefaults,
     ModelVersion,
+    PromptTemplate,
+    PromptTemplateSpec,
     RegisteredModel,
     RegisteredVersion,
     VersionSpec,
@@ -55,7 +64,8 @@ class LineageRecords:
 
 
 class RegistryStore(abc.ABC):
-    """Models, versions, aliases with their history, lineage records and the event outbox.
+    """Models, versions, aliases with their history, canaries, prompt templates, lineage records and
+    the event outbox.
 
     Methods that take ``now`` use it for timestamps; it defaults to the current time (UTC).
     Unknown models, versions or aliases raise ``NotFound``; malformed input raises
@@ -171,7 +181,14 @@ class RegistryStore(abc.ABC):
     def delete_alias(
         self, model: str, alias: str, *, actor: str = "", reason: str = "", now: dt.datetime | None = None
     ) -> AliasChange:
-        """Remove ``alias`` from ``model``."""
+        """Remove ``alias`` from ``model``.
+
+        Deleting a canary's challenger alias ends that canary as a rollback (its end is announced with
+        the deletion).
+
+        Raises:
+            FailedPrecondition: a canary runs on ``alias`` (end it first).
+        """
 
     @abc.abstractmethod
     def rollback_alias(
@@ -194,6 +211,87 @@ class RegistryStore(abc.ABC):
         Raises:
             NotFound: the model does not exist, or ``alias`` was never set on it.
         """
+
+    # --- canaries -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def set_canary(
+        self,
+        model: str,
+        alias: str = DEFAULT_ALIAS,
+        challenger_alias: str = CHALLENGER_ALIAS,
+        *,
+        share: float,
+        actor: str = "",
+        reason: str = "",
+        now: dt.datetime | None = None,
+    ) -> Canary:
+        """Start a canary on ``alias`` against ``challenger_alias``, or change its share.
+
+        Setting the share a canary already has changes and announces nothing.
+
+        Raises:
+            InvalidArgument: ``share`` outside [0, 1], or the two aliases are the same.
+            FailedPrecondition: an alias holds no READY version (the message names it), a canary on
+                ``alias`` runs against another challenger, or an alias is in another canary.
+        """
+
+    @abc.abstractmethod
+    def get_canary(self, model: str, alias: str = DEFAULT_ALIAS) -> Canary:
+        """The canary on ``alias``, with the versions its aliases hold now (NotFound when none runs)."""
+
+    @abc.abstractmethod
+    def end_canary(
+        self,
+        model: str,
+        alias: str = DEFAULT_ALIAS,
+        *,
+        outcome: CanaryOutcome,
+        actor: str = "",
+        reason: str = "",
+        now: dt.datetime | None = None,
+    ) -> Canary:
+        """End the canary on ``alias``: PROMOTE moves ``alias`` to the challenger's version through the
+        gate, then both outcomes delete the challenger alias.
+
+        Returns:
+            The ended canary (active False, share 0, the outcome, the versions after the end).
+
+        Raises:
+            NotFound: no canary runs on ``alias``.
+            GateFailed: PROMOTE and the challenger's version fails the gate; nothing changes.
+        """
+
+    # --- prompt templates -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_prompt_template(
+        self, spec: PromptTemplateSpec, *, now: dt.datetime | None = None
+    ) -> PromptTemplate:
+        """Register the next version of ``spec.name`` (1 for a new name).
+
+        Raises:
+            InvalidArgument: the template does not check (llmops.core.prompt_templates), or a field
+                is invalid; the message names the problem.
+        """
+
+    @abc.abstractmethod
+    def get_prompt_template(
+        self, name: str, *, version: int | None = None, alias: str = ""
+    ) -> PromptTemplate:
+        """One version of ``name``: by number, by alias, or the latest when neither is given."""
+
+    @abc.abstractmethod
+    def list_prompt_templates(
+        self, name: str = "", page_size: int = DEFAULT_PAGE_SIZE, page_token: str = ""
+    ) -> Page[PromptTemplate]:
+        """The versions of ``name``, newest first; with no name, the latest version of every name."""
+
+    @abc.abstractmethod
+    def set_prompt_template_alias(
+        self, name: str, alias: str, version: int, *, actor: str = "", now: dt.datetime | None = None
+    ) -> PromptTemplate:
+        """Point ``alias`` of template ``name`` at ``version`` (which must exist)."""
 
     # --- lineage --------------------------------------------------------------------------------
 

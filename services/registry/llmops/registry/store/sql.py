@@ -2,7 +2,8 @@
 
 SQLAlchemy 2.x Core on :class:`llmops.core.sql.SqlStore` (engine, transactions, Alembic migrations
 at open). ``sqlite:///path/registry.sqlite`` or ``postgresql+psycopg://user:password@host/db``.
-One module per aggregate (models, versions, aliases, lineage), composed here; the outbox and the
+One module per aggregate (models, versions, aliases, canaries, lineage, prompt templates), composed
+here; the outbox and the
 record of handled events are the kernel's (its SqlStore, from the tables). Concurrency, per backend:
 
 * SQLite: every writing transaction starts with ``BEGIN IMMEDIATE``, which takes the database's write
@@ -21,15 +22,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmops.registry.store.aliases import SqlAliases
 from llmops.registry.store.base import RegistryStore
+from llmops.registry.store.canaries import SqlCanaries
 from llmops.registry.store.lineage import SqlLineage
 from llmops.registry.store.models import SqlModels
 from llmops.registry.store.tables import metadata
+from llmops.registry.store.templates import SqlPromptTemplates
 from llmops.registry.store.versions import SqlVersions
 
 
-class SqlRegistryStore(SqlModels, SqlVersions, SqlAliases, SqlLineage, RegistryStore):
+# SqlCanaries is SqlAliases with alias deletion that ends or refuses a canary (store/canaries.py).
+class SqlRegistryStore(SqlModels, SqlVersions, SqlCanaries, SqlLineage, SqlPromptTemplates, RegistryStore):
     """The registry store on SQLite or PostgreSQL (see the module docstring).
 
     ``sqlite:///:memory:`` gives a private in-memory database on one shared connection, for

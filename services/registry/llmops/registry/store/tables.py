@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     MetaData,
@@ -93,6 +94,61 @@ alias_changes_t = Table(
     Column("operation", String(16), nullable=False),
     Column("changed_at", UTCDateTime, nullable=False),
     Index("ix_model_alias_changes_model_alias", "model_id", "alias", "id"),
+)
+
+canaries_t = Table(
+    "model_canaries",
+    metadata,
+    Column("model_id", AutoId, ForeignKey("registered_models.id"), nullable=False),
+    # The alias requests name; its holder is the champion arm. One canary per alias.
+    Column("alias", String(64), nullable=False),
+    Column("challenger_alias", String(64), nullable=False),
+    Column("share", Float, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model_id", "alias", name="pk_model_canaries"),
+    # An alias is the challenger of one canary at most (which canary its deletion ends is then clear).
+    UniqueConstraint("model_id", "challenger_alias", name="uq_model_canaries_challenger"),
+)
+
+templates_t = Table(
+    "prompt_templates",
+    metadata,
+    auto_id(),
+    Column("name", String(200), nullable=False, unique=True),
+    # The highest version number given out; the next registration takes latest_version + 1 (under
+    # this row's lock, as model versions are numbered).
+    Column("latest_version", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+template_versions_t = Table(
+    "prompt_template_versions",
+    metadata,
+    auto_id(),
+    Column("template_id", AutoId, ForeignKey("prompt_templates.id"), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("template", Text, nullable=False),
+    Column("system", Text, nullable=False),
+    # The declared variables, sorted: ["question", ...].
+    Column("variables", JSON, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("template_id", "version", name="uq_prompt_template_versions_template_version"),
+)
+
+template_aliases_t = Table(
+    "prompt_template_aliases",
+    metadata,
+    Column("template_id", AutoId, ForeignKey("prompt_templates.id"), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("template_id", "alias", name="pk_prompt_template_aliases"),
 )
 
 dataset_versions_t = Table(
