@@ -5,10 +5,14 @@ inference log in ClickHouse records the citations."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
 import grpc
+import openai
 import pytest
 
 from llmops.cli.local import LocalPlatform
@@ -140,6 +144,33 @@ async def test_answers_cite_the_chunks_that_hold_the_facts(platform: LocalPlatfo
 
     rows = await eventually(logged, timeout=60)
     assert {r[0]: list(r[2]) for r in rows} == request_ids
+
+    # The same options as extra fields of the OpenAI API, and on the command line.
+    _, question, _ = CORPUS["pellucid"]
+    client = openai.OpenAI(base_url=platform.openai_base_url, api_key=platform.api_key(), max_retries=0)
+    chat = client.chat.completions.create(
+        model="",
+        messages=[{"role": "user", "content": question}],
+        max_tokens=32,
+        temperature=0,
+        extra_body={"retrieval": {"collection": dataset, "top_k": 3}},
+    )
+    assert chat.model_extra["citations"][0]["document_id"].endswith("pellucid")
+    env = {
+        **os.environ,
+        "LLMOPS_SERVING_ADDRESS": platform.address("serving"),
+        "LLMOPS_API_KEY": platform.api_key(),
+        "COLUMNS": "200",
+    }
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "llmops.cli", "generate", question, "--collection", dataset, "--top-k", "3",
+         "--temperature", "0", "--max-tokens", "32", "--no-stream"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert chat.choices[0].message.content.strip() in shown.stdout
+    assert "[1] " in shown.stderr and "pellucid" in shown.stderr.split("[2]")[0]
 
 
 async def test_retrieval_away_fails_clearly_or_answers_without_context_when_allowed(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import grpc
 import typer
@@ -129,45 +129,74 @@ def _cell(value: object, is_int: bool) -> str:
 
 @app.command()
 def generate(
-    prompt: Annotated[str, typer.Argument(help="The user's message.")],
+    prompt: Annotated[str, typer.Argument(help="The user's message (empty with --template).")] = "",
     model: Annotated[str, typer.Option(help="Model name or alias (default: the served default).")] = "",
     max_tokens: Annotated[int, typer.Option(help="0 = server default.")] = 0,
     temperature: Annotated[float | None, typer.Option(help="0 = greedy.")] = None,
     stream: Annotated[bool, typer.Option(help="Print tokens as they come.")] = True,
+    collection: Annotated[str, typer.Option(help="Answer from this retrieval collection (RAG).")] = "",
+    top_k: Annotated[int, typer.Option(help="Chunks to retrieve (0 = retrieval's default).")] = 0,
+    template: Annotated[str, typer.Option(help="A registry prompt template: name, name@alias, name/N.")] = "",
+    var: Annotated[list[str] | None, typer.Option(help="A template variable, NAME=VALUE (repeat).")] = None,
+    user: Annotated[str, typer.Option(help="The end user (canary stickiness, the log).")] = "",
 ) -> None:
     """Generate an answer through serving (and log it to monitoring)."""
     from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
 
-    request = serving_pb2.GenerateRequest(model=model, prompt=prompt, max_tokens=max_tokens)
+    variables = {}
+    for item in var or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            err.print(f"[red]--var[/] takes NAME=VALUE, got {item!r}")
+            raise typer.Exit(2)
+        variables[name] = value
+    request = serving_pb2.GenerateRequest(
+        model=model, prompt=prompt, max_tokens=max_tokens, template=template, variables=variables, user=user
+    )
+    if collection:
+        request.retrieval.CopyFrom(serving_pb2.RetrievalOptions(collection=collection, top_k=top_k))
     if temperature is not None:
         request.temperature = temperature
     with client.channel("serving") as channel:
         stub = serving_pb2_grpc.ServingServiceStub(channel)
         try:
             if stream:
-                last = None
+                last = first_with_citations = None
                 for chunk in stub.GenerateStream(request, timeout=600):
+                    if chunk.citations:
+                        first_with_citations = chunk
                     sys.stdout.write(chunk.delta)
                     sys.stdout.flush()
                     last = chunk
                 sys.stdout.write("\n")
+                if first_with_citations is not None:
+                    _print_citations(first_with_citations)
                 if last is not None:
                     _print_usage(last)
             else:
                 reply = stub.Generate(request, timeout=600)
                 console.print(reply.text)
+                _print_citations(reply)
                 _print_usage(reply)
         except grpc.RpcError as exc:
             client.fail(exc)
 
 
 def _print_usage(reply: object) -> None:
-    r = reply  # GenerateResponse or the last GenerateStreamResponse
+    r: Any = reply  # GenerateResponse or the last GenerateStreamResponse
     err.print(
-        f"request_id={r.request_id} model={r.model} finish={r.finish_reason} "  # type: ignore[attr-defined]
-        f"tokens={r.usage.prompt_tokens}+{r.usage.completion_tokens} "  # type: ignore[attr-defined]
-        f"ttft={r.timing.time_to_first_token_ms:.0f}ms total={r.timing.total_ms:.0f}ms"  # type: ignore[attr-defined]
+        f"request_id={r.request_id} model={r.model} version={r.model_version} arm={r.arm or '-'} "
+        f"finish={r.finish_reason} tokens={r.usage.prompt_tokens}+{r.usage.completion_tokens} "
+        f"ttft={r.timing.time_to_first_token_ms:.0f}ms total={r.timing.total_ms:.0f}ms"
     )
+
+
+def _print_citations(reply: object) -> None:
+    r: Any = reply
+    for c in r.citations:
+        err.print(
+            f"[{c.index}] {c.document_id} ({c.source or c.collection}) score={c.score:.3f} chunk={c.chunk_id}"
+        )
 
 
 @app.command()
