@@ -6,7 +6,7 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("serving", "near_dup", "training", "logpath", "soak")
+BENCHMARKS = ("serving", "near_dup", "training", "logpath", "soak", "retrieval")
 
 
 def main() -> None:

@@ -59,7 +59,7 @@ class RetrievalService:
         client = runtime.own(await asyncio.to_thread(s.qdrant.client, s.platform))
         embedder = await asyncio.to_thread(Embedder, None, s.embed_batch_size)
         self._tokens = await asyncio.to_thread(ModelTokens)
-        self.index.set(ChunkIndex(client, embedder, embedder.dimension))
+        self.index.set(ChunkIndex(client, embedder, embedder.dimension, s.build_reranker()))
 
     async def _on_documents(self, events: list[DocumentCleaned]) -> None:
         tokens = self._tokens

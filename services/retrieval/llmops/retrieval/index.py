@@ -21,6 +21,7 @@ from qdrant_client import QdrantClient, models
 from llmops.core.errors import InvalidArgument, NotFound
 from llmops.retrieval.domain.chunking import Chunk
 from llmops.retrieval.domain.sparse import document_vector, query_vector
+from llmops.retrieval.rerank import FirstStageOrder, Reranker
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -62,6 +63,14 @@ class Hit:
     text: str
     score: float
     payload: dict[str, Any]
+    # The chunk's dense vector, fetched only for a reranker that needs it.
+    vector: list[float] | None = None
+
+
+def _dense_of(vector: Any) -> list[float] | None:
+    """A point's dense vector when it was fetched (named vectors come as a dict)."""
+    dense = vector.get(DENSE) if isinstance(vector, dict) else None
+    return [float(x) for x in dense] if dense is not None else None
 
 
 def point_id(collection: str, document_id: str, position: int) -> str:
@@ -69,12 +78,16 @@ def point_id(collection: str, document_id: str, position: int) -> str:
 
 
 class ChunkIndex:
-    """Collections of chunks with dense and sparse vectors; ``embed`` turns texts into unit vectors."""
+    """Collections of chunks with dense and sparse vectors; ``embed`` turns texts into unit vectors;
+    ``reranker`` reorders what search finds (default: the first stage's order)."""
 
-    def __init__(self, client: QdrantClient, embed: Any, dimension: int) -> None:
+    def __init__(
+        self, client: QdrantClient, embed: Any, dimension: int, reranker: Reranker | None = None
+    ) -> None:
         self.client = client
         self._embed = embed
         self.dimension = dimension
+        self.reranker: Reranker = reranker or FirstStageOrder()
 
     def ensure_collection(self, name: str) -> None:
         if self.client.collection_exists(name):
@@ -192,7 +205,8 @@ class ChunkIndex:
         score_threshold: float = 0.0,
         mode: Mode = Mode.HYBRID,
     ) -> list[Hit]:
-        """The ``top_k`` best chunks for ``query``: dense, sparse, or both fused by reciprocal rank."""
+        """The ``top_k`` best chunks for ``query``: dense, sparse, or both fused by reciprocal rank, then
+        reordered by the reranker (from the ``reranker.candidates(top_k)`` best)."""
         if not query.strip():
             raise InvalidArgument("query is empty")
         self._require(collection)
@@ -212,19 +226,22 @@ class ChunkIndex:
         terms = query_vector(query)
         sparse = models.SparseVector(indices=terms.indices, values=terms.values)
         threshold = score_threshold or None
+        limit = max(top_k, self.reranker.candidates(top_k))
+        vectors = [DENSE] if self.reranker.needs_vectors else False
         if mode is not Mode.HYBRID:
             using, vector = (DENSE, dense) if mode is Mode.DENSE else (SPARSE, sparse)
             found = self.client.query_points(
                 collection,
                 query=vector,
                 using=using,
-                limit=top_k,
+                limit=limit,
                 query_filter=flt,
                 score_threshold=threshold,
                 with_payload=True,
+                with_vectors=vectors,
             )
         else:
-            depth = max(top_k * 4, 20)
+            depth = max(limit * 4, 20)
             found = self.client.query_points(
                 collection,
                 prefetch=[
@@ -232,15 +249,24 @@ class ChunkIndex:
                     models.Prefetch(query=sparse, using=SPARSE, limit=depth, filter=flt),
                 ],
                 query=models.FusionQuery(fusion=models.Fusion.RRF),
-                limit=top_k,
+                limit=limit,
                 score_threshold=threshold,
                 with_payload=True,
+                with_vectors=vectors,
             )
-        return [
-            Hit(str(p.id), p.payload["document_id"], p.payload["text"], float(p.score), dict(p.payload))
+        hits = [
+            Hit(
+                str(p.id),
+                p.payload["document_id"],
+                p.payload["text"],
+                float(p.score),
+                dict(p.payload),
+                _dense_of(p.vector),
+            )
             for p in found.points
             if p.payload is not None
         ]
+        return self.reranker.rerank(query, hits, top_k)
 
     def _require(self, collection: str) -> None:
         if not self.client.collection_exists(collection):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmops.core.settings import QdrantSettings, ServiceSettings
+from llmops.retrieval.rerank import RERANKERS, Reranker, build_reranker
 
 
 class Settings(ServiceSettings):
@@ -21,6 +22,27 @@ class Settings(ServiceSettings):
     default_top_k: int = Field(5, ge=1)
     max_top_k: int = Field(100, ge=1)
     log_buffer_events: int = Field(10_000, ge=1)
+    # A second stage after search (see llmops.retrieval.rerank): "none" keeps the first stage's order;
+    # "mmr" picks diverse chunks from rerank_candidates * top_k candidates, trading mmr_diversity of
+    # relevance for distance from the chunks already picked. The default stays "none": in
+    # tests/bench/retrieval.py, mmr spreads the top 10 over more documents but lowers nDCG@10.
+    reranker: str = "none"
+    rerank_candidates: int = Field(4, ge=1, le=20)
+    mmr_diversity: float = Field(0.3, ge=0.0, le=1.0)
+
+    @field_validator("reranker")
+    @classmethod
+    def _known_reranker(cls, value: str) -> str:
+        if value not in RERANKERS:
+            raise ValueError(
+                f"LLMOPS_RETRIEVAL_RERANKER {value!r} is not a reranker; choose one of {', '.join(RERANKERS)}"
+            )
+        return value
+
+    def build_reranker(self) -> Reranker:
+        return build_reranker(
+            self.reranker, diversity=self.mmr_diversity, candidates_factor=self.rerank_candidates
+        )
 
     @model_validator(mode="after")
     def _overlap_below_half(self) -> Settings:
