@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import grpc
 import typer
@@ -62,3 +63,19 @@ def number(value: float) -> str:
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.4g}"
+
+
+def collect_pages(fetch: Callable[[int, str], Any], items: str, limit: int) -> tuple[list[Any], bool]:
+    """Up to ``limit`` items of a paged List RPC, and whether there are more.
+
+    ``fetch(page_size, page_token)`` asks for one page; ``items`` names its repeated field.
+    """
+    found: list[Any] = []
+    token = ""
+    while len(found) < limit:
+        page = fetch(min(limit - len(found), 100), token)
+        found.extend(getattr(page, items))
+        token = page.next_page_token
+        if not token:
+            break
+    return found[:limit], bool(token)

@@ -249,19 +249,14 @@ def models(limit: Annotated[int, typer.Option(min=1, help="Models to show at mos
     """List registered models with their aliases and gates."""
     from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
 
-    found: list[pb.Model] = []
-    token = ""
     with client.channel("registry") as channel:
         stub = _stub(channel)
         try:
-            while len(found) < limit:
-                page = stub.ListModels(
-                    pb.ListModelsRequest(page_size=min(limit - len(found), 100), page_token=token),
-                )
-                found.extend(page.models)
-                token = page.next_page_token
-                if not token:
-                    break
+            found, more = client.collect_pages(
+                lambda size, token: stub.ListModels(pb.ListModelsRequest(page_size=size, page_token=token)),
+                "models",
+                limit,
+            )
         except grpc.RpcError as exc:
             client.fail(exc)
     table = Table("model", "base model", "latest", "aliases", "gate", "updated")
@@ -276,7 +271,7 @@ def models(limit: Annotated[int, typer.Option(min=1, help="Models to show at mos
             when(m.updated_at),
         )
     console.print(table)
-    console.print(f"{len(found[:limit])} model(s){' (more: raise --limit)' if token else ''}")
+    console.print(f"{len(found[:limit])} model(s){' (more: raise --limit)' if more else ''}")
 
 
 @registry_app.command("create-model")
@@ -336,28 +331,23 @@ def versions(
     """List the versions of a model, newest first, with status, aliases and metrics."""
     from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
 
-    found: list[pb.ModelVersion] = []
-    token = ""
     with client.channel("registry") as channel:
         stub = _stub(channel)
         try:
-            while len(found) < limit:
-                page = stub.ListVersions(
-                    pb.ListVersionsRequest(
-                        model=name, page_size=min(limit - len(found), 100), page_token=token
-                    ),
-                )
-                found.extend(page.versions)
-                token = page.next_page_token
-                if not token:
-                    break
+            found, more = client.collect_pages(
+                lambda size, token: stub.ListVersions(
+                    pb.ListVersionsRequest(model=name, page_size=size, page_token=token)
+                ),
+                "versions",
+                limit,
+            )
         except grpc.RpcError as exc:
             client.fail(exc)
     table = Table("version", "status", "aliases", "metrics", "training job", "dataset version", "created")
     for v in found[:limit]:
         table.add_row(*version_row(v))
     console.print(table)
-    console.print(f"{len(found[:limit])} version(s) of {name}{' (more: raise --limit)' if token else ''}")
+    console.print(f"{len(found[:limit])} version(s) of {name}{' (more: raise --limit)' if more else ''}")
 
 
 @registry_app.command("show")
@@ -481,21 +471,16 @@ def history(
     """List the alias changes of a model, newest first."""
     from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
 
-    changes: list[pb.AliasChange] = []
-    token = ""
     with client.channel("registry") as channel:
         stub = _stub(channel)
         try:
-            while len(changes) < limit:
-                page = stub.ListAliasHistory(
-                    pb.ListAliasHistoryRequest(
-                        model=name, alias=alias, page_size=min(limit - len(changes), 100), page_token=token
-                    ),
-                )
-                changes.extend(page.changes)
-                token = page.next_page_token
-                if not token:
-                    break
+            changes, more = client.collect_pages(
+                lambda size, token: stub.ListAliasHistory(
+                    pb.ListAliasHistoryRequest(model=name, alias=alias, page_size=size, page_token=token)
+                ),
+                "changes",
+                limit,
+            )
         except grpc.RpcError as exc:
             client.fail(exc)
     table = Table("when", "alias", "operation", "from", "to", "actor", "reason")
@@ -510,7 +495,7 @@ def history(
             c.reason,
         )
     console.print(table)
-    console.print(f"{len(changes[:limit])} change(s){' (more: raise --limit)' if token else ''}")
+    console.print(f"{len(changes[:limit])} change(s){' (more: raise --limit)' if more else ''}")
 
 
 @registry_app.command("lineage")
@@ -718,21 +703,16 @@ def template_list(
     """List the latest version of every template, or the versions of NAME, newest first."""
     from llmops.contracts.rpc.registry.v1 import registry_pb2 as pb
 
-    found: list[pb.PromptTemplate] = []
-    token = ""
     with client.channel("registry") as channel:
         stub = _stub(channel)
         try:
-            while len(found) < limit:
-                page = stub.ListPromptTemplates(
-                    pb.ListPromptTemplatesRequest(
-                        name=name, page_size=min(limit - len(found), 100), page_token=token
-                    ),
-                )
-                found.extend(page.templates)
-                token = page.next_page_token
-                if not token:
-                    break
+            found, more = client.collect_pages(
+                lambda size, token: stub.ListPromptTemplates(
+                    pb.ListPromptTemplatesRequest(name=name, page_size=size, page_token=token)
+                ),
+                "templates",
+                limit,
+            )
         except grpc.RpcError as exc:
             client.fail(exc)
     table = Table("template", "version", "aliases", "variables", "created by", "created", "description")
@@ -740,7 +720,7 @@ def template_list(
         table.add_row(*template_row(t))
     console.print(table)
     what = f"version(s) of {name}" if name else "template(s)"
-    console.print(f"{len(found[:limit])} {what}{' (more: raise --limit)' if token else ''}")
+    console.print(f"{len(found[:limit])} {what}{' (more: raise --limit)' if more else ''}")
 
 
 @template_app.command("alias")

@@ -370,31 +370,23 @@ def jobs_list(
     from llmops.contracts.rpc.training.v1 import training_pb2 as pb
 
     wanted = pb.JobState.Value(f"JOB_STATE_{state.value.upper()}") if state else pb.JOB_STATE_UNSPECIFIED
-    jobs: list[pb.Job] = []
-    token = ""
     with client.channel("training") as channel:
         stub = _training_stub(channel)
         try:
-            while len(jobs) < limit:
-                page = stub.ListJobs(
-                    pb.ListJobsRequest(
-                        state=wanted,
-                        model_name=model,
-                        page_size=min(limit - len(jobs), 100),
-                        page_token=token,
-                    ),
-                )
-                jobs.extend(page.jobs)
-                token = page.next_page_token
-                if not token:
-                    break
+            jobs, more_jobs = client.collect_pages(
+                lambda size, token: stub.ListJobs(
+                    pb.ListJobsRequest(state=wanted, model_name=model, page_size=size, page_token=token)
+                ),
+                "jobs",
+                limit,
+            )
         except grpc.RpcError as exc:
             client.fail(exc)
     table = Table("job", "model", "method", "state", "step", "created", "dataset version")
     for job in jobs[:limit]:
         table.add_row(*job_row(job))
     console.print(table)
-    more = " (more: raise --limit)" if token else ""
+    more = " (more: raise --limit)" if more_jobs else ""
     console.print(f"{len(jobs[:limit])} job(s){more}")
 
 
@@ -531,21 +523,16 @@ def datasets_list(
     """List the versions of a dataset, newest first."""
     from llmops.contracts.rpc.labeling.v1 import labeling_pb2 as pb
 
-    versions: list[pb.DatasetVersion] = []
-    token = ""
     with client.channel("labeling") as channel:
         stub = _labeling_stub(channel)
         try:
-            while len(versions) < limit:
-                page = stub.ListDatasetVersions(
-                    pb.ListDatasetVersionsRequest(
-                        dataset=name, page_size=min(limit - len(versions), 100), page_token=token
-                    ),
-                )
-                versions.extend(page.versions)
-                token = page.next_page_token
-                if not token:
-                    break
+            versions, more = client.collect_pages(
+                lambda size, token: stub.ListDatasetVersions(
+                    pb.ListDatasetVersionsRequest(dataset=name, page_size=size, page_token=token)
+                ),
+                "versions",
+                limit,
+            )
         except grpc.RpcError as exc:
             client.fail(exc)
     table = Table("version", "train", "eval", "queues", "created", "description")
@@ -559,7 +546,7 @@ def datasets_list(
             v.description,
         )
     console.print(table)
-    console.print(f"{len(versions[:limit])} version(s) of {name}{' (more: raise --limit)' if token else ''}")
+    console.print(f"{len(versions[:limit])} version(s) of {name}{' (more: raise --limit)' if more else ''}")
 
 
 @datasets_app.command("show")

@@ -30,11 +30,15 @@ _RETRIEVAL_MODES = {
     "sparse": retrieval_pb2.RETRIEVAL_MODE_SPARSE,
 }
 
-# Used when a request asks for retrieval without naming a template. Kept short and literal: small
-# models copy a fact from numbered context more reliably than they follow long instructions.
-RAG_SYSTEM = "Answer the question using only the context. Copy the exact words from the context."
+# Used when a request asks for retrieval without naming a template. The model's own system prompt is
+# kept and the instruction, the numbered chunks and the question go in the user turn: on the RAG
+# end-to-end corpus SmolLM2-135M answered 6 of 6 this way against 4 of 6 with the instruction as a
+# system turn, 5 of 6 with the chunks in the system turn and 3 of 6 with the best chunk last.
+RAG_SYSTEM = ""
 RAG_TEMPLATE = (
-    "Context:\n{% for d in documents %}[{{ d.index }}] {{ d.text }}\n{% endfor %}\nQuestion: {{ question }}"
+    "Use the context to answer the question.\n\nContext:\n"
+    # trim_blocks drops the first newline after a block tag: two here leave one blank line.
+    "{% for d in documents %}[{{ d.index }}] {{ d.text }}\n{% endfor %}\n\nQuestion: {{ question }}"
 )
 QUESTION = "question"
 
