@@ -115,3 +115,43 @@ async def test_an_alias_change_loads_the_adapter_without_a_restart(platform: Loc
         return False
 
     await eventually(gone, timeout=30)
+
+
+async def test_promotions_do_not_pile_adapters_up_in_the_engine(platform: LocalPlatform) -> None:
+    """Ten promotions: the engine keeps the champion's adapter and at most two idle ones (the default
+    LLMOPS_SERVING_MAX_IDLE_ADAPTERS), and ListModels says which are loaded."""
+    adapter = platform.data_dir / "artifacts" / "adapters" / "bot" / "job-1"
+    if not (adapter / "adapter_config.json").exists():
+        _make_adapter(adapter)
+    events = [
+        ModelAliasChanged(
+            model="churn",
+            alias="champion",
+            version=v,
+            artifact_uri=f"file://{adapter}",
+            base_model=SMOLLM2_NAME,
+            reason=f"promotion {v}",
+        )
+        .model_dump_json()
+        .encode()
+        for v in range(1, 11)
+    ]
+    await publish_raw(platform.bootstrap_servers, ModelAliasChanged.topic, events)
+
+    def listed() -> dict[str, tuple[list[str], bool]]:
+        with grpc.insecure_channel(platform.address("serving")) as channel:
+            models = (
+                serving_pb2_grpc.ServingServiceStub(channel)
+                .ListModels(serving_pb2.ListModelsRequest(), metadata=auth(platform), timeout=30)
+                .models
+            )
+        return {m.name: (list(m.aliases), m.loaded) for m in models if m.model == "churn"}
+
+    entries = await eventually(
+        lambda: (got := listed()) and got.get("churn/10", ([], False))[0] and got, timeout=120
+    )
+    assert entries["churn/10"] == (["churn@champion"], True)
+    loaded = sorted(name for name, (_, is_loaded) in entries.items() if is_loaded)
+    # The champion and the two most recently idle; the older versions were unloaded as promotions came.
+    assert loaded == ["churn/10", "churn/8", "churn/9"]
+    assert _generate(platform, "churn").model_version == "churn/10"
