@@ -339,6 +339,19 @@ def _vllm_server(model: Path, folder: Path) -> Iterator[str]:
         str(port),
         "--served-model-name",
         VLLM_SERVER_NAME,
+        # The same settings as serving's engine: LoRA on (serving answers adapters next to the base
+        # model), so the comparison is like for like.
+        *(
+            [
+                "--enable-lora",
+                "--max-loras",
+                str(OPTIONS.max_loras),
+                "--max-lora-rank",
+                str(OPTIONS.max_lora_rank),
+            ]
+            if OPTIONS.enable_lora
+            else []
+        ),
     ]
     log = folder / "server.log"
     with log.open("wb") as out:
