@@ -156,6 +156,16 @@ async def test_answers_cite_the_chunks_that_hold_the_facts(platform: LocalPlatfo
         extra_body={"retrieval": {"collection": dataset, "top_k": 3}},
     )
     assert chat.model_extra["citations"][0]["document_id"].endswith("pellucid")
+    # An answer over HTTP is logged like one over gRPC, with what it cited.
+    http_logged = await eventually(
+        lambda: query_monitoring(
+            platform,
+            "SELECT citation_document_ids FROM inference_log_v WHERE request_id = {r:String}",
+            r=chat.model_extra["request_id"],
+        ),
+        timeout=60,
+    )
+    assert list(http_logged[0][0]) == [c["document_id"] for c in chat.model_extra["citations"]]
     env = {
         **os.environ,
         "LLMOPS_SERVING_ADDRESS": platform.address("serving"),

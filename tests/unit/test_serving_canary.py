@@ -59,6 +59,9 @@ class _Engine:
     async def unload_adapter(self, name: str) -> bool:
         return self.adapters.pop(name, None) is not None
 
+    def adapter(self, name: str) -> str | None:
+        return self.adapters.get(name)
+
 
 def _adapter(tmp_path: Path, version: int) -> str:
     folder = tmp_path / f"v{version}"

@@ -7,6 +7,7 @@ from llmops.contracts.events import InferenceLogged, ModelAliasChanged, ModelCan
 from llmops.contracts.rpc.serving.v1 import serving_pb2_grpc
 from llmops.core.auth import ApiKeys
 from llmops.core.convert import copy_fields
+from llmops.core.http_server import HttpServer
 from llmops.core.model_assets import smollm2_path
 from llmops.core.service import Deferred, Runtime
 from llmops.serving.deployments import ModelRouter, RegistryLookup
@@ -14,7 +15,7 @@ from llmops.serving.engine import EngineOptions, TextEngine
 from llmops.serving.generation import Generation
 from llmops.serving.grpc_server import ServingServicer
 from llmops.serving.inference_log import InferenceLogWriter
-from llmops.serving.openai_api import HttpServer, create_app
+from llmops.serving.openai_api import create_app
 from llmops.serving.prompting import ContextLookup, TemplateLookup
 from llmops.serving.routing import AliasTable
 from llmops.serving.settings import Settings
@@ -89,7 +90,9 @@ class ServingService:
         self.router.set(router)
         if s.http_port:
             app = create_app(self.generation(), self.router, ApiKeys.from_settings(s.auth))
-            await runtime.enter(HttpServer(app, s.host, s.http_port, grace_seconds=s.grace_seconds))
+            await runtime.enter(
+                HttpServer(app, s.host, s.http_port, grace_seconds=s.grace_seconds, name="serving-http")
+            )
 
     async def _on_alias_changed(self, event: ModelAliasChanged) -> None:
         await self.router().on_alias_changed(event)

@@ -154,8 +154,12 @@ class ModelRouter:
             )
         name = deployment.adapter_name
         self._last_used[name] = time.monotonic()
+        # Every request for an adapter passes here: a loaded one is returned without the lock.
+        loaded = self.engine.adapter(name)
+        if loaded is not None:
+            return loaded
         async with self._loading:
-            loaded = self.engine.adapters.get(name)
+            loaded = self.engine.adapter(name)
             if loaded is not None:
                 return loaded
             cache = self.cache_dir / deployment.model / str(deployment.version)
@@ -207,6 +211,7 @@ class ModelRouter:
         await self.load(deployment)
         self.table.set(event.model, event.alias, deployment)
         log.info("alias %s@%s -> version %d (%s)", event.model, event.alias, event.version, event.reason)
+        # The previous holder may be idle now.
         await self.unload_idle()
 
     async def on_canary_changed(self, event: ModelCanaryChanged) -> None:

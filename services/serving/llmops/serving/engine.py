@@ -346,7 +346,12 @@ class TextEngine:
 
     @property
     def adapters(self) -> dict[str, LoRARequest]:
+        """A copy of the loaded adapters by name (use :meth:`adapter` on a request's path)."""
         return dict(self._adapters)
+
+    def adapter(self, name: str) -> LoRARequest | None:
+        """The loaded adapter ``name``, or None; no copy, for the per-request path."""
+        return self._adapters.get(name)
 
     async def abort(self, request_id: str) -> None:
         """Stop a running request by the id given to :meth:`generate` (no-op if it is done)."""

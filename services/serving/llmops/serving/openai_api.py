@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -341,55 +340,3 @@ def create_app(generation: Generation, router: Callable[[], ModelRouter], keys: 
             yield _sse("[DONE]")
 
     return app
-
-
-def _server_class() -> type:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        # The service's runtime owns SIGTERM/SIGINT and stops this server itself; uvicorn must not
-        # take the signals over.
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return Server
-
-
-class HttpServer:
-    """uvicorn serving ``app`` on host:port as an async context manager (stopped gracefully on exit)."""
-
-    def __init__(self, app: FastAPI, host: str, port: int, *, grace_seconds: float) -> None:
-        import uvicorn
-
-        _Server = _server_class()
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=max(1, int(grace_seconds)),
-        )
-        self._server = _Server(config)
-        self._task: Any = None
-
-    async def __aenter__(self) -> HttpServer:
-        import asyncio
-
-        self._task = asyncio.create_task(self._server.serve(), name="serving-http")
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise OSError(f"the HTTP server stopped at start (port {self._server.config.port} taken?)")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the HTTP server did not start within 30 s")
-            await asyncio.sleep(0.05)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            await self._task
