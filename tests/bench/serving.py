@@ -1,7 +1,6 @@
 """Serving: what the platform costs on top of the engine it serves with, and how it compares.
 
-One fixed greedy chat workload runs at 1, 8 and 32 concurrent streams on five systems, one after
-another (only one engine is alive at a time):
+One fixed greedy chat workload runs at 1, 8 and 32 concurrent streams on five systems:
 
   (a) vLLM's ``AsyncLLM`` in process, through :class:`TextEngine` with serving's engine settings;
   serving gRPC and serving HTTP: the serving service as ``make up`` runs it (API key, validation,
@@ -10,15 +9,18 @@ another (only one engine is alive at a time):
   (b) vLLM's own OpenAI server as a process on the same model and settings (what a user would run
       instead), called with the same ``AsyncOpenAI`` streaming code as serving's HTTP API;
   (c) plain transformers ``generate`` (fp32, greedy; the concurrent prompts batched with left
-      padding at 8 and 32, one at a time at 1), in a process of its own.
+      padding at 8 and 32, one at a time at 1), in a process of its own, after the others.
+
+(a), serving and (b) are up at the same time (an idle engine costs no CPU: measured 0.06 s in 10 s)
+and take turns run by run, ROUNDS rounds, the order rotated each round. A ratio is the median of
+the round-by-round ratios of runs made side by side, printed with its range: on a 2-core machine
+shared with others a single run moves by 20 %, so one best-of figure per system, measured minutes
+apart, says more about the machine than about the system. The CPU time of each front-end process
+(serving's, vLLM server's API process) per 1,000 output tokens is printed too: it is what the
+platform adds on top of the engine, and it does not depend on the machine's other load.
 
 Output tokens are the servers' own counts (the final gRPC message, OpenAI ``usage``, vLLM's outputs,
-the generated ids for transformers). Throughput is printed as ratios against (a) and (b) measured in
-the same run, so the figures mean the same on a slower or busier machine.
-
-Each system gets a warm-up at the largest concurrency, then ROUNDS rounds of 1, 8 and 32 streams;
-at each concurrency the round with the higher throughput is kept (others' load on a shared machine
-only ever slows a run down). gRPC and HTTP take turns on one serving process, run by run.
+the generated ids for transformers).
 
 ``LLMOPS_BENCH_QUICK=1`` runs fewer prompts (a check that everything works, not a measurement).
 """
@@ -45,7 +47,7 @@ import grpc
 import httpx
 from openai import AsyncOpenAI
 
-from llmops.cli.local import free_port
+from llmops.cli.local import LocalPlatform, free_port
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
 from llmops.core.model_assets import SMOLLM2_NAME, smollm2_path
 from llmops.core.settings import LOOPBACK, PlatformSettings
@@ -56,7 +58,8 @@ QUICK = os.environ.get("LLMOPS_BENCH_QUICK", "") not in ("", "0")
 MAX_TOKENS = 32
 # Concurrency -> how many requests a run sends (at 32: two waves of 32 streams).
 PLAN = {1: 3, 8: 8, 32: 32} if QUICK else {1: 8, 8: 64, 32: 64}
-ROUNDS = 1 if QUICK else 2
+ROUNDS = 1 if QUICK else 4
+TRANSFORMERS_ROUNDS = 1 if QUICK else 2
 WARMUP = (8, 8) if QUICK else (32, 32)  # requests, concurrency; not measured
 GOAL_VS_ENGINE = 0.95
 GOAL_VS_VLLM_SERVER = 1.0
@@ -99,6 +102,8 @@ class Figures:
     latency_ms: list[float]
     # The machine's 1-minute load average when the run began (2 cores shared with others: noise).
     load: float
+    # CPU seconds the system's front-end process spent during the run (None: not measured).
+    front_end_cpu: float | None = None
 
     @property
     def tokens_per_s(self) -> float:
@@ -137,42 +142,60 @@ def _run_id(round_: int, concurrency: int) -> int:
     return 1 + round_ * 100 + concurrency
 
 
-def _keep_best(best: dict[int, Figures], concurrency: int, figures: Figures) -> None:
-    if concurrency not in best or figures.tokens_per_s > best[concurrency].tokens_per_s:
-        best[concurrency] = figures
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of one process (not its children), from /proc."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _measure(calls: dict[str, Call]) -> dict[str, dict[int, Figures]]:
-    """Warm each system up, then run the rounds, the systems taking turns run by run."""
-    for call in calls.values():
-        await _drive(call, _prompts(0, WARMUP[0]), WARMUP[1])
-    _note(*calls)
-    best: dict[str, dict[int, Figures]] = {system: {} for system in calls}
+@dataclass
+class System:
+    """One system under test: how to send a request, and the pid of its front end (the process that
+    answers the API, without the engine processes; None where the client shares that process)."""
+
+    call: Call
+    front_end: int | None = None
+
+
+async def _measure(systems: dict[str, System]) -> dict[str, dict[int, list[Figures]]]:
+    """Warm every system up, then ROUNDS rounds: in each, every concurrency on every system, the
+    systems taking turns run by run (the order rotated each round), so each ratio compares runs made
+    within a minute or two of each other on the same machine."""
+    for system in systems.values():
+        await _drive(system.call, _prompts(0, WARMUP[0]), WARMUP[1])
+    _note(*systems)
+    runs: dict[str, dict[int, list[Figures]]] = {name: {c: [] for c in PLAN} for name in systems}
+    names = list(systems)
     for round_ in range(ROUNDS):
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
         for c, n in PLAN.items():
-            for system, call in calls.items():
-                _keep_best(best[system], c, await _drive(call, _prompts(_run_id(round_, c), n), c))
-    return best
-
-
-_STARTED: dict[str, float] = {}
+            for name in order:
+                system = systems[name]
+                before = _cpu_seconds(system.front_end)
+                figures = await _drive(system.call, _prompts(_run_id(round_, c), n), c)
+                after = _cpu_seconds(system.front_end)
+                if before is not None and after is not None:
+                    figures.front_end_cpu = after - before
+                runs[name][c].append(figures)
+    return runs
 
 
 def _note(*systems: str) -> None:
-    """Say that ``systems`` are warm and their measurement begins (time since their start, if timed)."""
+    """Say that ``systems`` are warm and their measurement begins."""
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    since = _STARTED.get(systems[0])
-    ready = f", started and warmed up in {time.monotonic() - since:.0f}s" if since is not None else ""
-    print(f"  {' and '.join(systems)}: measuring (load average {load}{ready})", flush=True)
+    print(f"  {', '.join(systems)}: warm, measuring (load average {load})", flush=True)
 
 
 @contextlib.contextmanager
-def _timed(*systems: str, startup: bool = True) -> Iterator[None]:
+def _timed(what: str) -> Iterator[None]:
     began = time.monotonic()
-    if startup:  # the first system's measurement begins when it is ready
-        _STARTED[systems[0]] = began
     yield
-    print(f"  {' and '.join(systems)}: done in {time.monotonic() - began:.0f}s", flush=True)
+    print(f"  {what}: {time.monotonic() - began:.0f}s", flush=True)
 
 
 @contextlib.contextmanager
@@ -196,21 +219,20 @@ def _engine_environment(model: Path, cache: Path) -> dict[str, str]:
 # --- (a) the engine in process ---------------------------------------------------------------------
 
 
-async def _engine(model: Path, cache: Path) -> dict[str, dict[int, Figures]]:
+def _engine_call(engine: TextEngine) -> Call:
     params = GenerationParams(max_tokens=MAX_TOKENS, temperature=0.0, top_p=1.0)
-    async with TextEngine(model, OPTIONS, cache_dir=cache) as engine:
 
-        async def call(messages: Messages) -> tuple[int, float | None]:
-            first, tokens = None, 0
-            text = engine.format_chat(messages)
-            async for chunk in engine.generate(text, params, uuid.uuid4().hex):
-                if first is None and chunk.delta:
-                    first = time.perf_counter()
-                if chunk.finished:
-                    tokens = chunk.completion_tokens
-            return tokens, first
+    async def call(messages: Messages) -> tuple[int, float | None]:
+        first, tokens = None, 0
+        text = engine.format_chat(messages)
+        async for chunk in engine.generate(text, params, uuid.uuid4().hex):
+            if first is None and chunk.delta:
+                first = time.perf_counter()
+            if chunk.finished:
+                tokens = chunk.completion_tokens
+        return tokens, first
 
-        return await _measure({ENGINE: call})
+    return call
 
 
 # --- serving, gRPC and HTTP ------------------------------------------------------------------------
@@ -265,23 +287,6 @@ def _openai_client(base_url: str, api_key: str) -> AsyncOpenAI:
     return AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=600)
 
 
-async def _serving_calls(
-    address: str, metadata: tuple, base_url: str, api_key: str
-) -> dict[str, dict[int, Figures]]:
-    async with grpc.aio.insecure_channel(address) as channel, _openai_client(base_url, api_key) as client:
-        stub = serving_pb2_grpc.ServingServiceStub(channel)
-        return await _measure({GRPC: _grpc_call(stub, metadata), HTTP: _openai_call(client, SMOLLM2_NAME)})
-
-
-def _serving(root: Path) -> dict[str, dict[int, Figures]]:
-    with running_platform(root, ["serving"]) as platform:
-        return asyncio.run(
-            _serving_calls(
-                platform.address("serving"), auth(platform), platform.openai_base_url, platform.api_key()
-            )
-        )
-
-
 # --- (b) vLLM's own OpenAI server ------------------------------------------------------------------
 
 
@@ -318,8 +323,9 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 @contextlib.contextmanager
-def _vllm_server(model: Path, folder: Path) -> Iterator[str]:
-    """``python -m vllm.entrypoints.openai.api_server`` on a free loopback port; its base URL."""
+def _vllm_server(model: Path, folder: Path) -> Iterator[tuple[str, int]]:
+    """``python -m vllm.entrypoints.openai.api_server`` on a free loopback port; its base URL and
+    the pid of its API process (the engine runs in processes it starts)."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [
@@ -375,25 +381,17 @@ def _vllm_server(model: Path, folder: Path) -> Iterator[str]:
                 if httpx.get(f"http://{LOOPBACK}:{port}/health", timeout=2).status_code == 200:
                     break
             time.sleep(1)
-        yield f"http://{LOOPBACK}:{port}/v1"
+        yield f"http://{LOOPBACK}:{port}/v1", process.pid
     finally:
         _stop(process)
-
-
-async def _vllm_calls(base_url: str) -> dict[str, dict[int, Figures]]:
-    async with _openai_client(base_url, "unused") as client:
-        return await _measure({VLLM_SERVER: _openai_call(client, VLLM_SERVER_NAME)})
-
-
-def _vllm(model: Path, folder: Path) -> dict[str, dict[int, Figures]]:
-    with _vllm_server(model, folder) as base_url:
-        return asyncio.run(_vllm_calls(base_url))
 
 
 # --- (c) transformers ------------------------------------------------------------------------------
 
 
-def _transformers_worker(model_path: str) -> dict[int, tuple[int, float, list[float], list[float], float]]:
+def _transformers_worker(
+    model_path: str,
+) -> dict[int, list[tuple[int, float, list[float], list[float], float]]]:
     """In a process of its own: greedy ``generate``, batched like the concurrency (left padding).
 
     TTFT is the time to the first generated token of the ``generate`` call, i.e. of the whole batch
@@ -453,75 +451,124 @@ def _transformers_worker(model_path: str) -> dict[int, tuple[int, float, list[fl
         return tokens, time.perf_counter() - began, ttfts, latencies, load
 
     run(_prompts(0, WARMUP[0]), WARMUP[1])
-    best: dict[int, tuple[int, float, list[float], list[float], float]] = {}
-    for round_ in range(ROUNDS):
+    runs: dict[int, list[tuple[int, float, list[float], list[float], float]]] = {c: [] for c in PLAN}
+    for round_ in range(TRANSFORMERS_ROUNDS):
         for c, n in PLAN.items():
-            figures = run(_prompts(_run_id(round_, c), n), c)
-            if c not in best or figures[0] / figures[1] > best[c][0] / best[c][1]:
-                best[c] = figures
-    return best
+            runs[c].append(run(_prompts(_run_id(round_, c), n), c))
+    return runs
 
 
-def _transformers(model: Path) -> dict[str, dict[int, Figures]]:
-    _note(TRANSFORMERS)
+def _transformers(model: Path) -> dict[str, dict[int, list[Figures]]]:
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         results = pool.submit(_transformers_worker, str(model)).result()
-    return {TRANSFORMERS: {c: Figures(*r) for c, r in results.items()}}
+    return {TRANSFORMERS: {c: [Figures(*r) for r in rs] for c, rs in results.items()}}
 
 
 # --- report ----------------------------------------------------------------------------------------
 
-
-def _ratio(figures: dict[str, Figures | None], row: str, base: str) -> float | None:
-    a, b = figures.get(row), figures.get(base)
-    return None if a is None or b is None else a.tokens_per_s / b.tokens_per_s
+Runs = dict[str, dict[int, list[Figures]] | None]
 
 
-def _table(concurrency: int, figures: dict[str, Figures | None]) -> None:
-    print(
-        f"\nconcurrency {concurrency}: {PLAN[concurrency]} requests x up to {MAX_TOKENS} tokens"
-        f" (best of {ROUNDS} round{'s' if ROUNDS > 1 else ''})"
-    )
+def _median_run(figures: list[Figures]) -> Figures:
+    return sorted(figures, key=lambda f: f.tokens_per_s)[(len(figures) - 1) // 2]
+
+
+def _ratios(runs: Runs, row: str, base: str, concurrency: int) -> list[float] | None:
+    """Round by round, ``row``'s tokens/s over ``base``'s (paired: the two ran side by side)."""
+    a, b = runs.get(row), runs.get(base)
+    if not a or not b:
+        return None
+    if row == TRANSFORMERS:  # measured apart from the others: against their medians
+        return [f.tokens_per_s / _median_run(b[concurrency]).tokens_per_s for f in a[concurrency]]
+    return [x.tokens_per_s / y.tokens_per_s for x, y in zip(a[concurrency], b[concurrency], strict=True)]
+
+
+def _ratio_cell(ratios: list[float] | None) -> str:
+    if ratios is None:
+        return f"{'n/a':>17}"
+    low, high = min(ratios), max(ratios)
+    return f"{statistics.median(ratios):>5.2f} [{low:.2f}-{high:.2f}]"
+
+
+def _table(concurrency: int, runs: Runs) -> None:
+    print(f"\nconcurrency {concurrency}: {PLAN[concurrency]} requests x up to {MAX_TOKENS} tokens, per run")
     header = (
-        f"{'system':<24} {'tokens':>6} {'tok/s':>7} {'lat p50':>8} {'lat p95':>8}"
-        f" {'ttft p50':>8} {'ttft p95':>8} {'vs (a)':>7} {'vs (b)':>7} {'load':>5}"
+        f"{'system':<24} {'tok/s':>7} {'lat p50':>8} {'lat p95':>8} {'ttft p50':>8} {'ttft p95':>8}"
+        f" {'vs (a) [range]':>17} {'vs (b) [range]':>17} {'fe ms/1k':>8} {'load':>5}"
     )
     print(header)
     print("-" * len(header))
     for row in ROWS:
-        f = figures.get(row)
-        if f is None:
-            print(f"{row:<24} {'failed':>6}")
+        by_c = runs.get(row)
+        if not by_c:
+            print(f"{row:<24} {'failed':>7}")
             continue
+        figures = by_c[concurrency]
+        latency = [x for f in figures for x in f.latency_ms]
+        ttft_ms = [x for f in figures for x in (f.ttft_ms or [])]
         ttft = (
-            f"{_percentile(f.ttft_ms, 50):>8.0f} {_percentile(f.ttft_ms, 95):>8.0f}"
-            if f.ttft_ms
+            f"{_percentile(ttft_ms, 50):>8.0f} {_percentile(ttft_ms, 95):>8.0f}"
+            if ttft_ms
             else f"{'n/a':>8} {'n/a':>8}"
         )
+        cpu = [f.front_end_cpu for f in figures if f.front_end_cpu is not None]
+        tokens = sum(f.tokens for f in figures)
+        front_end = f"{1e6 * sum(cpu) / tokens:>8.0f}" if cpu and len(cpu) == len(figures) else f"{'n/a':>8}"
         ratios = " ".join(
-            f"{r:>7.2f}" if r is not None else f"{'n/a':>7}"
-            for r in (_ratio(figures, row, ENGINE), _ratio(figures, row, VLLM_SERVER))
+            _ratio_cell(_ratios(runs, row, base, concurrency)) for base in (ENGINE, VLLM_SERVER)
         )
         print(
-            f"{row:<24} {f.tokens:>6} {f.tokens_per_s:>7.1f} {_percentile(f.latency_ms, 50):>8.0f}"
-            f" {_percentile(f.latency_ms, 95):>8.0f} {ttft} {ratios} {f.load:>5.1f}"
+            f"{row:<24} {statistics.median(f.tokens_per_s for f in figures):>7.1f}"
+            f" {_percentile(latency, 50):>8.0f} {_percentile(latency, 95):>8.0f} {ttft} {ratios}"
+            f" {front_end} {max(f.load for f in figures):>5.1f}"
         )
 
 
-def _goals(by_concurrency: dict[int, dict[str, Figures | None]]) -> None:
+def _goals(runs: Runs) -> None:
     print()
     for row in (GRPC, HTTP):
         for base, goal in ((ENGINE, GOAL_VS_ENGINE), (VLLM_SERVER, GOAL_VS_VLLM_SERVER)):
-            ratios = {c: _ratio(figures, row, base) for c, figures in by_concurrency.items()}
-            shown = ", ".join(f"{c}: {'n/a' if r is None else f'{r:.2f}'}" for c, r in ratios.items())
+            ratios = {c: _ratios(runs, row, base, c) for c in PLAN}
+            shown = ", ".join(f"{c}: {_ratio_cell(r).strip()}" for c, r in ratios.items())
             if any(r is None for r in ratios.values()):
                 verdict = "cannot judge (a system failed)"
-            elif all(r >= goal for r in ratios.values()):  # type: ignore[operator]
+            elif all(statistics.median(r) >= goal for r in ratios.values()):  # type: ignore[arg-type]
                 verdict = "met"
             else:
                 verdict = "NOT met"
-            print(f"goal: {row} tokens/s >= {goal:.2f}x {base} at every concurrency: {verdict} ({shown})")
+            print(
+                f"goal: {row} tokens/s >= {goal:.2f}x {base} at every concurrency (median of paired"
+                f" rounds): {verdict} ({shown})"
+            )
+
+
+async def _side_by_side(model: Path, root: Path, platform: LocalPlatform, vllm: tuple[str, int]) -> Runs:
+    """(a) starts here, in this process; serving and (b) already run beside it. All three stay up
+    (an idle engine costs no CPU), so their runs interleave."""
+    vllm_url, vllm_pid = vllm
+    with _timed(f"{ENGINE}: started"), _environment_kept():
+        engine = TextEngine(model, OPTIONS, cache_dir=root / "engine")
+        await engine.__aenter__()
+    try:
+        async with (
+            grpc.aio.insecure_channel(platform.address("serving")) as channel,
+            _openai_client(platform.openai_base_url, platform.api_key()) as serving_http,
+            _openai_client(vllm_url, "unused") as vllm_http,
+        ):
+            serving_pid = platform.pid("serving")
+            return await _measure(
+                {
+                    ENGINE: System(_engine_call(engine)),
+                    GRPC: System(
+                        _grpc_call(serving_pb2_grpc.ServingServiceStub(channel), auth(platform)), serving_pid
+                    ),
+                    HTTP: System(_openai_call(serving_http, SMOLLM2_NAME), serving_pid),
+                    VLLM_SERVER: System(_openai_call(vllm_http, VLLM_SERVER_NAME), vllm_pid),
+                }
+            )
+    finally:
+        await engine.__aexit__(None, None, None)
 
 
 def run() -> None:
@@ -529,37 +576,38 @@ def run() -> None:
     print(
         f"workload{' (QUICK: a check, not a measurement)' if QUICK else ''}: greedy chat requests x up to"
         f" {MAX_TOKENS} tokens, {', '.join(f'{n} at concurrency {c}' for c, n in PLAN.items())},"
-        f" {ROUNDS} round(s); {WARMUP[0]} warm-up requests at concurrency {WARMUP[1]} per system"
-        f"\nmodel: {model.name} {OPTIONS.dtype}, enforce_eager,"
-        f" max_model_len {OPTIONS.max_model_len}, KV cache {OPTIONS.kv_cache_gib} GiB; (a) and serving"
-        f" with LoRA enabled (serving's default), (b) without",
+        f" {ROUNDS} round(s) ({TRANSFORMERS_ROUNDS} for (c)); {WARMUP[0]} warm-up requests at"
+        f" concurrency {WARMUP[1]} per system\nmodel: {model.name} {OPTIONS.dtype}, enforce_eager,"
+        f" max_model_len {OPTIONS.max_model_len}, KV cache {OPTIONS.kv_cache_gib} GiB, LoRA enabled"
+        " (serving's default) on (a), serving and (b)",
         flush=True,
     )
-    results: dict[str, dict[int, Figures] | None] = dict.fromkeys(ROWS)
+    results: Runs = dict.fromkeys(ROWS)
     with tempfile.TemporaryDirectory(prefix="llmops-bench-") as tmp:
         root = Path(tmp)
-        with _environment_kept(), _timed(ENGINE):
-            results.update(asyncio.run(_engine(model, root / "engine")))
-        with _timed(GRPC, HTTP):
-            results.update(_serving(root / "platform"))
+        with contextlib.ExitStack() as stack:
+            with _timed("serving (gRPC and HTTP): started"):
+                platform = stack.enter_context(running_platform(root / "platform", ["serving"]))
+            with _timed(f"{VLLM_SERVER}: started"):
+                vllm = stack.enter_context(_vllm_server(model, root / "vllm-server"))
+            with _timed(f"{ENGINE}, serving and {VLLM_SERVER}: measured"):
+                results.update(asyncio.run(_side_by_side(model, root, platform, vllm)))
         try:
-            with _timed(VLLM_SERVER):
-                results.update(_vllm(model, root / "vllm-server"))
-        except Exception as exc:  # noqa: BLE001 - report it and go on with the others
-            print(f"  {VLLM_SERVER} failed: {exc}", flush=True)
-        try:
-            with _timed(TRANSFORMERS, startup=False):
+            with _timed(f"{TRANSFORMERS}: measured"):
                 results.update(_transformers(model))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - report it and go on with the others
             print(f"  {TRANSFORMERS} failed: {exc!r}", flush=True)
-    by_concurrency = {c: {row: (r[c] if r else None) for row, r in results.items()} for c in PLAN}
-    for c, figures in by_concurrency.items():
-        _table(c, figures)
+    for c in PLAN:
+        _table(c, results)
     print(
-        "\ntok/s: output tokens (the servers' usage) / wall time of the run; latency and ttft per"
-        " request from its send, ms. vs (a), vs (b): tok/s ratio (1.00 = the same). load: the"
-        " machine's 1-minute load average as the run began (2 cores; above 2, others were busy too)."
-        "\n(c) transformers: one generate() per batch of the concurrency's size; its latency and"
-        " ttft (time to the batch's first generated token) are the batch's."
+        "\ntok/s: median over the rounds of output tokens (the servers' usage) / wall time of a run;"
+        " latency and ttft: percentiles over every request of every round, from its send, ms."
+        " vs (a), vs (b): the median of the round-by-round tok/s ratios [lowest-highest] (1.00 = the"
+        " same; the runs of a round ran side by side, in turns). fe ms/1k: CPU ms the front-end process"
+        " (the one answering the API, not the engine's) spent per 1,000 output tokens. load: the"
+        " highest 1-minute load average as a run began (2 cores; above 2, others were busy too)."
+        "\n(c) transformers: measured after the others, one generate() per batch of the concurrency's"
+        " size; its latency and ttft (time to the batch's first generated token) are the batch's, its"
+        " ratios against the others' medians."
     )
-    _goals(by_concurrency)
+    _goals(results)

@@ -74,13 +74,18 @@ def test_models_lists_the_base_model(client: openai.OpenAI) -> None:
 
 
 def test_chat_streamed_and_not_give_the_same_greedy_answer(client: openai.OpenAI, serving, platform) -> None:  # noqa: ANN001
-    whole = client.chat.completions.create(
+    raw = client.chat.completions.with_raw_response.create(
         model=SMOLLM2_NAME,
         messages=[{"role": "user", "content": QUESTION}],
         max_tokens=24,
         temperature=0,
         user="ada",
+        extra_headers={"x-request-id": "req-ada-1"},
     )
+    # The caller's request id is the answer's, echoed in its header.
+    assert raw.headers["x-request-id"] == "req-ada-1"
+    whole = raw.parse()
+    assert whole.model_extra["request_id"] == "req-ada-1"
     text = whole.choices[0].message.content
     assert text and whole.choices[0].finish_reason in ("stop", "length")
     assert whole.object == "chat.completion" and whole.id.startswith("chatcmpl-")
@@ -135,6 +140,7 @@ def test_errors_have_openai_shape_and_status(platform: LocalPlatform, client: op
     with pytest.raises(openai.AuthenticationError) as err:
         wrong.models.list()
     assert err.value.status_code == 401 and err.value.body["type"] == "authentication_error"
+    assert err.value.response.headers["x-request-id"]  # refused answers carry one too
     with pytest.raises(openai.BadRequestError, match="temperature must be between 0 and 2"):
         client.chat.completions.create(
             model=SMOLLM2_NAME, messages=[{"role": "user", "content": "hi"}], temperature=5

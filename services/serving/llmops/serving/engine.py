@@ -65,6 +65,18 @@ class GenerationChunk:
         return None if self.first_token_at is None else self.first_token_at - self.started_at
 
 
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A prompt tokenised once by the engine's renderer: what :meth:`TextEngine.generate` takes, and
+    its length in tokens (for the context check before the engine sees it)."""
+
+    engine_input: Any
+
+    @property
+    def tokens(self) -> int:
+        return len(self.engine_input.get("prompt_token_ids") or ())
+
+
 class GenerationError(Aborted):
     """The engine ended a request for a reason other than a stop or the length limit (retry may help)."""
 
@@ -259,9 +271,16 @@ class TextEngine:
             output_kind=RequestOutputKind.DELTA,
         )
 
+    async def render(self, prompt: str) -> RenderedPrompt:
+        """Tokenise ``prompt`` the way the engine will (its renderer, vLLM's input path)."""
+        from vllm.inputs import TextPrompt
+
+        (engine_input,) = await self._require_engine().renderer.render_cmpl_async([TextPrompt(prompt=prompt)])
+        return RenderedPrompt(engine_input)
+
     async def generate(
         self,
-        prompt: str,
+        prompt: str | RenderedPrompt,
         params: GenerationParams,
         request_id: str,
         lora: LoRARequest | None = None,
@@ -271,7 +290,8 @@ class TextEngine:
         Closing the iterator early (client gone) aborts the request in vLLM.
 
         Args:
-            prompt: The full prompt text (use :meth:`format_chat` for messages).
+            prompt: The full prompt text (use :meth:`format_chat` for messages), or that text
+                already :meth:`render` ed (tokenised once, not twice).
             params: Validated sampling settings.
             request_id: The caller's id, for logs and for :meth:`abort`.
             lora: The adapter to apply, or None for the base model.
@@ -279,13 +299,12 @@ class TextEngine:
         Raises:
             GenerationError: vLLM ended the request with an error or an abort from elsewhere.
         """
-        from vllm.inputs import TextPrompt
-
         engine = self._require_engine()
         started = time.monotonic()
         # Rendering (tokenising) through the engine's renderer is vLLM's non-deprecated input path.
-        (engine_input,) = await engine.renderer.render_cmpl_async([TextPrompt(prompt=prompt)])
-        prompt_tokens = len(engine_input.get("prompt_token_ids") or ())
+        rendered = prompt if isinstance(prompt, RenderedPrompt) else await self.render(prompt)
+        engine_input = rendered.engine_input
+        prompt_tokens = rendered.tokens
         completion_tokens = 0
         first_token_at: float | None = None
 

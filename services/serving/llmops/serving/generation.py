@@ -27,7 +27,7 @@ from llmops.serving.domain.requests import (
     validate_conversation,
     validate_sampling,
 )
-from llmops.serving.engine import GenerationParams, TextEngine
+from llmops.serving.engine import GenerationParams, RenderedPrompt, TextEngine
 from llmops.serving.inference_log import InferenceLogWriter
 from llmops.serving.prompting import (
     ContextLookup,
@@ -112,7 +112,7 @@ class _Prepared:
     started: Started
     route: Route
     lora: LoRARequest | None
-    prompt_text: str
+    prompt: RenderedPrompt
     log_prompt: str
     params: GenerationParams
     began: float
@@ -158,9 +158,7 @@ class Generation:
                 engine_id = f"{prepared.started.request_id}-{uuid.uuid4().hex[:8]}"
                 first_token_ms: float | None = None
                 parts: list[str] = []
-                stream = self._engine.generate(
-                    prepared.prompt_text, prepared.params, engine_id, prepared.lora
-                )
+                stream = self._engine.generate(prepared.prompt, prepared.params, engine_id, prepared.lora)
                 async with contextlib.aclosing(stream):
                     async for chunk in stream:
                         if first_token_ms is None and (chunk.delta or chunk.completion_tokens):
@@ -236,9 +234,9 @@ class Generation:
             prompt_text = request.prompt
         else:
             prompt_text = self._engine.format_chat([{"role": r, "content": c} for r, c in turns])
-        check_fits_context(
-            self._engine.count_tokens(prompt_text), params.max_tokens, self._engine.max_model_len
-        )
+        # Tokenised once here: the context check counts what the engine then runs.
+        rendered = await self._engine.render(prompt_text)
+        check_fits_context(rendered.tokens, params.max_tokens, self._engine.max_model_len)
 
         deployment = route.deployment
         citations = tuple(
@@ -260,7 +258,7 @@ class Generation:
             if isinstance(conversation, str)
             else "\n".join(f"{role}: {content}" for role, content in conversation)
         )
-        return _Prepared(started, route, lora, prompt_text, log_prompt, params, began, template, collection)
+        return _Prepared(started, route, lora, rendered, log_prompt, params, began, template, collection)
 
     async def _template(self, ref: str) -> PromptTemplate:
         if self._templates is None:

@@ -22,6 +22,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops.core.auth import ApiKeys, bearer_token
 from llmops.core.errors import DomainError, ResourceExhausted
@@ -191,33 +193,53 @@ def _sse(payload: dict | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
+class _Gate:
+    """The request id (``x-request-id`` in, or a new one; echoed on every answer) and the API key
+    check, as plain ASGI: Starlette's ``BaseHTTPMiddleware`` would pass every streamed chunk through
+    a memory stream of its own, a cost per token."""
+
+    def __init__(self, app: ASGIApp, keys: ApiKeys) -> None:
+        self._app = app
+        self._keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = headers.get("x-request-id") or str(uuid.uuid4())
+        echoed = (b"x-request-id", request_id.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), echoed]}
+            await send(message)
+
+        token = request_id_var.set(request_id)
+        try:
+            refused = self._refusal(headers) if scope["path"].startswith("/v1/") else None
+            await (refused or self._app)(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+    def _refusal(self, headers: Headers) -> JSONResponse | None:
+        presented = bearer_token(headers.get("authorization", ""))
+        if not presented and not self._keys.disabled:
+            return JSONResponse(
+                error_body("missing API key: send it as `Authorization: Bearer KEY`", "authentication_error"),
+                401,
+            )
+        if not self._keys.accepts(presented):
+            invalid = error_body("invalid API key", "authentication_error", code="invalid_api_key")
+            return JSONResponse(invalid, 401)
+        return None
+
+
 def create_app(generation: Generation, router: Callable[[], ModelRouter], keys: ApiKeys) -> FastAPI:
     """The FastAPI app; serving runs it with uvicorn on ``LLMOPS_SERVING_HTTP_PORT``."""
     app = FastAPI(title="llmops serving (OpenAI-compatible)", docs_url=None, redoc_url=None)
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next: Callable) -> Any:
-        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-        token = request_id_var.set(request_id)
-        try:
-            if request.url.path.startswith("/v1/"):
-                presented = bearer_token(request.headers.get("authorization", ""))
-                if not presented and not keys.disabled:
-                    return JSONResponse(
-                        error_body(
-                            "missing API key: send it as `Authorization: Bearer KEY`", "authentication_error"
-                        ),
-                        401,
-                    )
-                if not keys.accepts(presented):
-                    return JSONResponse(
-                        error_body("invalid API key", "authentication_error", code="invalid_api_key"), 401
-                    )
-            response = await call_next(request)
-            response.headers["x-request-id"] = request_id
-            return response
-        finally:
-            request_id_var.reset(token)
+    app.add_middleware(_Gate, keys=keys)
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
