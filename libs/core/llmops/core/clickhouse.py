@@ -34,7 +34,7 @@ import clickhouse_connect
 from clickhouse_connect.driver import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from llmops.core.errors import InvalidArgument
+from llmops.core.errors import InvalidArgument, ResourceExhausted
 
 DSN_SETTING = "LLMOPS_CLICKHOUSE_DSN"
 MIGRATIONS_TABLE = "schema_migrations"
@@ -75,6 +75,60 @@ class SqlSyntaxError(InvalidArgument):
 
 class ReadOnlyQueryError(InvalidArgument):
     """A query that is not a single read-only statement, or that the engine refused as a write."""
+
+
+class QueryLimitExceeded(ResourceExhausted):
+    """A read-only query went past one of its :class:`QueryLimits` and was stopped by the engine."""
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """What one analyst's query may cost; the engine stops it at the first limit it passes.
+
+    0 means no limit for the counts. Each field names the setting that sets it, for the error.
+    """
+
+    max_seconds: float = 30.0
+    max_rows_to_read: int = 0
+    max_bytes_to_read: int = 0
+    max_result_bytes: int = 0
+    # Where each limit is configured, named in the error a caller gets.
+    setting_names: Mapping[str, str] = field(default_factory=dict)
+
+    def engine_settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {"max_execution_time": self.max_seconds, "timeout_overflow_mode": "throw"}
+        if self.max_rows_to_read:
+            settings["max_rows_to_read"] = self.max_rows_to_read
+        if self.max_bytes_to_read:
+            settings["max_bytes_to_read"] = self.max_bytes_to_read
+        if self.max_rows_to_read or self.max_bytes_to_read:
+            settings["read_overflow_mode"] = "throw"
+        if self.max_result_bytes:
+            settings["max_result_bytes"] = self.max_result_bytes
+            settings["result_overflow_mode"] = "throw"
+        return settings
+
+    def exceeded(self, code: int | None) -> QueryLimitExceeded | None:
+        """The error for a ClickHouse error ``code`` that means a limit here was passed, else None."""
+        limit = _LIMIT_BY_CODE.get(code or 0)
+        if limit is None:
+            return None
+        field_name, what = limit
+        where = self.setting_names.get(field_name)
+        return QueryLimitExceeded(
+            f"the query was stopped at its limit of {what.format(getattr(self, field_name))}"
+            + (f" ({where})" if where else "")
+            + "; narrow it (a shorter time range, fewer columns, an aggregate) or raise the limit"
+        )
+
+
+# ClickHouse error codes for a passed limit -> (QueryLimits field, what it limits).
+_LIMIT_BY_CODE: dict[int, tuple[str, str]] = {
+    159: ("max_seconds", "{:g} s of execution time"),  # TIMEOUT_EXCEEDED
+    158: ("max_rows_to_read", "{:,} rows read"),  # TOO_MANY_ROWS
+    307: ("max_bytes_to_read", "{:,} bytes read"),  # TOO_MANY_BYTES
+    396: ("max_result_bytes", "{:,} bytes of result"),  # TOO_MANY_ROWS_OR_BYTES
+}
 
 
 # --- connection ------------------------------------------------------------------------------------
@@ -491,21 +545,35 @@ def check_read_only(sql: str, parameters: Mapping[str, Any] | None = None) -> tu
 
 
 def run_read_only_query(
-    client: Client, sql: str, parameters: Mapping[str, str] | None = None, max_rows: int = 1000
+    client: Client,
+    sql: str,
+    parameters: Mapping[str, str] | None = None,
+    max_rows: int = 1000,
+    limits: QueryLimits | None = None,
+    tag: str | None = None,
 ) -> QueryResult:
     """Run one read-only statement with server-side ``{name:Type}`` parameters; at most ``max_rows`` rows.
 
     The statement is checked by :func:`check_read_only` and also runs with ``readonly=1``, so the
-    engine refuses whatever writes the check might miss.
+    engine refuses whatever writes the check might miss, and a ``SETTINGS`` clause in the text cannot
+    raise ``limits`` (readonly refuses any setting change). ``tag`` marks the running query, so that
+    :func:`kill_query` can stop it from another connection.
 
     Raises:
         ReadOnlyQueryError: the statement is not read-only (by the check or by the engine).
+        QueryLimitExceeded: the engine stopped it at one of ``limits``.
         clickhouse_connect.driver.exceptions.ClickHouseError: any other failure (syntax, unknown table).
     """
     if max_rows < 0:
         raise ValueError(f"max_rows must be >= 0, got {max_rows}")
     statement, keyword = check_read_only(sql, parameters)
     settings: dict[str, Any] = {"readonly": 1}
+    if limits is not None:
+        settings.update(limits.engine_settings())
+    if tag is not None:
+        # A server honours query_id; chdb gives every query its own id, but keeps log_comment.
+        settings["query_id"] = tag
+        settings["log_comment"] = tag
     if keyword in _LIMITED_KEYWORDS:
         # One row more than asked, so that `truncated` is known without reading the rest.
         settings["limit"] = max_rows + 1
@@ -516,8 +584,11 @@ def run_read_only_query(
         )
         raw_rows = result.result_rows
     except ClickHouseError as exc:
-        if getattr(exc, "code", None) == 164 or "(READONLY)" in str(exc):
+        code = getattr(exc, "code", None) or _error_code(str(exc))
+        if code == 164 or "(READONLY)" in str(exc):
             raise ReadOnlyQueryError(f"the engine refused the statement in read-only mode: {exc}") from exc
+        if limits is not None and (exceeded := limits.exceeded(code)) is not None:
+            raise exceeded from exc
         raise
     elapsed_ms = (time.perf_counter() - started) * 1000
     return QueryResult(
@@ -529,6 +600,28 @@ def run_read_only_query(
         truncated=len(raw_rows) > max_rows,
         elapsed_ms=round(elapsed_ms, 3),
     )
+
+
+_ERROR_CODE = re.compile(r"\bCode: (\d+)\.")
+
+
+def _error_code(message: str) -> int | None:
+    # chdb's errors carry the code only in their text ("Code: 159. DB::Exception: ...").
+    match = _ERROR_CODE.search(message)
+    return int(match.group(1)) if match else None
+
+
+def kill_query(client: Client, tag: str) -> int:
+    """Stop the query :func:`run_read_only_query` runs with ``tag`` (from another connection); how many
+    were stopped (0: it had already ended)."""
+    running = client.query(
+        "SELECT query_id FROM system.processes"
+        " WHERE query_id = {tag:String} OR Settings['log_comment'] = {tag:String}",
+        parameters={"tag": tag},
+    ).result_rows
+    for (query_id,) in running:
+        client.command("KILL QUERY WHERE query_id = {id:String} SYNC", parameters={"id": query_id})
+    return len(running)
 
 
 def to_python(value: Any) -> Any:
