@@ -11,13 +11,38 @@ client open for the whole session would make every other folder fail to open.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver import Client
 
-from llmops.contracts.events import Citation, FeedbackAccepted, InferenceLogged
+from llmops.contracts.events import (
+    ALL_EVENTS,
+    AlertRaised,
+    Citation,
+    DatasetVersionCreated,
+    DocumentCleaned,
+    DocumentRaw,
+    DriftDetected,
+    Event,
+    FeedbackAccepted,
+    FeedbackRejected,
+    FeedbackSubmitted,
+    InferenceLogged,
+    IngestionBatchCompleted,
+    LabelCreated,
+    ModelAliasChanged,
+    ModelCanaryChanged,
+    ModelVersionRegistered,
+    RetrievalLogged,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    TrainingRequested,
+)
 from llmops.core.clickhouse import (
     MIGRATIONS_TABLE,
     ClickHouseConnectionError,
@@ -28,15 +53,49 @@ from llmops.core.clickhouse import (
     apply_migrations,
     check_read_only,
     connect,
+    insert_rows,
     migrations_dir,
     rollback_migration,
     run_read_only_query,
     split_statements,
     to_python,
 )
-from llmops.monitoring.store.analytics import AnalyticsStore
+from llmops.monitoring.app import CONSUMED
+from llmops.monitoring.store.analytics import (
+    EVENT_TABLES,
+    INFERENCE_COLUMNS,
+    INFERENCE_TABLE,
+    AnalyticsStore,
+    inference_row,
+)
 
-REAL_TABLES = {"inference_log", "feedback", "inference_log_v", "feedback_v", "inference_with_feedback"}
+MIGRATIONS = [
+    "0001_inference_log",
+    "0002_feedback",
+    "0003_views",
+    "0004_inference_log_by_event",
+    "0005_inference_log_routing",
+    "0006_retrieval_log",
+    "0007_training_events",
+    "0008_model_events",
+    "0009_data_events",
+    "0010_feedback_rejected",
+    "0011_drift_and_alerts",
+    "0012_analyst_views",
+]
+EVENT_VIEWS = {table.table: f"{table.table}_v" for table in EVENT_TABLES.values()}
+REAL_TABLES = {
+    *EVENT_VIEWS,
+    *EVENT_VIEWS.values(),
+    "inference_with_feedback",
+    "training_runs_v",
+    "model_aliases_current",
+    "model_canaries_current",
+    "model_prices",
+    "quality_hourly",
+    "usage_by_caller",
+    "retrieval_scores_hourly",
+}
 
 
 @pytest.fixture
@@ -208,31 +267,12 @@ def test_failed_statement_names_migration_and_statement(client: Client, tmp_path
 def test_project_migrations_apply_and_roll_back(client: Client) -> None:
     folder = migrations_dir()
     assert folder.parts[-3:] == ("deploy", "clickhouse", "migrations")
-    assert apply_migrations(client, folder) == [
-        "0001_inference_log",
-        "0002_feedback",
-        "0003_views",
-        "0004_inference_log_by_event",
-        "0005_inference_log_routing",
-    ]
+    assert apply_migrations(client, folder) == MIGRATIONS
     assert REAL_TABLES <= tables(client)
-    newest_first = (
-        "0005_inference_log_routing",
-        "0004_inference_log_by_event",
-        "0003_views",
-        "0002_feedback",
-        "0001_inference_log",
-    )
-    for expected in newest_first:
+    for expected in reversed(MIGRATIONS):
         assert rollback_migration(client, folder) == expected
     assert tables(client) == {MIGRATIONS_TABLE}
-    assert apply_migrations(client, folder) == [
-        "0001_inference_log",
-        "0002_feedback",
-        "0003_views",
-        "0004_inference_log_by_event",
-        "0005_inference_log_routing",
-    ]
+    assert apply_migrations(client, folder) == MIGRATIONS
 
 
 def test_migrations_dir_override(tmp_path: Path) -> None:
@@ -444,13 +484,7 @@ async def test_store_open_applies_migrations_once(tmp_path: Path) -> None:
     dsn = f"chdb://{tmp_path / 'analytics'}"
     first = AnalyticsStore(dsn)
     try:
-        assert await first.open() == [
-            "0001_inference_log",
-            "0002_feedback",
-            "0003_views",
-            "0004_inference_log_by_event",
-            "0005_inference_log_routing",
-        ]
+        assert await first.open() == MIGRATIONS
     finally:
         await first.close()
     second = AnalyticsStore(dsn)
@@ -503,10 +537,7 @@ async def test_the_inference_log_keeps_its_rows_when_its_sorting_key_changes(
     rows = [inference(f"req-{i}") for i in range(3)]
     insert_rows = [[str(e.event_id), e.request_id, e.model] for e in rows]
     client.insert("inference_log", insert_rows, column_names=["event_id", "request_id", "model"])
-    assert apply_migrations(client, migrations_dir())[:2] == [
-        "0004_inference_log_by_event",
-        "0005_inference_log_routing",
-    ]
+    assert apply_migrations(client, migrations_dir()) == MIGRATIONS[3:]
     got = client.query("SELECT request_id, arm, citation_chunk_ids FROM inference_log_v ORDER BY request_id")
     # Rows from before 0005 read with the new columns' defaults.
     assert got.result_rows == [("req-0", "", []), ("req-1", "", []), ("req-2", "", [])]
@@ -577,3 +608,337 @@ async def test_store_refuses_writes_and_keeps_ingesting(store: AnalyticsStore) -
 async def test_store_writes_empty_batches_as_nothing(store: AnalyticsStore) -> None:
     assert await store.insert_inference([]) == 0
     assert await store.insert_feedback([]) == 0
+
+
+# --- every event the platform emits ----------------------------------------------------------------
+
+AT = dt.datetime(2026, 11, 3, 14, 5, 6, 789000, tzinfo=dt.UTC)
+
+# One realistic event of each stored kind (inference and feedback have their own tests above).
+SAMPLES: list[Event] = [
+    RetrievalLogged(
+        request_id="req-1", collection="handbook", query="how do refunds work?", top_k=3,
+        document_ids=["d-1", "d-2"], chunk_ids=["c-1", "c-7"], scores=[0.82, 0.4], latency_ms=7.5,
+        mode="dense", occurred_at=AT, producer="retrieval", trace_id="t-1",
+    ),
+    TrainingRequested(
+        request_key="drift-2026-11-03", base_model="smollm2", dataset_version_id="dv-3", model_name="bot",
+        hyperparameters={"learning_rate": 2e-4, "epochs": 2, "target_modules": ["q_proj", "v_proj"],
+                         "schedule": "cosine"},
+        resources={"num_workers": 2, "cpus_per_worker": 1.5}, reason="drift", occurred_at=AT,
+    ),
+    TrainingProgress(
+        job_id="job-1", step=10, total_steps=40, epoch=0.25, loss=1.75, learning_rate=1e-4,
+        tokens_per_second=512.0, occurred_at=AT, producer="training",
+    ),
+    TrainingCompleted(
+        job_id="job-1", model_name="bot", base_model="smollm2", dataset_version_id="dv-3",
+        adapter_uri="file:///artifacts/job-1", method="sft_lora", params={"rank": "8"},
+        metrics={"eval_loss": 1.25}, occurred_at=AT,
+    ),
+    TrainingFailed(job_id="job-2", reason="OutOfMemory: worker 1", occurred_at=AT),
+    ModelVersionRegistered(
+        model="bot", version=4, artifact_uri="file:///artifacts/job-1", base_model="smollm2",
+        metrics={"eval_loss": 1.25}, occurred_at=AT,
+    ),
+    ModelAliasChanged(
+        model="bot", alias="champion", version=4, previous_version=3, artifact_uri="file:///artifacts/job-1",
+        base_model="smollm2", actor="policy", reason="promoted", occurred_at=AT,
+    ),
+    ModelCanaryChanged(
+        model="bot", alias="champion", challenger_alias="challenger", share=0.1, champion_version=3,
+        challenger_version=4, occurred_at=AT,
+    ),
+    DocumentRaw(
+        document_id="doc-1", dataset="handbook", text="Refunds take 5 days. Café.", source="upload",
+        metadata={"lang": "en"}, occurred_at=AT,
+    ),
+    DocumentCleaned(
+        document_id="doc-1", dataset="handbook", batch_id="b-1", snapshot_id="s-1",
+        text="Refunds take 5 days.", content_hash="abc123", pii_redacted={"email": 2}, occurred_at=AT,
+    ),
+    IngestionBatchCompleted(
+        batch_id="b-1", dataset="handbook", snapshot_id="s-1", snapshot_uri="file:///snapshots/s-1",
+        counts={"received": 3, "kept": 2}, occurred_at=AT,
+    ),
+    LabelCreated(
+        label_id="l-1", task_id="t-1", queue="quality", source="human", labeler_id="ann", value="good",
+        document_id="doc-1", occurred_at=AT,
+    ),
+    DatasetVersionCreated(
+        version_id="dv-3", dataset="handbook", uri="file:///datasets/dv-3", train_count=90, eval_count=10,
+        snapshot_ids=["s-1"], queues=["quality"], occurred_at=AT,
+    ),
+    FeedbackRejected(
+        request_id="req-1", feedback_id="fb-9", reasons=["score must be between 0 and 1, got 7.0"],
+        submitted_event_id=uuid.UUID(int=7), occurred_at=AT,
+    ),
+    DriftDetected(
+        model="bot", signal="prompt_length", statistic="psi", value=0.31, threshold=0.2,
+        window_start=AT - dt.timedelta(hours=1), window_end=AT, occurred_at=AT,
+    ),
+    AlertRaised(
+        rule="feedback_drop", severity="warning", message="thumbs-up share fell", labels={"model": "bot"},
+        occurred_at=AT,
+    ),
+]  # fmt: skip
+
+
+def test_every_event_type_but_feedback_submitted_has_a_table_and_a_consumer() -> None:
+    # feedback.submitted is answered by feedback.accepted or .rejected, and those are stored.
+    assert set(EVENT_TABLES) == set(ALL_EVENTS) - {FeedbackSubmitted}
+    assert {type(e) for e in SAMPLES} == set(EVENT_TABLES) - {InferenceLogged, FeedbackAccepted}
+    assert set(CONSUMED) == set(EVENT_TABLES)
+    assert len(set(CONSUMED.values())) == len(CONSUMED)
+    for target in EVENT_TABLES.values():
+        assert target.columns[0] == "event_id" and len(set(target.columns)) == len(target.columns)
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: type(e).__name__)
+async def test_each_event_is_one_row_in_its_view(store: AnalyticsStore, event: Event) -> None:
+    target = EVENT_TABLES[type(event)]
+    assert await store.insert(type(event), [event]) == 1
+    # Redelivered in a later batch (another part, not merged yet): still one row in the _v view.
+    assert await store.insert(type(event), [event]) == 1
+    columns = ", ".join(target.columns)
+    result = await store.query(f"SELECT {columns}, ingested_at FROM {target.table}_v", {}, 10)
+    assert len(result.rows) == 1
+    (*values, ingested_at) = result.rows[0]
+    assert values == [to_python(v) for v in target.row(event)]
+    assert values[0] == str(event.event_id) and "2026-11-03T14:05:06.789000+00:00" in values
+    assert ingested_at > "2026-"
+    raw = await store.query(f"SELECT count() FROM {target.table}", {}, 1)
+    assert raw.rows == [[2]]  # both copies stored until a merge; FINAL reads one
+
+
+async def test_documents_are_stored_without_their_text(store: AnalyticsStore) -> None:
+    raw, cleaned = SAMPLES[8], SAMPLES[9]
+    assert isinstance(raw, DocumentRaw) and isinstance(cleaned, DocumentCleaned)
+    await store.insert(DocumentRaw, [raw])
+    await store.insert(DocumentCleaned, [cleaned])
+    (row,) = (await store.query("SELECT text_chars, text_bytes, text_sha256 FROM documents_raw_v")).rows
+    assert row == [26, 27, hashlib.sha256(raw.text.encode()).hexdigest()]  # 'é' is two bytes
+    (row,) = (
+        await store.query("SELECT text_chars, content_hash, pii_redacted FROM documents_cleaned_v")
+    ).rows
+    assert row == [20, "abc123", {"email": 2}]
+    for table in ("documents_raw", "documents_cleaned"):
+        described = await store.query(f"DESCRIBE {table}", {}, 100)
+        assert "text" not in [r[0] for r in described.rows]
+
+
+async def test_training_request_hyperparameters_read_as_text(store: AnalyticsStore) -> None:
+    await store.insert(TrainingRequested, [SAMPLES[1]])
+    (row,) = (await store.query("SELECT hyperparameters, resources FROM training_requests_v")).rows
+    assert row == [
+        {
+            "learning_rate": "0.0002",
+            "epochs": "2",
+            "target_modules": '["q_proj", "v_proj"]',
+            "schedule": "cosine",
+        },
+        {"num_workers": 2.0, "cpus_per_worker": 1.5},
+    ]
+
+
+# --- the views -------------------------------------------------------------------------------------
+
+HOUR = dt.datetime(2026, 11, 3, 14, tzinfo=dt.UTC)
+
+
+async def test_quality_hourly_per_arm(store: AnalyticsStore) -> None:
+    at = HOUR + dt.timedelta(minutes=5)
+    champion = [
+        inference(f"q-{i}", arm="champion", model_version="bot/3", occurred_at=at, latency_ms=latency,
+                  time_to_first_token_ms=ttft, prompt_tokens=10, completion_tokens=i + 1)
+        for i, (latency, ttft) in enumerate([(10.0, 1.0), (20.0, 2.0), (30.0, 3.0)])
+    ]  # fmt: skip
+    challenger = inference("q-c", arm="challenger", model_version="bot/4", occurred_at=at, latency_ms=50.0)
+    next_hour = inference(
+        "q-later", arm="champion", model_version="bot/3", occurred_at=at + dt.timedelta(hours=1)
+    )
+    await store.insert_inference([*champion, challenger, next_hour])
+    await store.insert_feedback(
+        [
+            FeedbackAccepted(feedback_id="f-1", request_id="q-0", score=1.0, thumb="up"),
+            FeedbackAccepted(feedback_id="f-2", request_id="q-0", score=0.5),  # a second one, no thumb
+            FeedbackAccepted(feedback_id="f-3", request_id="q-1", score=0.0, thumb="down"),
+        ]
+    )
+    result = await store.query(
+        "SELECT hour, model, model_version, arm, requests, rated_requests, feedback_count, mean_score,"
+        " p50_score, thumbs_up_share, p50_latency_ms, p95_latency_ms, p50_ttft_ms, prompt_tokens,"
+        " completion_tokens FROM quality_hourly ORDER BY hour, arm"
+    )
+    hour = HOUR.isoformat()
+    assert result.rows == [
+        # Requests count once however many feedbacks they got; q-0's score is its mean (0.75).
+        [hour, "tiny", "bot/4", "challenger", 1, 0, 0, None, None, None, 50.0, 50.0, 3.0, 2, 1],
+        [hour, "tiny", "bot/3", "champion", 3, 2, 3, 0.375, 0.375, 0.5, 20.0, 29.0, 2.0, 30, 6],
+        [(HOUR + dt.timedelta(hours=1)).isoformat(), "tiny", "bot/3", "champion", 1, 0, 0, None, None, None,
+         12.5, 12.5, 3.0, 2, 1],
+    ]  # fmt: skip
+
+
+async def test_inference_with_feedback_shows_the_arm_template_and_user(store: AnalyticsStore) -> None:
+    event = inference("req-arm", user="u-1", arm="challenger", template="support", template_version=2)
+    await store.insert_inference([event, inference("req-none")])
+    await store.insert_feedback(
+        [FeedbackAccepted(feedback_id="f", request_id="req-arm", score=1.0, user_id="u-9")]
+    )
+    result = await store.query(
+        "SELECT request_id, score, event_id, user, arm, template, template_version, feedback_user_id,"
+        " feedback_occurred_at IS NULL FROM inference_with_feedback ORDER BY request_id"
+    )
+    assert result.rows == [
+        ["req-arm", 1.0, str(event.event_id), "u-1", "challenger", "support", 2, "u-9", False],
+        ["req-none", None, result.rows[1][2], "", "", "", None, "", True],
+    ]
+
+
+def test_usage_by_caller_counts_tokens_and_prices_only_what_has_a_price(client: Client) -> None:
+    apply_migrations(client, migrations_dir())
+    day = dt.datetime(2026, 11, 3, 9, tzinfo=dt.UTC)
+    rows = [
+        inference("u-a", user="alice", occurred_at=day, prompt_tokens=100, completion_tokens=50),
+        inference("u-b", user="alice", occurred_at=day + dt.timedelta(hours=5), prompt_tokens=200,
+                  completion_tokens=100),
+        inference("u-c", user="bob", occurred_at=day, prompt_tokens=7, completion_tokens=3),
+        inference("u-d", user="alice", model="other", occurred_at=day, prompt_tokens=1, completion_tokens=1),
+    ]  # fmt: skip
+    insert_rows(client, INFERENCE_TABLE, INFERENCE_COLUMNS, [inference_row(e) for e in rows])
+    # tiny is priced from noon on: alice's 9 o'clock answer and bob's have no price.
+    client.insert(
+        "model_prices",
+        [["tiny", day + dt.timedelta(hours=3), 2.0, 6.0, "EUR", "test rate card"]],
+        column_names=[
+            "model", "valid_from", "prompt_price_per_1m_tokens", "completion_price_per_1m_tokens",
+            "currency", "source",
+        ],
+    )  # fmt: skip
+    result = run_read_only_query(
+        client,
+        "SELECT toString(day), user, producer, model, requests, prompt_tokens, completion_tokens,"
+        " total_tokens, unpriced_tokens, cost, currency FROM usage_by_caller ORDER BY user, model",
+        {},
+        10,
+    )
+    assert result.rows == [
+        ["2026-11-03", "alice", "serving", "other", 1, 1, 1, 2, 2, None, ""],
+        ["2026-11-03", "alice", "serving", "tiny", 2, 300, 150, 450, 150, pytest.approx(0.001), "EUR"],
+        ["2026-11-03", "bob", "serving", "tiny", 1, 7, 3, 10, 10, None, ""],
+    ]
+
+
+async def test_retrieval_scores_hourly(store: AnalyticsStore) -> None:
+    at = HOUR + dt.timedelta(minutes=1)
+
+    def retrieval(scores: list[float], latency: float, mode: str = "dense") -> RetrievalLogged:
+        ids = [f"c-{i}" for i in range(len(scores))]
+        return RetrievalLogged(
+            request_id="r", collection="handbook", query="q", top_k=3, chunk_ids=ids, document_ids=ids,
+            scores=scores, latency_ms=latency, mode=mode, occurred_at=at,
+        )  # fmt: skip
+
+    events = [
+        retrieval([0.5, 0.9], 10.0),
+        retrieval([0.7], 20.0),
+        retrieval([], 30.0),
+        retrieval([0.03], 5, "hybrid"),
+    ]
+    await store.insert(RetrievalLogged, events)
+    result = await store.query(
+        "SELECT collection, mode, queries, zero_hit_share, mean_hits, mean_top_score, p50_top_score,"
+        " p50_latency_ms, p95_latency_ms FROM retrieval_scores_hourly ORDER BY mode"
+    )
+    assert result.rows == [
+        [
+            "handbook",
+            "dense",
+            3,
+            pytest.approx(1 / 3),
+            1.0,
+            pytest.approx(0.8),
+            pytest.approx(0.8),
+            20.0,
+            29.0,
+        ],
+        ["handbook", "hybrid", 1, 0.0, 1.0, 0.03, 0.03, 5.0, 5.0],
+    ]
+
+
+async def test_training_runs_show_each_jobs_latest_state(store: AnalyticsStore) -> None:
+    def at(minutes: int) -> dt.datetime:
+        return HOUR + dt.timedelta(minutes=minutes)
+
+    def progress(job: str, step: int, minutes: int) -> TrainingProgress:
+        return TrainingProgress(
+            job_id=job, step=step, total_steps=20, epoch=step / 20, loss=2.0 - step / 10,
+            learning_rate=1e-4, occurred_at=at(minutes),
+        )  # fmt: skip
+
+    await store.insert(
+        TrainingProgress,
+        [progress("done", 5, 0), progress("done", 10, 1), progress("broke", 2, 0), progress("busy", 3, 2)],
+    )
+    await store.insert(
+        TrainingCompleted,
+        [TrainingCompleted(job_id="done", model_name="bot", base_model="smollm2", dataset_version_id="dv",
+                           adapter_uri="file:///a", method="sft_lora", metrics={"eval_loss": 0.9},
+                           occurred_at=at(3))],
+    )  # fmt: skip
+    await store.insert(TrainingFailed, [TrainingFailed(job_id="broke", reason="OOM", occurred_at=at(4))])
+    await store.insert(
+        TrainingFailed, [TrainingFailed(job_id="never-ran", reason="bad spec", occurred_at=at(5))]
+    )
+    result = await store.query(
+        "SELECT job_id, state, duration_s, ended_at IS NULL, progress_events, last_step, total_steps,"
+        " last_loss, model_name, metrics, failure_reason FROM training_runs_v ORDER BY job_id"
+    )
+    assert result.rows == [
+        ["broke", "failed", 240.0, False, 1, 2, 20, 1.8, "", {}, "OOM"],
+        ["busy", "running", 0.0, True, 1, 3, 20, 1.7, "", {}, ""],
+        ["done", "completed", 180.0, False, 2, 10, 20, 1.0, "bot", {"eval_loss": 0.9}, ""],
+        ["never-ran", "failed", 0.0, False, 0, None, None, None, "", {}, "bad spec"],
+    ]
+
+
+async def test_current_aliases_and_canaries(store: AnalyticsStore) -> None:
+    def alias(name: str, version: int | None, minutes: int) -> ModelAliasChanged:
+        return ModelAliasChanged(
+            model="bot", alias=name, version=version, occurred_at=HOUR + dt.timedelta(minutes=minutes)
+        )
+
+    # champion moves 1 -> 2; challenger is set to 3 and then removed.
+    changes = [
+        alias("champion", 1, 0),
+        alias("champion", 2, 5),
+        alias("challenger", 3, 1),
+        alias("challenger", None, 6),
+    ]
+    await store.insert(ModelAliasChanged, changes)
+    rows = (await store.query("SELECT model, alias, version, changed_at FROM model_aliases_current")).rows
+    assert rows == [["bot", "champion", 2, (HOUR + dt.timedelta(minutes=5)).isoformat()]]
+
+    def canary(share: float, active: bool, outcome: str, minutes: int) -> ModelCanaryChanged:
+        return ModelCanaryChanged.model_validate(
+            {"model": "bot", "alias": "champion", "challenger_alias": "challenger", "share": share,
+             "champion_version": 2, "challenger_version": 3, "active": active, "outcome": outcome,
+             "occurred_at": HOUR + dt.timedelta(minutes=minutes)}
+        )  # fmt: skip
+
+    await store.insert(ModelCanaryChanged, [canary(0.1, True, "", 0), canary(0.0, False, "rollback", 9)])
+    rows = (
+        await store.query(
+            "SELECT alias, challenger_alias, share, active, outcome FROM model_canaries_current"
+        )
+    ).rows
+    assert rows == [["champion", "challenger", 0.0, False, "rollback"]]
+
+
+def test_rolling_back_the_analyst_views_restores_inference_with_feedback(client: Client) -> None:
+    apply_migrations(client, migrations_dir())
+    assert rollback_migration(client, migrations_dir()) == "0012_analyst_views"
+    described = run_read_only_query(client, "DESCRIBE inference_with_feedback", {}, 100)
+    assert [r[0] for r in described.rows][-4:] == ["feedback_id", "score", "thumb", "comment"]
+    assert "quality_hourly" not in tables(client)

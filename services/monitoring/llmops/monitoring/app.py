@@ -1,13 +1,56 @@
-"""Monitoring: inference logs and feedback into ClickHouse; read-only SQL over gRPC."""
+"""Monitoring: every event the platform emits into ClickHouse; read-only SQL over gRPC."""
 
 from __future__ import annotations
 
-from llmops.contracts.events import FeedbackAccepted, InferenceLogged
+from llmops.contracts.events import (
+    AlertRaised,
+    DatasetVersionCreated,
+    DocumentCleaned,
+    DocumentRaw,
+    DriftDetected,
+    Event,
+    FeedbackAccepted,
+    FeedbackRejected,
+    InferenceLogged,
+    IngestionBatchCompleted,
+    LabelCreated,
+    ModelAliasChanged,
+    ModelCanaryChanged,
+    ModelVersionRegistered,
+    RetrievalLogged,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    TrainingRequested,
+)
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2_grpc
 from llmops.core.service import Runtime
 from llmops.monitoring.grpc_server import MonitoringServicer
 from llmops.monitoring.settings import Settings
 from llmops.monitoring.store.analytics import AnalyticsStore
+
+# What monitoring stores, each with the purpose that names its consumer group (llmops-monitoring.<it>).
+# The groups of the first two predate the others; a renamed group would read its topic from the start.
+CONSUMED: dict[type[Event], str] = {
+    InferenceLogged: "inference",
+    FeedbackAccepted: "feedback",
+    FeedbackRejected: "feedback-rejected",
+    RetrievalLogged: "retrieval",
+    TrainingRequested: "training-requested",
+    TrainingProgress: "training-progress",
+    TrainingCompleted: "training-completed",
+    TrainingFailed: "training-failed",
+    ModelVersionRegistered: "model-versions",
+    ModelAliasChanged: "model-aliases",
+    ModelCanaryChanged: "model-canaries",
+    DocumentRaw: "documents-raw",
+    DocumentCleaned: "documents-cleaned",
+    IngestionBatchCompleted: "ingestion-batches",
+    LabelCreated: "labels",
+    DatasetVersionCreated: "dataset-versions",
+    DriftDetected: "drift",
+    AlertRaised: "alerts",
+}
 
 
 class MonitoringService:
@@ -22,16 +65,15 @@ class MonitoringService:
             MonitoringServicer(self.settings, self.store),
             "llmops.monitoring.v1.MonitoringService",
         )
-        # One consumer group per topic: each subscriber is its own Kafka consumer. Both tables are
-        # ReplacingMergeTree keyed on the entity, so a redelivered batch does no harm.
+        # One consumer group per topic: each subscriber is its own Kafka consumer. Every table is a
+        # ReplacingMergeTree keyed on the event, so a redelivered batch does no harm; a batch is
+        # committed only once its insert returned (a store that is away is retried, losing nothing).
         s = self.settings
         batch = {"max_records": s.batch_max_records, "timeout_ms": s.batch_timeout_ms}
-        runtime.bus.consume_batches(
-            InferenceLogged, s.consumer_group("inference"), self.store.insert_inference, **batch
-        )
-        runtime.bus.consume_batches(
-            FeedbackAccepted, s.consumer_group("feedback"), self.store.insert_feedback, **batch
-        )
+        for event_type, purpose in CONSUMED.items():
+            runtime.bus.consume_batches(
+                event_type, s.consumer_group(purpose), self.store.writer(event_type), **batch
+            )
 
     async def start(self, runtime: Runtime) -> None:
         # Owned before it opens, so a failed open still shuts the store's worker thread down.

@@ -1,20 +1,47 @@
-"""The analytics store: inference logs and feedback in ClickHouse, and read-only SQL over them."""
+"""The analytics store: every event the platform emits in ClickHouse, and read-only SQL over them.
+
+Each consumed event type has a table, its columns and a row function (the event as a row, in column
+order), side by side below; :data:`EVENT_TABLES` maps the event type to them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import functools
+import hashlib
+import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from clickhouse_connect.driver import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from llmops.contracts.events import FeedbackAccepted, InferenceLogged
+from llmops.contracts.events import (
+    AlertRaised,
+    DatasetVersionCreated,
+    DocumentCleaned,
+    DocumentRaw,
+    DriftDetected,
+    Event,
+    FeedbackAccepted,
+    FeedbackRejected,
+    InferenceLogged,
+    IngestionBatchCompleted,
+    LabelCreated,
+    ModelAliasChanged,
+    ModelCanaryChanged,
+    ModelVersionRegistered,
+    RetrievalLogged,
+    TrainingCompleted,
+    TrainingFailed,
+    TrainingProgress,
+    TrainingRequested,
+)
 from llmops.core.clickhouse import (
     ClickHouseConnectionError,
     QueryResult,
@@ -27,6 +54,7 @@ from llmops.core.clickhouse import (
 from llmops.core.errors import InvalidArgument, Unavailable
 
 T = TypeVar("T")
+E = TypeVar("E", bound=Event)
 log = logging.getLogger(__name__)
 
 INFERENCE_TABLE = "inference_log"
@@ -74,6 +102,278 @@ def feedback_row(event: FeedbackAccepted) -> list[Any]:
         event.thumb or "", event.comment, event.correction, event.user_id, dict(event.metadata),
         event.trace_id, event.producer,
     ]  # fmt: skip
+
+
+# The envelope's trace and producer: the last values of each row function below.
+_ENVELOPE_COLUMNS = ("trace_id", "producer")
+
+
+def _envelope(event: Event) -> list[Any]:
+    return [event.trace_id, event.producer]
+
+
+RETRIEVAL_COLUMNS = (
+    "event_id", "request_id", "occurred_at", "collection", "mode", "query", "top_k", "document_ids",
+    "chunk_ids", "scores", "latency_ms", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def retrieval_row(event: RetrievalLogged) -> list[Any]:
+    """``event`` as a ``retrieval_log`` row, in :data:`RETRIEVAL_COLUMNS` order."""
+    return [
+        event.event_id, event.request_id, _utc(event.occurred_at), event.collection, event.mode, event.query,
+        event.top_k, list(event.document_ids), list(event.chunk_ids), list(event.scores), event.latency_ms,
+        *_envelope(event),
+    ]  # fmt: skip
+
+
+TRAINING_REQUEST_COLUMNS = (
+    "event_id", "request_key", "occurred_at", "base_model", "dataset_version_id", "method", "model_name",
+    "hyperparameters", "resources", "reason", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def _as_text(value: object) -> str:
+    # Hyperparameters mix numbers, text and lists: text as is, the rest as JSON (2e-4 -> '0.0002').
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def training_request_row(event: TrainingRequested) -> list[Any]:
+    """``event`` as a ``training_requests`` row, in :data:`TRAINING_REQUEST_COLUMNS` order."""
+    return [
+        event.event_id, event.request_key, _utc(event.occurred_at), event.base_model,
+        event.dataset_version_id, event.method, event.model_name,
+        {k: _as_text(v) for k, v in event.hyperparameters.items()},
+        {k: float(v) for k, v in event.resources.items()}, event.reason, *_envelope(event),
+    ]  # fmt: skip
+
+
+TRAINING_PROGRESS_COLUMNS = (
+    "event_id", "job_id", "occurred_at", "step", "total_steps", "epoch", "loss", "learning_rate",
+    "tokens_per_second", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def training_progress_row(event: TrainingProgress) -> list[Any]:
+    """``event`` as a ``training_progress`` row, in :data:`TRAINING_PROGRESS_COLUMNS` order."""
+    return [
+        event.event_id, event.job_id, _utc(event.occurred_at), event.step, event.total_steps, event.epoch,
+        event.loss, event.learning_rate, event.tokens_per_second, *_envelope(event),
+    ]  # fmt: skip
+
+
+TRAINING_COMPLETED_COLUMNS = (
+    "event_id", "job_id", "occurred_at", "model_name", "base_model", "dataset_version_id", "adapter_uri",
+    "method", "params", "metrics", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def training_completed_row(event: TrainingCompleted) -> list[Any]:
+    """``event`` as a ``training_completed`` row, in :data:`TRAINING_COMPLETED_COLUMNS` order."""
+    return [
+        event.event_id, event.job_id, _utc(event.occurred_at), event.model_name, event.base_model,
+        event.dataset_version_id, event.adapter_uri, event.method, dict(event.params), dict(event.metrics),
+        *_envelope(event),
+    ]  # fmt: skip
+
+
+TRAINING_FAILED_COLUMNS = ("event_id", "job_id", "occurred_at", "reason", *_ENVELOPE_COLUMNS)
+
+
+def training_failed_row(event: TrainingFailed) -> list[Any]:
+    """``event`` as a ``training_failed`` row, in :data:`TRAINING_FAILED_COLUMNS` order."""
+    return [event.event_id, event.job_id, _utc(event.occurred_at), event.reason, *_envelope(event)]
+
+
+MODEL_VERSION_COLUMNS = (
+    "event_id", "model", "version", "occurred_at", "artifact_uri", "base_model", "metrics",
+    *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def model_version_row(event: ModelVersionRegistered) -> list[Any]:
+    """``event`` as a ``model_versions`` row, in :data:`MODEL_VERSION_COLUMNS` order."""
+    return [
+        event.event_id, event.model, event.version, _utc(event.occurred_at), event.artifact_uri,
+        event.base_model, dict(event.metrics), *_envelope(event),
+    ]  # fmt: skip
+
+
+MODEL_ALIAS_COLUMNS = (
+    "event_id", "model", "alias", "occurred_at", "version", "previous_version", "artifact_uri",
+    "base_model", "actor", "reason", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def model_alias_row(event: ModelAliasChanged) -> list[Any]:
+    """``event`` as a ``model_alias_changes`` row, in :data:`MODEL_ALIAS_COLUMNS` order."""
+    return [
+        event.event_id, event.model, event.alias, _utc(event.occurred_at), event.version,
+        event.previous_version, event.artifact_uri, event.base_model, event.actor, event.reason,
+        *_envelope(event),
+    ]  # fmt: skip
+
+
+MODEL_CANARY_COLUMNS = (
+    "event_id", "model", "alias", "occurred_at", "challenger_alias", "share", "champion_version",
+    "challenger_version", "active", "outcome", "actor", "reason", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def model_canary_row(event: ModelCanaryChanged) -> list[Any]:
+    """``event`` as a ``model_canary_changes`` row, in :data:`MODEL_CANARY_COLUMNS` order."""
+    return [
+        event.event_id, event.model, event.alias, _utc(event.occurred_at), event.challenger_alias,
+        event.share, event.champion_version, event.challenger_version, event.active, event.outcome,
+        event.actor, event.reason, *_envelope(event),
+    ]  # fmt: skip
+
+
+# Documents are stored without their text (it lives in the ingestion snapshots): its size and a hash.
+DOCUMENT_RAW_COLUMNS = (
+    "event_id", "document_id", "occurred_at", "dataset", "source", "mime_type", "text_chars", "text_bytes",
+    "text_sha256", "metadata", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def document_raw_row(event: DocumentRaw) -> list[Any]:
+    """``event`` as a ``documents_raw`` row (no text), in :data:`DOCUMENT_RAW_COLUMNS` order."""
+    data = event.text.encode("utf-8", errors="surrogatepass")
+    return [
+        event.event_id, event.document_id, _utc(event.occurred_at), event.dataset, event.source,
+        event.mime_type, len(event.text), len(data), hashlib.sha256(data).hexdigest(), dict(event.metadata),
+        *_envelope(event),
+    ]  # fmt: skip
+
+
+DOCUMENT_CLEANED_COLUMNS = (
+    "event_id", "document_id", "occurred_at", "dataset", "batch_id", "snapshot_id", "content_hash", "source",
+    "text_chars", "text_bytes", "pii_redacted", "metadata", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def document_cleaned_row(event: DocumentCleaned) -> list[Any]:
+    """``event`` as a ``documents_cleaned`` row (no text), in :data:`DOCUMENT_CLEANED_COLUMNS` order."""
+    return [
+        event.event_id, event.document_id, _utc(event.occurred_at), event.dataset, event.batch_id,
+        event.snapshot_id, event.content_hash, event.source, len(event.text),
+        len(event.text.encode("utf-8", errors="surrogatepass")), dict(event.pii_redacted),
+        dict(event.metadata), *_envelope(event),
+    ]  # fmt: skip
+
+
+INGESTION_BATCH_COLUMNS = (
+    "event_id", "batch_id", "occurred_at", "dataset", "snapshot_id", "snapshot_uri", "counts",
+    *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def ingestion_batch_row(event: IngestionBatchCompleted) -> list[Any]:
+    """``event`` as an ``ingestion_batches`` row, in :data:`INGESTION_BATCH_COLUMNS` order."""
+    return [
+        event.event_id, event.batch_id, _utc(event.occurred_at), event.dataset, event.snapshot_id,
+        event.snapshot_uri, dict(event.counts), *_envelope(event),
+    ]  # fmt: skip
+
+
+LABEL_COLUMNS = (
+    "event_id", "label_id", "task_id", "occurred_at", "queue", "source", "labeler_id", "value",
+    "document_id", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def label_row(event: LabelCreated) -> list[Any]:
+    """``event`` as a ``labels`` row, in :data:`LABEL_COLUMNS` order."""
+    return [
+        event.event_id, event.label_id, event.task_id, _utc(event.occurred_at), event.queue, event.source,
+        event.labeler_id, event.value, event.document_id, *_envelope(event),
+    ]  # fmt: skip
+
+
+DATASET_VERSION_COLUMNS = (
+    "event_id", "version_id", "occurred_at", "dataset", "uri", "train_count", "eval_count", "snapshot_ids",
+    "queues", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def dataset_version_row(event: DatasetVersionCreated) -> list[Any]:
+    """``event`` as a ``dataset_versions`` row, in :data:`DATASET_VERSION_COLUMNS` order."""
+    return [
+        event.event_id, event.version_id, _utc(event.occurred_at), event.dataset, event.uri,
+        event.train_count, event.eval_count, list(event.snapshot_ids), list(event.queues), *_envelope(event),
+    ]  # fmt: skip
+
+
+FEEDBACK_REJECTED_COLUMNS = (
+    "event_id", "request_id", "feedback_id", "occurred_at", "reasons", "submitted_event_id",
+    *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def feedback_rejected_row(event: FeedbackRejected) -> list[Any]:
+    """``event`` as a ``feedback_rejected`` row, in :data:`FEEDBACK_REJECTED_COLUMNS` order."""
+    return [
+        event.event_id, event.request_id, event.feedback_id, _utc(event.occurred_at), list(event.reasons),
+        event.submitted_event_id, *_envelope(event),
+    ]  # fmt: skip
+
+
+DRIFT_COLUMNS = (
+    "event_id", "model", "occurred_at", "signal", "statistic", "value", "threshold", "window_start",
+    "window_end", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def drift_row(event: DriftDetected) -> list[Any]:
+    """``event`` as a ``drift_reports`` row, in :data:`DRIFT_COLUMNS` order."""
+    return [
+        event.event_id, event.model, _utc(event.occurred_at), event.signal, event.statistic, event.value,
+        event.threshold, _utc(event.window_start), _utc(event.window_end), *_envelope(event),
+    ]  # fmt: skip
+
+
+ALERT_COLUMNS = ("event_id", "rule", "occurred_at", "severity", "message", "labels", *_ENVELOPE_COLUMNS)
+
+
+def alert_row(event: AlertRaised) -> list[Any]:
+    """``event`` as an ``alerts`` row, in :data:`ALERT_COLUMNS` order."""
+    return [
+        event.event_id, event.rule, _utc(event.occurred_at), event.severity, event.message,
+        dict(event.labels), *_envelope(event),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EventTable(Generic[E]):
+    """Where one event type is stored: the table, the columns written, and the event as such a row."""
+
+    table: str
+    columns: tuple[str, ...]
+    row: Callable[[E], list[Any]]
+
+
+# Every event type monitoring stores. feedback.submitted is not here: the feedback service answers each
+# submission with feedback.accepted or feedback.rejected, and those two are stored.
+EVENT_TABLES: dict[type[Event], EventTable[Any]] = {
+    InferenceLogged: EventTable(INFERENCE_TABLE, INFERENCE_COLUMNS, inference_row),
+    FeedbackAccepted: EventTable(FEEDBACK_TABLE, FEEDBACK_COLUMNS, feedback_row),
+    FeedbackRejected: EventTable("feedback_rejected", FEEDBACK_REJECTED_COLUMNS, feedback_rejected_row),
+    RetrievalLogged: EventTable("retrieval_log", RETRIEVAL_COLUMNS, retrieval_row),
+    TrainingRequested: EventTable("training_requests", TRAINING_REQUEST_COLUMNS, training_request_row),
+    TrainingProgress: EventTable("training_progress", TRAINING_PROGRESS_COLUMNS, training_progress_row),
+    TrainingCompleted: EventTable("training_completed", TRAINING_COMPLETED_COLUMNS, training_completed_row),
+    TrainingFailed: EventTable("training_failed", TRAINING_FAILED_COLUMNS, training_failed_row),
+    ModelVersionRegistered: EventTable("model_versions", MODEL_VERSION_COLUMNS, model_version_row),
+    ModelAliasChanged: EventTable("model_alias_changes", MODEL_ALIAS_COLUMNS, model_alias_row),
+    ModelCanaryChanged: EventTable("model_canary_changes", MODEL_CANARY_COLUMNS, model_canary_row),
+    DocumentRaw: EventTable("documents_raw", DOCUMENT_RAW_COLUMNS, document_raw_row),
+    DocumentCleaned: EventTable("documents_cleaned", DOCUMENT_CLEANED_COLUMNS, document_cleaned_row),
+    IngestionBatchCompleted: EventTable("ingestion_batches", INGESTION_BATCH_COLUMNS, ingestion_batch_row),
+    LabelCreated: EventTable("labels", LABEL_COLUMNS, label_row),
+    DatasetVersionCreated: EventTable("dataset_versions", DATASET_VERSION_COLUMNS, dataset_version_row),
+    DriftDetected: EventTable("drift_reports", DRIFT_COLUMNS, drift_row),
+    AlertRaised: EventTable("alerts", ALERT_COLUMNS, alert_row),
+}
 
 
 class AnalyticsStore:
@@ -164,19 +464,30 @@ class AnalyticsStore:
         self._writer, self._reader = writer, reader
         return applied
 
-    async def insert_inference(self, events: Sequence[InferenceLogged]) -> int:
-        """Store ``events`` in ``inference_log``; returns rows written. Redelivered events collapse."""
+    async def insert(self, event_type: type[E], events: Sequence[E]) -> int:
+        """Store ``events`` in ``event_type``'s table (see :data:`EVENT_TABLES`); returns rows written.
+
+        Redelivered events collapse (every table is a ReplacingMergeTree keyed on the event).
+        """
         if not events:
             return 0
-        rows = [inference_row(e) for e in events]
-        return await self._use(self._with_writer, insert_rows, INFERENCE_TABLE, INFERENCE_COLUMNS, rows)
+        target = EVENT_TABLES[event_type]
+        rows = [target.row(e) for e in events]
+        return await self._use(self._with_writer, insert_rows, target.table, target.columns, rows)
+
+    def writer(self, event_type: type[E]) -> Callable[[Sequence[E]], Awaitable[int]]:
+        """A batch handler that stores events of ``event_type`` (for ``bus.consume_batches``)."""
+        if event_type not in EVENT_TABLES:
+            raise KeyError(f"{event_type.__name__} has no ClickHouse table; add it to EVENT_TABLES")
+        return functools.partial(self.insert, event_type)
+
+    async def insert_inference(self, events: Sequence[InferenceLogged]) -> int:
+        """Store ``events`` in ``inference_log``; returns rows written. Redelivered events collapse."""
+        return await self.insert(InferenceLogged, events)
 
     async def insert_feedback(self, events: Sequence[FeedbackAccepted]) -> int:
         """Store ``events`` in ``feedback``; returns rows written. Redelivered events collapse."""
-        if not events:
-            return 0
-        rows = [feedback_row(e) for e in events]
-        return await self._use(self._with_writer, insert_rows, FEEDBACK_TABLE, FEEDBACK_COLUMNS, rows)
+        return await self.insert(FeedbackAccepted, events)
 
     async def query(
         self, sql: str, parameters: Mapping[str, str] | None = None, max_rows: int = 1000

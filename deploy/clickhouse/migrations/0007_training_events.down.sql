@@ -1,0 +1,9 @@
+DROP VIEW IF EXISTS training_runs_v;
+DROP VIEW IF EXISTS training_failed_v;
+DROP VIEW IF EXISTS training_completed_v;
+DROP VIEW IF EXISTS training_progress_v;
+DROP VIEW IF EXISTS training_requests_v;
+DROP TABLE IF EXISTS training_failed;
+DROP TABLE IF EXISTS training_completed;
+DROP TABLE IF EXISTS training_progress;
+DROP TABLE IF EXISTS training_requests;

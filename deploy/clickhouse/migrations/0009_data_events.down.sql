@@ -1,0 +1,10 @@
+DROP VIEW IF EXISTS dataset_versions_v;
+DROP VIEW IF EXISTS labels_v;
+DROP VIEW IF EXISTS ingestion_batches_v;
+DROP VIEW IF EXISTS documents_cleaned_v;
+DROP VIEW IF EXISTS documents_raw_v;
+DROP TABLE IF EXISTS dataset_versions;
+DROP TABLE IF EXISTS labels;
+DROP TABLE IF EXISTS ingestion_batches;
+DROP TABLE IF EXISTS documents_cleaned;
+DROP TABLE IF EXISTS documents_raw;
