@@ -82,6 +82,7 @@ MIGRATIONS = [
     "0010_feedback_rejected",
     "0011_drift_and_alerts",
     "0012_analyst_views",
+    "0013_usage_priced_by_registered_name",
 ]
 EVENT_VIEWS = {table.table: f"{table.table}_v" for table in EVENT_TABLES.values()}
 REAL_TABLES = {
@@ -805,6 +806,11 @@ def test_usage_by_caller_counts_tokens_and_prices_only_what_has_a_price(client: 
                   completion_tokens=100),
         inference("u-c", user="bob", occurred_at=day, prompt_tokens=7, completion_tokens=3),
         inference("u-d", user="alice", model="other", occurred_at=day, prompt_tokens=1, completion_tokens=1),
+        # A requested alias or version is priced as its registered model.
+        inference("u-e", user="alice", model="tiny@challenger", occurred_at=day + dt.timedelta(hours=6),
+                  prompt_tokens=1000, completion_tokens=0),
+        inference("u-f", user="alice", model="tiny/3", occurred_at=day + dt.timedelta(hours=6),
+                  prompt_tokens=0, completion_tokens=1000),
     ]  # fmt: skip
     insert_rows(client, INFERENCE_TABLE, INFERENCE_COLUMNS, [inference_row(e) for e in rows])
     # tiny is priced from noon on: alice's 9 o'clock answer and bob's have no price.
@@ -826,6 +832,20 @@ def test_usage_by_caller_counts_tokens_and_prices_only_what_has_a_price(client: 
     assert result.rows == [
         ["2026-11-03", "alice", "serving", "other", 1, 1, 1, 2, 2, None, ""],
         ["2026-11-03", "alice", "serving", "tiny", 2, 300, 150, 450, 150, pytest.approx(0.001), "EUR"],
+        ["2026-11-03", "alice", "serving", "tiny/3", 1, 0, 1000, 1000, 0, pytest.approx(0.006), "EUR"],
+        [
+            "2026-11-03",
+            "alice",
+            "serving",
+            "tiny@challenger",
+            1,
+            1000,
+            0,
+            1000,
+            0,
+            pytest.approx(0.002),
+            "EUR",
+        ],
         ["2026-11-03", "bob", "serving", "tiny", 1, 7, 3, 10, 10, None, ""],
     ]
 
@@ -938,6 +958,7 @@ async def test_current_aliases_and_canaries(store: AnalyticsStore) -> None:
 
 def test_rolling_back_the_analyst_views_restores_inference_with_feedback(client: Client) -> None:
     apply_migrations(client, migrations_dir())
+    assert rollback_migration(client, migrations_dir()) == "0013_usage_priced_by_registered_name"
     assert rollback_migration(client, migrations_dir()) == "0012_analyst_views"
     described = run_read_only_query(client, "DESCRIBE inference_with_feedback", {}, 100)
     assert [r[0] for r in described.rows][-4:] == ["feedback_id", "score", "thumb", "comment"]
