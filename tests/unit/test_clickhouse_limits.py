@@ -6,15 +6,17 @@ Each test opens its own chdb folder and closes every client (one folder per proc
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from llmops.contracts.events import InferenceLogged
 from llmops.core.clickhouse import (
     QueryLimitExceeded,
     QueryLimits,
@@ -23,6 +25,7 @@ from llmops.core.clickhouse import (
     kill_query,
     run_read_only_query,
 )
+from llmops.monitoring.store.analytics import AnalyticsStore
 
 # A scan that takes minutes: far past any limit a test sets.
 SLOW = "SELECT count() FROM numbers(100000000000) WHERE sipHash64(number) % 7 = 3"
@@ -133,3 +136,82 @@ def test_writes_go_on_while_a_long_read_runs(clients) -> None:  # noqa: ANN001
     assert kill_query(writer, "long") == 1
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+# --- the monitoring store: limits, readers beside the writer, cancelled callers ---------------------
+
+RUNNING_SLOW = (
+    "SELECT count() FROM system.processes"
+    " WHERE query LIKE '%sipHash64%' AND query NOT LIKE '%system.processes%'"
+)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[AnalyticsStore]:
+    s = AnalyticsStore(
+        f"chdb://{tmp_path / 'analytics'}", limits=QueryLimits(max_seconds=60, setting_names=NAMES), readers=2
+    )
+    try:
+        await s.open()
+        yield s
+    finally:
+        await s.close()
+
+
+async def _slow_running(store: AnalyticsStore) -> int:
+    return (await store.query(RUNNING_SLOW)).rows[0][0]
+
+
+async def test_the_store_applies_its_limits(tmp_path: Path) -> None:
+    store = AnalyticsStore(f"chdb://{tmp_path / 'a'}", limits=QueryLimits(max_seconds=1, setting_names=NAMES))
+    await store.open()
+    try:
+        with pytest.raises(QueryLimitExceeded, match="LLMOPS_MONITORING_QUERY_MAX_SECONDS"):
+            await store.query(SLOW)
+        # The reader that hit the limit answers the next query normally.
+        assert (await store.query("SELECT 1")).rows == [[1]]
+    finally:
+        await store.close()
+
+
+async def test_inserts_and_other_reads_go_on_while_a_long_query_runs(store: AnalyticsStore) -> None:
+    long = asyncio.create_task(store.query(SLOW))
+    await eventually_true(lambda: _slow_running(store), want=1)
+    logged = InferenceLogged(
+        request_id="during-the-long-read",
+        model="m",
+        prompt="p",
+        completion="c",
+        prompt_tokens=1,
+        completion_tokens=1,
+        latency_ms=1.0,
+        time_to_first_token_ms=1.0,
+    )
+    assert await store.insert_inference([logged]) == 1
+    rows = (await store.query("SELECT request_id FROM inference_log_v")).rows
+    assert rows == [["during-the-long-read"]]
+    assert not long.done(), "the long query ended first: the test did not overlap them"
+    long.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await long
+
+
+async def test_a_cancelled_caller_has_its_query_stopped_in_the_engine(store: AnalyticsStore) -> None:
+    long = asyncio.create_task(store.query(SLOW))
+    await eventually_true(lambda: _slow_running(store), want=1)
+    long.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await long
+    # Stopped in the engine, not only abandoned here (it would run for its 60 s limit otherwise).
+    await eventually_true(lambda: _slow_running(store), want=0, timeout=10)
+
+
+async def eventually_true(probe, want: int, timeout: float = 20) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = await probe()
+        if seen == want:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"wanted {want} within {timeout} s, last saw {seen}")

@@ -57,7 +57,11 @@ class MonitoringService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # Nothing connects until open() in start(); the consumers and servicer need the object now.
-        self.store = AnalyticsStore(settings.clickhouse.resolved_dsn(settings.platform))
+        self.store = AnalyticsStore(
+            settings.clickhouse.resolved_dsn(settings.platform),
+            limits=settings.query_limits(),
+            readers=settings.query_concurrency,
+        )
 
     def register(self, runtime: Runtime) -> None:
         runtime.grpc.add(

@@ -20,6 +20,8 @@ class Settings(ServiceSettings):
     query_max_rows_to_read: int = Field(1_000_000_000, ge=0)
     query_max_bytes_to_read: int = Field(50 * 2**30, ge=0)
     query_max_result_bytes: int = Field(64 * 2**20, ge=0)
+    # Queries that run at the same time (each in a reader thread of its own); more wait their turn.
+    query_concurrency: int = Field(4, ge=1, le=64)
     # Rows are written to ClickHouse in batches: up to this many, or whatever arrived in this time.
     batch_max_records: int = Field(5000, ge=1)
     batch_timeout_ms: int = Field(500, ge=10)

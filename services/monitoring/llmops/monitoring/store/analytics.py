@@ -12,6 +12,8 @@ import functools
 import hashlib
 import json
 import logging
+import threading
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,10 +46,12 @@ from llmops.contracts.events import (
 )
 from llmops.core.clickhouse import (
     ClickHouseConnectionError,
+    QueryLimits,
     QueryResult,
     apply_migrations,
     connect,
     insert_rows,
+    kill_query,
     migrations_dir,
     run_read_only_query,
 )
@@ -377,91 +381,138 @@ EVENT_TABLES: dict[type[Event], EventTable[Any]] = {
 
 
 class AnalyticsStore:
-    """ClickHouse for the monitoring service, driven from asyncio through one worker thread.
+    """ClickHouse for the monitoring service, driven from asyncio through worker threads.
 
-    chdb has no async client and wants one thread at a time, so every ClickHouse call goes through a
-    single-worker executor (in order). Writes and reads use two clients: the reader only ever runs
-    read-only queries, so no session state an analyst's query might leave behind can reach ingestion.
+    The clickhouse-connect client is synchronous (and chdb has no async client), so calls run in
+    threads, each client in one thread only. Writes go through one writer thread, in order; reads
+    through a pool of reader threads with a client each, so an analyst's long query never holds up
+    the consumers' inserts or another reader. Readers only ever run read-only queries: no session
+    state an analyst's query might leave behind can reach the writer. Each query runs within
+    ``limits`` and with a tag; a caller that goes away (a cancelled RPC) has its query stopped in
+    the engine, not only abandoned here.
     """
 
-    def __init__(self, dsn: str, migrations: Path | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        migrations: Path | None = None,
+        *,
+        limits: QueryLimits | None = None,
+        readers: int = 4,
+    ) -> None:
         """Args:
         dsn: ``chdb:///abs/folder`` or ``http(s)://user:password@host:8123/database``.
         migrations: the migrations folder; by default the repository's deploy/clickhouse/migrations.
+        limits: what one query may cost (default: :class:`QueryLimits` ()).
+        readers: queries that run at the same time; more wait for a free reader.
         """
         self._dsn = dsn
         self._migrations = migrations
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self._limits = limits or QueryLimits()
+        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-write")
+        self._reads = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="clickhouse-read")
+        self._lock = threading.Lock()  # guards the client bookkeeping below, across the threads
         self._writer: Client | None = None
-        self._reader: Client | None = None
+        self._readers: dict[int, Client] = {}  # by reader thread id
+        self._running: set[str] = set()  # tags of queries a reader thread runs now
+        self._abandoned: set[str] = set()  # tags whose caller went away after a reader took them
+        self._background: set[asyncio.Task[None]] = set()
         self._opened = False
         self._closed = False
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
-
-    async def _use(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` in the worker thread, refused at once when the store is closed."""
+    async def _on(self, executor: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise RuntimeError("AnalyticsStore is closed")
-        return await self._call(fn, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, functools.partial(fn, *args))
 
-    def _clients(self) -> tuple[Client, Client]:
-        """The connected clients (in the worker thread); after a dropped connection, connect again.
-
-        Raises:
-            ClickHouseConnectionError: ClickHouse cannot be reached (the caller retries later).
-        """
+    def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("AnalyticsStore is closed")
         if not self._opened:
             raise RuntimeError("AnalyticsStore.open() must be awaited before it is used")
-        if self._writer is None or self._reader is None:
+
+    def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """In the writer thread: ``fn(writer, *args)``; after a dropped connection, connect again."""
+        self._check_open()
+        if self._writer is None:
             self._open()
             log.info("connected to ClickHouse again")
-        assert self._writer is not None and self._reader is not None
-        return self._writer, self._reader
-
-    def _with_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._with_client(0, fn, *args)
-
-    def _with_reader(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._with_client(1, fn, *args)
-
-    def _with_client(self, which: int, fn: Callable[..., T], *args: Any) -> T:
-        client = self._clients()[which]
+        assert self._writer is not None
         try:
-            return fn(client, *args)
+            return fn(self._writer, *args)
         except (OperationalError, ClickHouseConnectionError):
             # The connection (or the engine) went away: connect again on the next call.
-            self._close_clients()
+            self._drop_writer()
             raise
+
+    def _read(self, tag: str, fn: Callable[..., T], *args: Any) -> T:
+        """In a reader thread: ``fn(this thread's reader, *args, tag=tag)``, unless its caller left."""
+        self._check_open()
+        with self._lock:
+            if tag in self._abandoned:
+                raise RuntimeError(f"the caller of query {tag} went away before it started")
+            self._running.add(tag)
+        try:
+            client = self._readers.get(threading.get_ident())
+            if client is None:
+                client = connect(self._dsn)
+                with self._lock:
+                    self._readers[threading.get_ident()] = client
+            try:
+                return fn(client, *args, tag=tag)
+            except Exception:
+                # A connection that went away, or a session a failed query left its settings on
+                # (chdb keeps a refused query's readonly=1, so the next query could not set its
+                # limits): this thread connects afresh next time.
+                self._drop_reader(threading.get_ident())
+                raise
+        finally:
+            with self._lock:
+                self._running.discard(tag)
+                self._abandoned.discard(tag)
+
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _drop_reader(self, thread_id: int) -> None:
+        with self._lock:
+            client = self._readers.pop(thread_id, None)
+        if client is not None:
+            client.close()
+
+    def _drop_idle_readers(self) -> None:
+        # Only called when no query runs (disconnect, close): no reader client is in use.
+        with self._lock:
+            clients, self._readers = list(self._readers.values()), {}
+        for client in clients:
+            client.close()
 
     async def disconnect(self) -> None:
         """Drop the connections (the engine's folder is released); the next call connects again."""
-        await self._call(self._close_clients)
+        await self._on(self._writes, self._drop_writer)
+        self._drop_idle_readers()
 
     async def open(self) -> list[str]:
         """Connect and apply pending migrations; returns the migrations applied now."""
         if self._closed:
             raise RuntimeError("AnalyticsStore is closed")
-        applied = await self._call(self._open)
+        applied = await self._on(self._writes, self._open)
         self._opened = True
         return applied
 
     def _open(self) -> list[str]:
         if self._writer is not None:
             return []
-        folder = migrations_dir(self._migrations)
         writer = connect(self._dsn)
         try:
-            applied = apply_migrations(writer, folder)
-            reader = connect(self._dsn)
+            applied = apply_migrations(writer, migrations_dir(self._migrations))
         except BaseException:
             writer.close()
             raise
-        self._writer, self._reader = writer, reader
+        self._writer = writer
         return applied
 
     async def insert(self, event_type: type[E], events: Sequence[E]) -> int:
@@ -473,7 +524,7 @@ class AnalyticsStore:
             return 0
         target = EVENT_TABLES[event_type]
         rows = [target.row(e) for e in events]
-        return await self._use(self._with_writer, insert_rows, target.table, target.columns, rows)
+        return await self._on(self._writes, self._write, insert_rows, target.table, target.columns, rows)
 
     def writer(self, event_type: type[E]) -> Callable[[Sequence[E]], Awaitable[int]]:
         """A batch handler that stores events of ``event_type`` (for ``bus.consume_batches``)."""
@@ -492,30 +543,70 @@ class AnalyticsStore:
     async def query(
         self, sql: str, parameters: Mapping[str, str] | None = None, max_rows: int = 1000
     ) -> QueryResult:
-        """Run one read-only statement (see :func:`llmops.core.clickhouse.run_read_only_query`)."""
+        """Run one read-only statement within the store's limits (see
+        :func:`llmops.core.clickhouse.run_read_only_query`). Cancelling the call stops the query."""
+        tag = f"llmops-query-{uuid.uuid4().hex}"
+        limits = self._limits
+
+        def run(client: Client, *, tag: str) -> QueryResult:
+            return run_read_only_query(client, sql, dict(parameters or {}), max_rows, limits=limits, tag=tag)
+
+        if self._closed:
+            raise RuntimeError("AnalyticsStore is closed")
+        job = self._reads.submit(self._read, tag, run)
         try:
-            return await self._use(
-                self._with_reader, run_read_only_query, sql, dict(parameters or {}), max_rows
-            )
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if not job.cancelled():  # a reader took it (cancelled ones never run): stop it there
+                with self._lock:
+                    self._abandoned.add(tag)
+                task = asyncio.get_running_loop().create_task(self._stop(tag))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            raise
         except (OperationalError, ClickHouseConnectionError) as exc:
             raise Unavailable(f"ClickHouse is unavailable; retry shortly ({exc})") from exc
         except DatabaseError as exc:
+            if "(QUERY_WAS_CANCELLED)" in str(exc):
+                raise Unavailable(
+                    "the query was stopped in ClickHouse (the service is shutting down, or an operator"
+                    " killed it); retry"
+                ) from exc
             # Bad SQL, unknown tables or columns: the engine's own first line says what is wrong.
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InvalidArgument(f"query failed: {message}") from exc
 
+    async def _stop(self, tag: str, attempts: int = 50) -> None:
+        """Stop query ``tag`` in the engine, from the writer's connection. A query a reader has just
+        taken may not be in the engine's process list yet: look again for a few seconds."""
+        for _ in range(attempts):
+            with self._lock:
+                if tag not in self._running:
+                    return  # ended, or refused by _read before it began
+            try:
+                stopped = await self._on(self._writes, self._write, kill_query, tag)
+            except Exception:  # noqa: BLE001 - it still ends at its time limit
+                log.warning("could not stop query %s; it ends at its time limit", tag, exc_info=True)
+                return
+            if stopped:
+                log.info("stopped the query of a caller that went away (%s)", tag)
+                return
+            await asyncio.sleep(0.1)
+
     async def close(self) -> None:
-        """Close both clients and the worker thread; the store cannot be reopened."""
+        """Stop running queries, close every client and the threads; the store cannot be reopened."""
         if self._closed:
             return
-        # New calls are refused from here on; calls already queued run first, since the single
-        # worker takes them in order, so the shutdown below does not wait.
+        with self._lock:
+            running = list(self._running)
+        for tag in running:
+            await self._stop(tag)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        # New calls are refused from here on; calls already queued run first.
         self._closed = True
-        await self._call(self._close_clients)
-        self._executor.shutdown(wait=True)
-
-    def _close_clients(self) -> None:
-        for client in (self._reader, self._writer):
-            if client is not None:
-                client.close()
-        self._writer = self._reader = None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writes, self._drop_writer)
+        self._writes.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
+        self._drop_idle_readers()
