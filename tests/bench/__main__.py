@@ -6,7 +6,7 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("serving", "near_dup", "training", "logpath", "soak", "retrieval")
+BENCHMARKS = ("serving", "near_dup", "training", "logpath", "soak", "retrieval", "pii")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from llmops.core.pii import PII_TYPES
 from llmops.core.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -213,6 +214,41 @@ class AuthSettings(BaseSettings):
         if any(len(k.get_secret_value()) < 16 for k in self.api_keys):
             raise ValueError("LLMOPS_API_KEYS: every key must be at least 16 characters long")
         return self
+
+
+class PiiSettings(BaseSettings):
+    """Which kinds of personal data are redacted (prefix ``LLMOPS_PII_``): ``LLMOPS_PII_KINDS=EMAIL,IBAN``."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_PII_", extra="ignore")
+
+    kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(PII_TYPES),
+        description="Comma-separated kinds of llmops.core.pii.PII_TYPES; default: all of them.",
+    )
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [kind.strip().upper() for kind in value.split(",") if kind.strip()]
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        # An empty value would silently turn redaction off; that is the pipelines' own switch.
+        if not value:
+            raise ValueError(f"LLMOPS_PII_KINDS is empty: name one or more of {', '.join(PII_TYPES)}")
+        unknown = sorted(set(value) - set(PII_TYPES))
+        if unknown:
+            raise ValueError(
+                f"LLMOPS_PII_KINDS: unknown kind(s) {', '.join(unknown)}; known: {', '.join(PII_TYPES)}"
+            )
+        return value
+
+    def kind_set(self) -> frozenset[str]:
+        """The kinds to redact, for ``llmops.core.pii.redact_pii(text, kinds)``."""
+        return frozenset(self.kinds)
 
 
 # Default ports, one place, so `make up`, the CLI and the docs agree.

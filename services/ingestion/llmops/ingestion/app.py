@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def pipeline_config(s: Settings) -> PipelineConfig:
     """The pipeline and quality settings named alike in ``s``; the rest keep their defaults."""
-    return copy_fields(PipelineConfig, s, quality=copy_fields(QualityConfig, s))
+    return copy_fields(PipelineConfig, s, quality=copy_fields(QualityConfig, s), pii_kinds=s.pii.kind_set())
 
 
 class IngestionService:

@@ -10,10 +10,10 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmops.core.convert import copy_fields
+from llmops.core.pii import redact_pii
 from llmops.ingestion.domain.dedup import NearDuplicateIndex, content_hash
 from llmops.ingestion.domain.html import html_to_text, looks_like_html
 from llmops.ingestion.domain.normalize import normalize_text
-from llmops.ingestion.domain.pii import redact_pii
 from llmops.ingestion.domain.quality import QualityConfig, check_quality
 
 HTML_MIME_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -42,6 +42,8 @@ class PipelineConfig(BaseModel):
     detect_html: bool = True
     quality_filter: bool = True
     redact_pii: bool = True
+    # The kinds of llmops.core.pii.PII_TYPES to redact; None: all of them.
+    pii_kinds: frozenset[str] | None = None
     exact_dedup: bool = True
     near_dedup: bool = True
     quality: QualityConfig = Field(default_factory=QualityConfig)
@@ -214,7 +216,8 @@ class CleaningPipeline:
 
         pii_counts: dict[str, int] = {}
         if config.redact_pii:
-            text, pii_counts = redact_pii(text)
+            kinds = config.pii_kinds
+            text, pii_counts = redact_pii(text) if kinds is None else redact_pii(text, kinds)
             if pii_counts:
                 counts.pii_redacted += 1
                 for kind, found in pii_counts.items():
