@@ -744,3 +744,21 @@ def redact_pii(text: str, kinds: Iterable[str] | None = None) -> tuple[str, dict
     pieces.append(text[cursor:])
     # Counts in the order of PII_TYPES, as before.
     return "".join(pieces), {kind: counts[kind] for kind in PII_TYPES if kind in counts}
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """What a service applies to text people typed (prompts, completions, feedback, queries) before
+    it leaves the process: the chosen kinds replaced by their placeholders, or nothing when off.
+
+    Built from a service's settings: ``settings.redactor()`` (``LLMOPS_PII_KINDS`` and the service's
+    ``..._REDACT_PII`` switch).
+    """
+
+    kinds: frozenset[str] | None = None  # None: every kind
+    enabled: bool = True
+
+    def __call__(self, text: str) -> str:
+        if not self.enabled or not text:
+            return text
+        return redact_pii(text, self.kinds)[0]

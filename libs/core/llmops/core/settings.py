@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from llmops.core.pii import PII_TYPES
+from llmops.core.pii import PII_TYPES, Redactor
 from llmops.core.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -324,6 +324,14 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     clients: ClientSettings = Field(default_factory=ClientSettings)
+    # Personal data in what people type (prompts, completions, feedback, queries) is replaced by
+    # typed placeholders before it leaves the service that received it: which kinds
+    # (LLMOPS_PII_KINDS, default all), and the service's own switch (LLMOPS_<SERVICE>_REDACT_PII).
+    pii: PiiSettings = Field(default_factory=PiiSettings)
+    redact_pii: bool = True
+
+    def redactor(self) -> Redactor:
+        return Redactor(self.pii.kind_set(), enabled=self.redact_pii)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: object) -> None:

@@ -22,14 +22,15 @@ class FeedbackService:
         self.store: Deferred[FeedbackStore] = Deferred("the feedback store")
 
     def register(self, runtime: Runtime) -> None:
+        redact = self.settings.redactor()
         runtime.grpc.add(
             feedback_pb2_grpc.add_FeedbackServiceServicer_to_server,
-            FeedbackServicer(self.store, self.settings.max_text_chars),
+            FeedbackServicer(self.store, self.settings.max_text_chars, redact),
             "llmops.feedback.v1.FeedbackService",
         )
 
         async def on_submitted(event: FeedbackSubmitted) -> None:
-            outcome = review(event, max_text_chars=self.settings.max_text_chars)
+            outcome = review(event, max_text_chars=self.settings.max_text_chars, redact=redact)
             await asyncio.to_thread(self.store().record_outcome, outcome)
             if not isinstance(outcome, FeedbackAccepted):
                 log.info("rejected feedback for %s: %s", event.request_id, "; ".join(outcome.reasons))

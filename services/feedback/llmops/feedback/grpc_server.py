@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import grpc
 
@@ -18,16 +19,19 @@ _THUMBS = {feedback_pb2.THUMB_UP: "up", feedback_pb2.THUMB_DOWN: "down"}
 
 
 class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
-    def __init__(self, store: Deferred[FeedbackStore], max_text_chars: int) -> None:
+    def __init__(
+        self, store: Deferred[FeedbackStore], max_text_chars: int, redact: Callable[[str], str]
+    ) -> None:
         self._store = store
         self._max_text_chars = max_text_chars
+        self._redact = redact
 
     async def Submit(
         self, request: feedback_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
     ) -> feedback_pb2.SubmitFeedbackResponse:
         # An unspecified (or unknown) thumb is no thumb; review() then says what is missing.
         submitted = copy_fields(FeedbackSubmitted, request, thumb=_THUMBS.get(request.thumb))
-        outcome = review(submitted, max_text_chars=self._max_text_chars)
+        outcome = review(submitted, max_text_chars=self._max_text_chars, redact=self._redact)
         # Kept in the outbox until Kafka has it: an accepted submission is never lost, and the caller
         # gets no error while the broker is away. A rejection is published as well (the event trail
         # matches the Kafka path); the caller learns why.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from llmops.core.settings import DatabaseSettings, PiiSettings, ServiceSettings
+from llmops.core.settings import DatabaseSettings, ServiceSettings
 
 
 class Settings(ServiceSettings, DatabaseSettings):
@@ -16,9 +16,6 @@ class Settings(ServiceSettings, DatabaseSettings):
         default_factory=list,
         description="Folders IngestFile may read from (the server's disk); default: <data_dir>/inbox.",
     )
-
-    # Which kinds of personal data the pipeline redacts (LLMOPS_PII_KINDS; default: all).
-    pii: PiiSettings = Field(default_factory=PiiSettings)
 
     # Quality filters.
     min_chars: int = Field(20, ge=0)

@@ -41,7 +41,13 @@ class RetrievalService:
         runtime.grpc.add(
             retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
             RetrievalServicer(
-                self.index, self.log, runtime.bus.stamp, MODEL_NAME, s.default_top_k, s.max_top_k
+                self.index,
+                self.log,
+                runtime.bus.stamp,
+                MODEL_NAME,
+                s.default_top_k,
+                s.max_top_k,
+                s.redactor(),
             ),
             "llmops.retrieval.v1.RetrievalService",
         )

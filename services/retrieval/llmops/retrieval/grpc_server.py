@@ -30,7 +30,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         model: str,
         default_top_k: int,
         max_top_k: int,
+        redact: Callable[[str], str],
     ) -> None:
+        self._redact = redact
         self._index = index
         self._log = log
         self._stamp = stamp
@@ -64,7 +66,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
                 RetrievalLogged(
                     request_id=request_id,
                     collection=request.collection,
-                    query=request.query,
+                    query=self._redact(request.query),  # the log leaves this process
                     top_k=top_k,
                     document_ids=[h.document_id for h in hits],
                     chunk_ids=[h.chunk_id for h in hits],

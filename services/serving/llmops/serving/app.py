@@ -46,6 +46,7 @@ class ServingService:
                 spool,
                 memory_limit=s.log_buffer_events,
                 spool_limit_bytes=s.log_spool_max_mb * 1024 * 1024,
+                redact=s.redactor(),
             )
         )
         generation = self.generation.set(

@@ -7,6 +7,7 @@ when it is back; past the buffer's bound a metric and a log line count what was 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from llmops.contracts.events import InferenceLogged
@@ -18,8 +19,17 @@ from llmops.serving.engine import GenerationParams
 class InferenceLogWriter:
     """Queues each answer's log at once; the runtime enters :attr:`buffer`, which publishes them."""
 
-    def __init__(self, bus: EventBus, spool: Path, *, memory_limit: int, spool_limit_bytes: int) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        spool: Path,
+        *,
+        memory_limit: int,
+        spool_limit_bytes: int,
+        redact: Callable[[str], str],
+    ) -> None:
         self._bus = bus
+        self._redact = redact
         self.buffer = PublishBuffer(
             bus.publish,
             InferenceLogged,
@@ -29,8 +39,12 @@ class InferenceLogWriter:
             spool_limit_bytes=spool_limit_bytes,
         )
 
-    def record(self, *, params: GenerationParams, **fields: object) -> None:
+    def record(self, *, params: GenerationParams, prompt: str, completion: str, **fields: object) -> None:
         event = InferenceLogged(
+            # What the user typed and what the model said back, without personal data: the log
+            # leaves this process (Kafka, ClickHouse, labeling's queue).
+            prompt=self._redact(prompt),
+            completion=self._redact(completion),
             temperature=params.temperature,
             top_p=params.top_p,
             max_tokens=params.max_tokens,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 
 from llmops.contracts.events import FeedbackAccepted, FeedbackRejected, FeedbackSubmitted
 
@@ -12,8 +13,16 @@ _FEEDBACK_NAMESPACE = uuid.UUID("6f1b7c8e-2d4a-4e0b-9a51-0c3f5d1e7a92")
 MAX_ID_CHARS = 128
 
 
-def review(submitted: FeedbackSubmitted, *, max_text_chars: int) -> FeedbackAccepted | FeedbackRejected:
-    """Accept ``submitted`` (normalised: score in [0, 1]) or reject it with every reason found."""
+def review(
+    submitted: FeedbackSubmitted,
+    *,
+    max_text_chars: int,
+    redact: Callable[[str], str],
+) -> FeedbackAccepted | FeedbackRejected:
+    """Accept ``submitted`` (normalised: score in [0, 1]) or reject it with every reason found.
+
+    An accepted comment and correction are ``redact`` ed: the outcome leaves this service.
+    """
     # The outcome follows the submission (its trace, its payload); the bus stamps producer.
     reasons: list[str] = []
     request_id = submitted.request_id.strip()
@@ -51,6 +60,8 @@ def review(submitted: FeedbackSubmitted, *, max_text_chars: int) -> FeedbackAcce
         feedback_id=feedback_id,
         request_id=request_id,
         score=score,
+        comment=redact(submitted.comment),
+        correction=redact(submitted.correction),
         submitted_event_id=submitted.event_id,
         occurred_at=submitted.occurred_at,
     )
