@@ -6,7 +6,7 @@ import argparse
 import importlib
 import time
 
-BENCHMARKS = ("serving", "near_dup", "training", "logpath", "soak", "retrieval", "pii")
+BENCHMARKS = ("serving", "near_dup", "training", "logpath", "soak", "retrieval", "pii", "drift")
 
 
 def main() -> None:

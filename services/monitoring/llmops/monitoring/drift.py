@@ -1,0 +1,550 @@
+"""Drift between a reference window and a current window, computed in ClickHouse where the logs live.
+
+Per model, for each (model version, arm) answering in the current window: PSI and two-sided KS on
+prompt length, output length, latency and time to first token; the shift of the mean feedback score
+(Mann-Whitney U p-value); KS on the top retrieval hit's score (per collection and mode: retrieval
+logs carry no model); and the distance between the centroids of prompt embeddings (permutation
+p-value). The SQL aggregates in the engine: only one row per group and signal comes back, and for
+embeddings only a hash-drawn sample of prompts.
+
+Every function takes a clickhouse-connect ``Client`` (the monitoring store runs them in a reader
+thread). A group with fewer than ``min_count`` values in either window gets no verdict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+from clickhouse_connect.driver import Client
+
+from llmops.core.errors import InvalidArgument
+
+NUMERIC_SIGNALS = ("prompt_tokens", "completion_tokens", "latency_ms", "time_to_first_token_ms")
+FEEDBACK_SIGNAL = "feedback_score"
+RETRIEVAL_SIGNAL = "retrieval_top_score"
+EMBEDDING_SIGNAL = "prompt_embedding"
+ALL_SIGNALS = (*NUMERIC_SIGNALS, FEEDBACK_SIGNAL, RETRIEVAL_SIGNAL, EMBEDDING_SIGNAL)
+
+OK = "ok"
+INSUFFICIENT_DATA = "insufficient_data"
+RETRIEVAL_NOTE = "retrieval logs carry no model: compared per collection and mode, across all models"
+
+# Reference deciles give ten bins of a tenth each in the reference window.
+PSI_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+Embed = Callable[[Sequence[str]], Sequence[Sequence[float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftThresholds:
+    """When a statistic counts as drift; ``min_count`` values per window and group for any verdict."""
+
+    psi: float = 0.2
+    ks_alpha: float = 0.01
+    # With large windows KS finds any difference significant: a distance this small is not drift.
+    ks_min_statistic: float = 0.1
+    feedback_alpha: float = 0.01
+    feedback_min_shift: float = 0.05
+    embedding_alpha: float = 0.01
+    embedding_min_distance: float = 0.01
+    min_count: int = 50
+    psi_epsilon: float = 1e-4
+
+    def __post_init__(self) -> None:
+        for name in ("ks_alpha", "feedback_alpha", "embedding_alpha"):
+            if not 0 < getattr(self, name) < 1:
+                raise InvalidArgument(f"thresholds.{name} must be between 0 and 1, got {getattr(self, name)}")
+        for name in ("psi", "ks_min_statistic", "feedback_min_shift", "embedding_min_distance"):
+            if getattr(self, name) < 0:
+                raise InvalidArgument(f"thresholds.{name} must not be negative, got {getattr(self, name)}")
+        if self.min_count < 2:
+            raise InvalidArgument(f"thresholds.min_count must be at least 2, got {self.min_count}")
+        if not 0 < self.psi_epsilon < 0.1:
+            raise InvalidArgument(f"thresholds.psi_epsilon must be in (0, 0.1), got {self.psi_epsilon}")
+
+
+def _utc(value: dt.datetime, name: str) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        raise InvalidArgument(f"{name} must be a datetime, got {value!r}")
+    # The platform's times are UTC: a naive time is read as UTC, as the store does.
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftRequest:
+    """Compare ``model``'s current window [start, end) with its reference window.
+
+    ``reference_scope`` says what each (model version, arm) of the current window is compared with:
+    ``"model"``, all of the model's traffic in the reference window (a new version against what served
+    before); ``"group"``, the same version and arm in the reference window.
+    """
+
+    model: str
+    reference_start: dt.datetime
+    reference_end: dt.datetime
+    current_start: dt.datetime
+    current_end: dt.datetime
+    signals: tuple[str, ...] = ALL_SIGNALS
+    thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+    reference_scope: Literal["model", "group"] = "model"
+    collections: tuple[str, ...] = ()  # retrieval collections to compare; empty: all
+    embedding_sample: int = 200  # prompts drawn per window and group
+    permutations: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise InvalidArgument("model must name the model whose traffic to compare")
+        for window in ("reference", "current"):
+            start = _utc(getattr(self, f"{window}_start"), f"{window}_start")
+            end = _utc(getattr(self, f"{window}_end"), f"{window}_end")
+            if start >= end:
+                raise InvalidArgument(f"{window}_start ({start}) must be before {window}_end ({end})")
+            object.__setattr__(self, f"{window}_start", start)
+            object.__setattr__(self, f"{window}_end", end)
+        unknown = sorted(set(self.signals) - set(ALL_SIGNALS))
+        if unknown or not self.signals:
+            raise InvalidArgument(
+                f"unknown signal(s) {unknown or '(none given)'}; known: {', '.join(ALL_SIGNALS)}"
+            )
+        object.__setattr__(self, "signals", tuple(s for s in ALL_SIGNALS if s in self.signals))
+        if self.reference_scope not in ("model", "group"):
+            raise InvalidArgument(f"reference_scope must be 'model' or 'group', got {self.reference_scope!r}")
+        if self.embedding_sample < self.thresholds.min_count:
+            raise InvalidArgument(
+                f"embedding_sample ({self.embedding_sample}) must be at least thresholds.min_count "
+                f"({self.thresholds.min_count})"
+            )
+        if self.permutations < 100:
+            raise InvalidArgument(f"permutations must be at least 100, got {self.permutations}")
+
+
+@dataclass(frozen=True, slots=True)
+class DriftResult:
+    """One statistic of one signal for one group of the current window.
+
+    ``value``, ``p_value`` and ``drifted`` are ``None`` when the group has too little data
+    (``status == "insufficient_data"``) or the test gives no p-value (PSI).
+    """
+
+    signal: str
+    statistic: str  # psi, ks, mean_shift or centroid_distance
+    model_version: str
+    arm: str
+    value: float | None
+    p_value: float | None
+    threshold: float  # what value must exceed (PSI, effect size of a test)
+    alpha: float | None  # what p_value must stay under, for tests
+    drifted: bool | None
+    reference_count: int
+    current_count: int
+    status: str = OK
+    collection: str = ""
+    mode: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReport:
+    """Every statistic computed for a request."""
+
+    request: DriftRequest
+    results: tuple[DriftResult, ...]
+
+    @property
+    def drifted(self) -> tuple[DriftResult, ...]:
+        """The results that are drift."""
+        return tuple(r for r in self.results if r.drifted)
+
+
+# --- SQL -------------------------------------------------------------------------------------------
+# Each source selects (group_a, group_b, signal, value) from one window; "@w@" becomes "reference"
+# or "current" (a parameter's name, never a value). A group is (model_version, arm) for answers and
+# (collection, mode) for retrievals.
+
+_WINDOW = "occurred_at >= {@w@_start:DateTime64(3, 'UTC')} AND occurred_at < {@w@_end:DateTime64(3, 'UTC')}"
+
+_NUMERIC_SOURCE = f"""
+SELECT model_version AS group_a, arm AS group_b, signal, value
+FROM inference_log_v
+ARRAY JOIN
+    ['prompt_tokens', 'completion_tokens', 'latency_ms', 'time_to_first_token_ms'] AS signal,
+    [toFloat64(prompt_tokens), toFloat64(completion_tokens), latency_ms, time_to_first_token_ms] AS value
+WHERE model = {{model:String}} AND {_WINDOW} AND has({{signals:Array(String)}}, signal)
+"""
+
+# Feedback is folded per request first (a request rated twice counts once) and dated by the answer.
+_FEEDBACK_SOURCE = f"""
+SELECT i.model_version AS group_a, i.arm AS group_b, 'feedback_score' AS signal, f.score AS value
+FROM
+(
+    SELECT request_id, model_version, arm FROM inference_log_v
+    WHERE model = {{model:String}} AND {_WINDOW}
+) AS i
+INNER JOIN (SELECT request_id, avg(score) AS score FROM feedback_v GROUP BY request_id) AS f
+    ON i.request_id = f.request_id
+"""
+
+_RETRIEVAL_SOURCE = f"""
+SELECT collection AS group_a, mode AS group_b, 'retrieval_top_score' AS signal, scores[1] AS value
+FROM retrieval_log_v
+WHERE {_WINDOW} AND notEmpty(scores)
+    AND (empty({{collections:Array(String)}}) OR has({{collections:Array(String)}}, collection))
+"""
+
+
+def _window(source: str, window: str) -> str:
+    return source.replace("@w@", window)
+
+
+def _counts_sql(source: str) -> str:
+    return f"""
+SELECT group_a, group_b, sum(idx = 0) AS reference_count, sum(idx = 1) AS current_count
+FROM
+(
+    SELECT group_a, group_b, toUInt8(0) AS idx
+    FROM ({_window(source, "reference")}) WHERE signal = {{signal:String}}
+    UNION ALL
+    SELECT group_a, group_b, toUInt8(1) AS idx
+    FROM ({_window(source, "current")}) WHERE signal = {{signal:String}}
+)
+GROUP BY group_a, group_b
+"""
+
+
+def _samples_sql(source: str) -> str:
+    # Current values stay in their group; reference values join every group of the current window
+    # ("model" scope) or only their own ("group" scope). Positional UNION: the first select names.
+    return f"""
+samples AS
+(
+    SELECT group_a, group_b, toUInt8(1) AS idx, signal, value
+    FROM ({_window(source, "current")})
+    WHERE has({{groups:Array(Tuple(String, String))}}, (group_a, group_b))
+    UNION ALL
+    SELECT g.1, g.2, toUInt8(0), signal, value
+    FROM ({_window(source, "reference")})
+    ARRAY JOIN {{groups:Array(Tuple(String, String))}} AS g
+    WHERE {{pooled:Bool}} OR g = (group_a, group_b)
+)"""
+
+
+def _numeric_sql(source: str) -> str:
+    levels = ", ".join(str(level) for level in PSI_LEVELS)
+    # quantilesExact (the sorted value at floor(level * n)), not the sampling `quantiles`: the bins,
+    # and so PSI, are then exact and reproducible at any size. Tied deciles (token counts) merge.
+    return f"""
+WITH {_samples_sql(source)},
+reference_deciles AS
+(
+    SELECT group_a, group_b, signal, arrayDistinct(quantilesExact({levels})(value)) AS deciles
+    FROM samples WHERE idx = 0
+    GROUP BY group_a, group_b, signal
+)
+SELECT group_a, group_b, signal, reference_count, current_count, ks.1 AS ks_statistic, ks.2 AS ks_p_value,
+    arraySum(
+        (c, r) -> (c - r) * ln(c / r),
+        arrayMap(n -> greatest(n / current_count, {{epsilon:Float64}}), bins.3),
+        arrayMap(n -> greatest(n / reference_count, {{epsilon:Float64}}), bins.2)
+    ) AS psi
+FROM
+(
+    SELECT group_a, group_b, signal, countIf(idx = 0) AS reference_count, countIf(idx = 1) AS current_count,
+        kolmogorovSmirnovTest('two-sided', 'asymp')(value, idx) AS ks,
+        -- bin i holds the values above i distinct deciles: (-inf, e1], (e1, e2], ..., (e9, inf)
+        sumMap([toUInt8(arrayCount(e -> value > e, deciles))], [toUInt64(idx = 0)], [toUInt64(idx = 1)])
+            AS bins
+    FROM samples INNER JOIN reference_deciles USING (group_a, group_b, signal)
+    GROUP BY group_a, group_b, signal
+)
+"""
+
+
+def _ks_sql(source: str) -> str:
+    return f"""
+WITH {_samples_sql(source)}
+SELECT group_a, group_b, signal, reference_count, current_count, ks.1 AS ks_statistic, ks.2 AS ks_p_value
+FROM
+(
+    SELECT group_a, group_b, signal, countIf(idx = 0) AS reference_count, countIf(idx = 1) AS current_count,
+        kolmogorovSmirnovTest('two-sided', 'asymp')(value, idx) AS ks
+    FROM samples
+    GROUP BY group_a, group_b, signal
+)
+"""
+
+
+def _shift_sql(source: str) -> str:
+    return f"""
+WITH {_samples_sql(source)}
+SELECT group_a, group_b, signal, countIf(idx = 0) AS reference_count, countIf(idx = 1) AS current_count,
+    avgIf(value, idx = 1) - avgIf(value, idx = 0) AS mean_shift,
+    mannWhitneyUTest('two-sided')(value, idx).2 AS p_value
+FROM samples
+GROUP BY group_a, group_b, signal
+"""
+
+
+PROMPT_SAMPLE_SQL = f"""
+SELECT if({{pooled:Bool}}, '', model_version) AS group_a, if({{pooled:Bool}}, '', arm) AS group_b, prompt
+FROM inference_log_v
+WHERE model = {{model:String}} AND {_WINDOW.replace("@w@", "window")} AND prompt != ''
+ORDER BY cityHash64(request_id), event_id
+LIMIT {{n:UInt32}} BY group_a, group_b
+"""
+
+
+# --- running them ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Statistic:
+    name: str
+    value_column: int  # in the statistics row, after group_a, group_b, signal and the two counts
+    p_column: int | None
+    threshold: str  # DriftThresholds attributes
+    alpha: str | None
+
+
+_PSI = _Statistic("psi", 7, None, "psi", None)
+_KS = _Statistic("ks", 5, 6, "ks_min_statistic", "ks_alpha")
+_MEAN_SHIFT = _Statistic("mean_shift", 5, 6, "feedback_min_shift", "feedback_alpha")
+_CENTROID = _Statistic("centroid_distance", -1, None, "embedding_min_distance", "embedding_alpha")
+
+
+def _finite(value: Any) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def _result(
+    signal: str, stat: _Statistic, group: tuple[str, str], counts: tuple[int, int], t: DriftThresholds,
+    value: float | None = None, p_value: float | None = None, *, enough: bool = True, note: str = "",
+) -> DriftResult:  # fmt: skip
+    threshold = getattr(t, stat.threshold)
+    alpha = getattr(t, stat.alpha) if stat.alpha else None
+    drifted = None
+    if enough and value is not None and (alpha is None or p_value is not None):
+        # A test must be significant and its effect large enough; PSI has no p-value.
+        drifted = abs(value) > threshold and (alpha is None or p_value < alpha)
+    return DriftResult(
+        signal, stat.name, group[0], group[1], value if enough else None, p_value if enough else None,
+        threshold, alpha, drifted, counts[0], counts[1], OK if enough else INSUFFICIENT_DATA, note=note,
+    )  # fmt: skip
+
+
+def _family(
+    client: Client,
+    request: DriftRequest,
+    source: str,
+    sql: str,
+    signals: Sequence[str],
+    statistics: Sequence[_Statistic],
+    pooled: bool,
+) -> list[DriftResult]:
+    """Count each group's values in both windows, then run ``sql`` over the groups with enough."""
+    parameters = {
+        "model": request.model,
+        "reference_start": request.reference_start,
+        "reference_end": request.reference_end,
+        "current_start": request.current_start,
+        "current_end": request.current_end,
+        "signals": list(request.signals),
+        "collections": list(request.collections),
+        # Every signal of a family counts the same rows (no column is ever NULL): count the first.
+        "signal": signals[0],
+    }
+    counted = client.query(_counts_sql(source), parameters=parameters).result_rows
+    pooled_reference = sum(int(row[2]) for row in counted)
+    counts = {
+        (a, b): (pooled_reference if pooled else int(ref), int(cur)) for a, b, ref, cur in counted if cur > 0
+    }
+    least = request.thresholds.min_count
+    enough = sorted(g for g, (ref, cur) in counts.items() if ref >= least and cur >= least)
+    rows: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+    if enough:
+        extra = {"groups": enough, "pooled": pooled, "epsilon": request.thresholds.psi_epsilon}
+        result = client.query(sql, parameters={**parameters, **extra})
+        rows = {(r[0], r[1], r[2]): tuple(r) for r in result.result_rows}
+    results = []
+    for signal in signals:
+        for group in sorted(counts):
+            row = rows.get((*group, signal))
+            for stat in statistics:
+                if row is None:
+                    results.append(
+                        _result(signal, stat, group, counts[group], request.thresholds, enough=False)
+                    )
+                    continue
+                value = _finite(row[stat.value_column])
+                p_value = None if stat.p_column is None else _finite(row[stat.p_column])
+                results.append(
+                    _result(
+                        signal, stat, group, (int(row[3]), int(row[4])), request.thresholds, value, p_value
+                    )
+                )
+    return results
+
+
+def numeric_drift(client: Client, request: DriftRequest) -> list[DriftResult]:
+    """PSI and KS of prompt and completion tokens, latency and time to first token, per version and arm."""
+    signals = [s for s in request.signals if s in NUMERIC_SIGNALS]
+    if not signals:
+        return []
+    pooled = request.reference_scope == "model"
+    sql = _numeric_sql(_NUMERIC_SOURCE)
+    return _family(client, request, _NUMERIC_SOURCE, sql, signals, (_PSI, _KS), pooled)
+
+
+def feedback_drift(client: Client, request: DriftRequest) -> list[DriftResult]:
+    """Shift of the mean feedback score (current minus reference) with a Mann-Whitney U p-value."""
+    if FEEDBACK_SIGNAL not in request.signals:
+        return []
+    pooled = request.reference_scope == "model"
+    sql = _shift_sql(_FEEDBACK_SOURCE)
+    return _family(client, request, _FEEDBACK_SOURCE, sql, [FEEDBACK_SIGNAL], (_MEAN_SHIFT,), pooled)
+
+
+def retrieval_drift(client: Client, request: DriftRequest) -> list[DriftResult]:
+    """KS of the top hit's score per collection and mode (scores have one scale per mode)."""
+    if RETRIEVAL_SIGNAL not in request.signals:
+        return []
+    # Always per group: collections and modes score on scales of their own.
+    sql = _ks_sql(_RETRIEVAL_SOURCE)
+    results = _family(client, request, _RETRIEVAL_SOURCE, sql, [RETRIEVAL_SIGNAL], (_KS,), False)
+    return [
+        replace(r, model_version="", arm="", collection=r.model_version, mode=r.arm, note=RETRIEVAL_NOTE)
+        for r in results
+    ]
+
+
+# --- prompt embeddings -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingDistance:
+    """Cosine distance between the normalised centroids of two sets, and its permutation p-value."""
+
+    distance: float
+    p_value: float
+    reference_count: int
+    current_count: int
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    return rows / np.where(norms == 0, 1.0, norms)
+
+
+def embedding_drift(
+    reference: np.ndarray | Sequence[Sequence[float]],
+    current: np.ndarray | Sequence[Sequence[float]],
+    *,
+    permutations: int = 1000,
+    seed: int = 0,
+) -> EmbeddingDistance:
+    """Distance between the two sets' centroids, with the share of label permutations at least as far.
+
+    Embeddings are made unit length, then each centroid (a centroid near the origin has an unstable
+    direction, so it is normalised too); the distance is 1 - cosine between the centroids. The
+    p-value is (1 + permutations at least as far) / (1 + permutations), labels shuffled with ``seed``.
+    """
+    ref = _unit(np.asarray(reference, dtype=np.float64))
+    cur = _unit(np.asarray(current, dtype=np.float64))
+    if ref.ndim != 2 or cur.ndim != 2 or ref.shape[1] != cur.shape[1] or len(ref) < 2 or len(cur) < 2:
+        raise InvalidArgument(
+            "embedding_drift needs two sets of at least 2 embeddings of one size, "
+            f"got {ref.shape} and {cur.shape}"
+        )
+    pooled = np.vstack([ref, cur])
+    total = pooled.sum(axis=0)
+
+    def distances(reference_sums: np.ndarray) -> np.ndarray:
+        a, b = _unit(reference_sums), _unit(total - reference_sums)
+        return 1.0 - np.sum(a * b, axis=-1)
+
+    observed = float(distances(ref.sum(axis=0)))
+    rng = np.random.default_rng(seed)
+    n, k = len(pooled), len(ref)
+    at_least = 0
+    for start in range(0, permutations, 256):
+        size = min(256, permutations - start)
+        chosen = np.argsort(rng.random((size, n)), axis=1)[:, :k]
+        mask = np.zeros((size, n))
+        np.put_along_axis(mask, chosen, 1.0, axis=1)
+        # Rounding can leave a permutation of the observed split a hair below it: count ties as such.
+        at_least += int(np.sum(distances(mask @ pooled) >= observed - 1e-12))
+    return EmbeddingDistance(observed, (1 + at_least) / (1 + permutations), len(ref), len(cur))
+
+
+def sample_prompts(
+    client: Client, model: str, start: dt.datetime, end: dt.datetime, n: int, *, pooled: bool = False
+) -> dict[tuple[str, str], list[str]]:
+    """Up to ``n`` prompts of ``model`` in [start, end) per (model_version, arm), or all as ("", "").
+
+    The sample is the first ``n`` by a hash of the request id: the same rows on every call, and only
+    they leave ClickHouse.
+    """
+    result = client.query(
+        PROMPT_SAMPLE_SQL,
+        parameters={
+            "model": model, "window_start": _utc(start, "start"), "window_end": _utc(end, "end"), "n": n,
+            "pooled": pooled,
+        },
+    )  # fmt: skip
+    samples: dict[tuple[str, str], list[str]] = {}
+    for a, b, prompt in result.result_rows:
+        samples.setdefault((a, b), []).append(prompt)
+    return samples
+
+
+def prompt_embedding_drift(client: Client, request: DriftRequest, embed: Embed) -> list[DriftResult]:
+    """Centroid distance of prompt embeddings per version and arm; ``embed`` is the caller's model.
+
+    Args:
+        embed: texts to vectors, e.g. the platform's all-MiniLM-L6-v2 ``Embedder`` (llmops.retrieval).
+    """
+    if EMBEDDING_SIGNAL not in request.signals:
+        return []
+    pooled = request.reference_scope == "model"
+    n, t = request.embedding_sample, request.thresholds
+    current = sample_prompts(client, request.model, request.current_start, request.current_end, n)
+    reference = sample_prompts(
+        client, request.model, request.reference_start, request.reference_end, n, pooled=pooled
+    )
+    results = []
+    for group in sorted(current):
+        ref_prompts = reference.get(("", "") if pooled else group, [])
+        counts = (len(ref_prompts), len(current[group]))
+        note = f"a sample of up to {n} prompts per window"
+        if min(counts) < t.min_count:
+            results.append(_result(EMBEDDING_SIGNAL, _CENTROID, group, counts, t, enough=False, note=note))
+            continue
+        found = embedding_drift(
+            np.asarray(embed(ref_prompts)), np.asarray(embed(current[group])),
+            permutations=request.permutations, seed=request.seed,
+        )  # fmt: skip
+        results.append(
+            _result(EMBEDDING_SIGNAL, _CENTROID, group, counts, t, found.distance, found.p_value, note=note)
+        )
+    return results
+
+
+def drift_report(client: Client, request: DriftRequest, embed: Embed | None = None) -> DriftReport:
+    """Every signal ``request`` names; ``embed`` is needed when it names prompt_embedding."""
+    if EMBEDDING_SIGNAL in request.signals and embed is None:
+        raise InvalidArgument(
+            "the prompt_embedding signal needs an embedding model: pass embed (e.g. the retrieval "
+            "service's Embedder) or leave prompt_embedding out of signals"
+        )
+    results = [
+        *numeric_drift(client, request),
+        *feedback_drift(client, request),
+        *retrieval_drift(client, request),
+    ]
+    if embed is not None:
+        results.extend(prompt_embedding_drift(client, request, embed))
+    return DriftReport(request, tuple(results))

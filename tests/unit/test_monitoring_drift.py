@@ -1,0 +1,354 @@
+"""Drift statistics computed in ClickHouse (chdb), checked against NumPy and SciPy on the same data.
+
+One chdb folder serves the whole module (the migrations take a while) and is closed at its end, so
+the next module can open its own; every test writes under model names of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clickhouse_connect.driver import Client
+
+from llmops.core.clickhouse import apply_migrations, connect, insert_rows, migrations_dir
+from llmops.core.errors import InvalidArgument
+from llmops.monitoring.drift import (
+    FEEDBACK_SIGNAL,
+    INSUFFICIENT_DATA,
+    NUMERIC_SIGNALS,
+    PSI_LEVELS,
+    RETRIEVAL_NOTE,
+    RETRIEVAL_SIGNAL,
+    DriftRequest,
+    DriftResult,
+    drift_report,
+    embedding_drift,
+    feedback_drift,
+    numeric_drift,
+    retrieval_drift,
+    sample_prompts,
+)
+
+REFERENCE = (dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 8, tzinfo=dt.UTC))
+CURRENT = (dt.datetime(2026, 11, 8, tzinfo=dt.UTC), dt.datetime(2026, 11, 9, tzinfo=dt.UTC))
+INFERENCE_COLUMNS = (
+    "event_id", "request_id", "occurred_at", "model", "model_version", "arm", "prompt", "prompt_tokens",
+    "completion_tokens", "latency_ms", "time_to_first_token_ms",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    folder = tmp_path_factory.mktemp("drift")
+    c = connect(f"chdb://{folder}/clickhouse")
+    try:
+        apply_migrations(c, migrations_dir())
+        yield c
+    finally:
+        c.close()
+
+
+def _times(rng: np.random.Generator, window: tuple[dt.datetime, dt.datetime], n: int) -> list[dt.datetime]:
+    span = (window[1] - window[0]).total_seconds()
+    return [window[0] + dt.timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, span - 1, n))]
+
+
+def _traffic(rng: np.random.Generator, n: int, *, latency_factor: float = 1.0, rag: bool = False) -> dict:
+    """Synthetic answers: chat-sized prompts (or RAG-sized ones), lognormal outputs and timings."""
+    if rag:
+        prompt_tokens = np.round(rng.normal(420, 60, n)).clip(1)
+    else:
+        prompt_tokens = np.round(rng.lognormal(4.0, 0.6, n)).clip(1)
+    completion_tokens = np.round(rng.lognormal(5.0, 0.5, n)).clip(1)
+    latency = completion_tokens * rng.lognormal(3.0, 0.3, n) * latency_factor
+    ttft = rng.lognormal(5.0, 0.4, n) * latency_factor
+    return {
+        "prompt_tokens": prompt_tokens.astype(int),
+        "completion_tokens": completion_tokens.astype(int),
+        "latency_ms": latency,
+        "time_to_first_token_ms": ttft,
+    }
+
+
+def _insert_answers(
+    client: Client,
+    model: str,
+    window: tuple[dt.datetime, dt.datetime],
+    values: dict,
+    *,
+    version: str = "",
+    arm: str = "champion",
+    prompts: list[str] | None = None,
+    seed: int = 0,
+) -> list[str]:
+    n = len(values["latency_ms"])
+    rng = np.random.default_rng(seed)
+    # Ids fixed by the seed: the hash-ordered prompt sample is the same on every run.
+    request_ids = [f"{model}-{arm}-{seed}-{i}" for i in range(n)]
+    rows = [
+        [
+            uuid.uuid4(), request_ids[i], t, model, version or f"{model}/1", arm,
+            prompts[i] if prompts else f"prompt {i}", int(values["prompt_tokens"][i]),
+            int(values["completion_tokens"][i]), float(values["latency_ms"][i]),
+            float(values["time_to_first_token_ms"][i]),
+        ]
+        for i, t in enumerate(_times(rng, window, n))
+    ]  # fmt: skip
+    insert_rows(client, "inference_log", INFERENCE_COLUMNS, rows)
+    return request_ids
+
+
+def _request(model: str, **kwargs) -> DriftRequest:
+    return DriftRequest(model, *REFERENCE, *CURRENT, **kwargs)
+
+
+def _by(results: list[DriftResult], signal: str, statistic: str, arm: str = "champion") -> DriftResult:
+    (found,) = [r for r in results if r.signal == signal and r.statistic == statistic and r.arm == arm]
+    return found
+
+
+def test_same_distribution_is_not_flagged_and_shifts_are(client: Client) -> None:
+    draws, flagged = 20, 0
+    for seed in range(draws):
+        rng = np.random.default_rng(seed)
+        model = f"same-{seed}"
+        _insert_answers(client, model, REFERENCE, _traffic(rng, 1000), seed=seed)
+        _insert_answers(client, model, CURRENT, _traffic(rng, 600), seed=seed + 100)
+        results = numeric_drift(client, _request(model, signals=NUMERIC_SIGNALS))
+        assert {r.status for r in results} == {"ok"}
+        assert len(results) == 2 * len(NUMERIC_SIGNALS)
+        flagged += any(r.drifted for r in results)
+        if seed == 0:
+            for r in results:
+                print(f"same draw 0: {r.signal} {r.statistic}={r.value:.4f} p={r.p_value}")
+    rate = flagged / draws
+    print(f"false-positive rate over {draws} same-distribution draws: {rate:.2f}")
+    assert rate <= 0.15
+
+    rng = np.random.default_rng(1234)
+    _insert_answers(client, "shifted", REFERENCE, _traffic(rng, 1000), seed=1)
+    _insert_answers(client, "shifted", CURRENT, _traffic(rng, 600, latency_factor=1.5), arm="slow", seed=2)
+    _insert_answers(client, "shifted", CURRENT, _traffic(rng, 600, rag=True), arm="rag", seed=3)
+    _insert_answers(client, "shifted", CURRENT, _traffic(rng, 600), arm="champion", seed=4)
+    results = numeric_drift(client, _request("shifted", signals=NUMERIC_SIGNALS))
+    for r in results:
+        print(f"shifted {r.arm}: {r.signal} {r.statistic}={r.value:.4f} p={r.p_value} drifted={r.drifted}")
+    for signal in ("latency_ms", "time_to_first_token_ms"):
+        assert _by(results, signal, "ks", "slow").drifted
+        assert _by(results, signal, "psi", "slow").drifted
+    assert _by(results, "prompt_tokens", "ks", "rag").drifted
+    assert _by(results, "prompt_tokens", "psi", "rag").drifted
+    # What did not change is not flagged: the slow arm's prompts, the RAG arm's timings, the champion.
+    assert not _by(results, "prompt_tokens", "ks", "slow").drifted
+    assert not _by(results, "latency_ms", "ks", "rag").drifted
+    assert not any(r.drifted for r in results if r.arm == "champion")
+    assert {r.current_count for r in results} == {600}
+    assert {r.reference_count for r in results} == {1000}
+
+
+def _numpy_psi(reference: np.ndarray, current: np.ndarray, epsilon: float = 1e-4) -> float:
+    ordered = np.sort(reference)
+    n = len(ordered)
+    deciles = np.unique([ordered[min(int(level * n), n - 1)] for level in PSI_LEVELS])
+    bins = len(deciles) + 1
+    # np.searchsorted(..., "left") counts the deciles below a value: (-inf, e1], (e1, e2], ...
+    r = np.bincount(np.searchsorted(deciles, reference, "left"), minlength=bins) / len(reference)
+    c = np.bincount(np.searchsorted(deciles, current, "left"), minlength=bins) / len(current)
+    r, c = np.maximum(r, epsilon), np.maximum(c, epsilon)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def _numpy_ks(reference: np.ndarray, current: np.ndarray) -> float:
+    points = np.concatenate([reference, current])
+    cdf_r = np.searchsorted(np.sort(reference), points, "right") / len(reference)
+    cdf_c = np.searchsorted(np.sort(current), points, "right") / len(current)
+    return float(np.max(np.abs(cdf_r - cdf_c)))
+
+
+def test_psi_and_ks_match_numpy_and_scipy(client: Client) -> None:
+    rng = np.random.default_rng(7)
+    reference, current = _traffic(rng, 1500), _traffic(rng, 700, latency_factor=1.2)
+    _insert_answers(client, "exact", REFERENCE, reference, seed=5)
+    _insert_answers(client, "exact", CURRENT, current, seed=6)
+    results = numeric_drift(client, _request("exact", signals=NUMERIC_SIGNALS))
+    try:
+        from scipy.stats import ks_2samp
+    except ImportError:  # scipy is optional: the NumPy statistic stands in
+        ks_2samp = None
+    for signal in NUMERIC_SIGNALS:
+        ref, cur = np.asarray(reference[signal], float), np.asarray(current[signal], float)
+        psi, ks = _by(results, signal, "psi"), _by(results, signal, "ks")
+        expected_ks = ks_2samp(ref, cur).statistic if ks_2samp else _numpy_ks(ref, cur)
+        scipy_p = ks_2samp(ref, cur, method="asymp").pvalue if ks_2samp else float("nan")
+        print(
+            f"{signal}: psi sql={psi.value:.9f} numpy={_numpy_psi(ref, cur):.9f}; ks sql={ks.value:.9f} "
+            f"{'scipy' if ks_2samp else 'numpy'}={expected_ks:.9f}; "
+            f"p sql={ks.p_value:.3g} scipy asymp={scipy_p:.3g}"
+        )
+        assert psi.value == pytest.approx(_numpy_psi(ref, cur), abs=1e-6)
+        assert ks.value == pytest.approx(expected_ks, abs=1e-9)
+        assert ks.value == pytest.approx(_numpy_ks(ref, cur), abs=1e-9)
+
+
+def test_too_few_values_give_no_verdict(client: Client) -> None:
+    rng = np.random.default_rng(11)
+    _insert_answers(client, "sparse", REFERENCE, _traffic(rng, 300), seed=1)
+    _insert_answers(client, "sparse", CURRENT, _traffic(rng, 200), seed=2)
+    _insert_answers(client, "sparse", CURRENT, _traffic(rng, 20, latency_factor=3), arm="new", seed=3)
+    results = numeric_drift(client, _request("sparse", signals=("latency_ms",)))
+    new = [r for r in results if r.arm == "new"]
+    assert [(r.statistic, r.status, r.value, r.p_value, r.drifted) for r in new] == [
+        ("psi", INSUFFICIENT_DATA, None, None, None),
+        ("ks", INSUFFICIENT_DATA, None, None, None),
+    ]
+    assert {(r.reference_count, r.current_count) for r in new} == {(300, 20)}
+    assert {r.status for r in results if r.arm == "champion"} == {"ok"}
+    # Compared with its own arm only, the champion has no reference at all.
+    scoped = numeric_drift(client, _request("sparse", signals=("latency_ms",), reference_scope="group"))
+    assert {(r.arm, r.status, r.reference_count) for r in scoped} == {
+        ("champion", "ok", 300),
+        ("new", INSUFFICIENT_DATA, 0),
+    }
+
+
+def test_feedback_score_shift_per_arm(client: Client) -> None:
+    rng = np.random.default_rng(3)
+    model = "rated"
+    answers = {
+        ("reference", "champion"): _insert_answers(client, model, REFERENCE, _traffic(rng, 400), seed=1),
+        ("current", "champion"): _insert_answers(client, model, CURRENT, _traffic(rng, 300), seed=2),
+        ("current", "challenger"): _insert_answers(
+            client, model, CURRENT, _traffic(rng, 300), version=f"{model}/2", arm="challenger", seed=3
+        ),
+    }
+    liked = {("reference", "champion"): 0.8, ("current", "champion"): 0.8, ("current", "challenger"): 0.5}
+    rows = []
+    for key, request_ids in answers.items():
+        for request_id in request_ids:
+            rows.append(
+                [uuid.uuid4(), str(uuid.uuid4()), request_id, CURRENT[1], float(rng.random() < liked[key])]
+            )
+    insert_rows(client, "feedback", ("event_id", "feedback_id", "request_id", "occurred_at", "score"), rows)
+    results = feedback_drift(client, _request(model, signals=(FEEDBACK_SIGNAL,)))
+    for r in results:
+        print(f"feedback {r.arm}: shift={r.value:+.3f} p={r.p_value:.3g} drifted={r.drifted}")
+    champion, challenger = (
+        _by(results, FEEDBACK_SIGNAL, "mean_shift"),
+        _by(results, FEEDBACK_SIGNAL, "mean_shift", "challenger"),
+    )
+    assert challenger.model_version == f"{model}/2" and challenger.drifted
+    assert challenger.value == pytest.approx(-0.3, abs=0.1) and challenger.p_value < 1e-6
+    assert not champion.drifted and abs(champion.value) < 0.1
+    assert (champion.reference_count, champion.current_count) == (400, 300)
+
+
+def test_retrieval_top_score_per_collection(client: Client) -> None:
+    rng = np.random.default_rng(5)
+    columns = ("event_id", "request_id", "occurred_at", "collection", "mode", "scores")
+    rows = []
+    for collection, shift in (("manuals", 0.0), ("tickets", -0.15)):
+        for window, n, delta in ((REFERENCE, 500, 0.0), (CURRENT, 300, shift)):
+            for t in _times(rng, window, n):
+                top = float(np.clip(rng.normal(0.7 + delta, 0.08), 0, 1))
+                rows.append([uuid.uuid4(), str(uuid.uuid4()), t, collection, "dense", [top, top * 0.9]])
+    rows.append([uuid.uuid4(), "none", CURRENT[0], "manuals", "dense", []])  # found nothing: no top score
+    insert_rows(client, "retrieval_log", columns, rows)
+    results = retrieval_drift(client, _request("any-model", signals=(RETRIEVAL_SIGNAL,)))
+    by_collection = {r.collection: r for r in results}
+    for r in results:
+        print(f"retrieval {r.collection}/{r.mode}: ks={r.value:.3f} p={r.p_value:.3g} drifted={r.drifted}")
+    assert set(by_collection) == {"manuals", "tickets"}
+    assert by_collection["tickets"].drifted and not by_collection["manuals"].drifted
+    assert by_collection["manuals"].current_count == 300
+    assert {(r.mode, r.note, r.model_version) for r in results} == {("dense", RETRIEVAL_NOTE, "")}
+    only = retrieval_drift(
+        client, _request("any-model", signals=(RETRIEVAL_SIGNAL,), collections=("manuals",))
+    )
+    assert [r.collection for r in only] == ["manuals"]
+
+
+def test_request_is_checked() -> None:
+    with pytest.raises(InvalidArgument, match="reference_start"):
+        DriftRequest("m", REFERENCE[1], REFERENCE[0], *CURRENT)
+    with pytest.raises(InvalidArgument, match="unknown signal"):
+        _request("m", signals=("latency",))
+    naive = DriftRequest("m", REFERENCE[0].replace(tzinfo=None), REFERENCE[1], *CURRENT)
+    assert naive.reference_start == REFERENCE[0]
+
+
+# --- prompt embeddings on real text ----------------------------------------------------------------
+
+
+def _licence_lines() -> list[str]:
+    text = Path("/usr/share/common-licenses/GPL-3").read_text()
+    return [line.strip() for line in text.splitlines() if len(line.strip()) > 40]
+
+
+def _readme_lines() -> list[str]:
+    """Lines of the README text inside the installed packages' METADATA (the part after the headers)."""
+    lines = []
+    for path in sorted(glob.glob(str(Path(np.__file__).parents[1] / "*.dist-info" / "METADATA"))):
+        _, _, body = Path(path).read_text(errors="replace").partition("\n\n")
+        for line in body.splitlines():
+            line = line.strip()
+            if len(line) > 40 and line[0].isalpha() and "GNU" not in line and "License" not in line:
+                lines.append(line)
+    return sorted(set(lines))
+
+
+@pytest.fixture(scope="module")
+def texts() -> dict[str, list[str]]:
+    rng = np.random.default_rng(0)
+    licence, readme = _licence_lines(), _readme_lines()
+    assert len(licence) >= 200 and len(readme) >= 100, (len(licence), len(readme))
+    licence = [licence[i] for i in rng.permutation(len(licence))[:200]]
+    readme = [readme[i] for i in rng.permutation(len(readme))[:100]]
+    return {"licence_a": licence[:100], "licence_b": licence[100:], "readme": readme}
+
+
+@pytest.fixture(scope="module")
+def embed():
+    from llmops.retrieval.embedding import Embedder  # the platform's all-MiniLM-L6-v2
+
+    return Embedder()
+
+
+def test_embedding_drift_on_real_text(texts: dict[str, list[str]], embed) -> None:
+    licence_a, licence_b, readme = (np.asarray(embed(texts[k])) for k in ("licence_a", "licence_b", "readme"))
+    same = embedding_drift(licence_a, licence_b, permutations=1000, seed=0)
+    other = embedding_drift(licence_a, readme, permutations=1000, seed=0)
+    print(f"GPL-3 vs GPL-3 lines: distance={same.distance:.4f} p={same.p_value:.4f}")
+    print(f"GPL-3 vs package README lines: distance={other.distance:.4f} p={other.p_value:.4f}")
+    assert other.p_value < 0.01 and other.distance > 5 * same.distance
+    assert same.p_value > 0.01
+    assert embedding_drift(licence_a, readme, permutations=1000, seed=0) == other  # seeded
+
+
+def test_prompt_embedding_drift_from_logged_prompts(
+    client: Client, texts: dict[str, list[str]], embed
+) -> None:
+    rng = np.random.default_rng(9)
+    model = "embedded"
+    _insert_answers(client, model, REFERENCE, _traffic(rng, 100), prompts=texts["licence_a"], seed=1)
+    _insert_answers(client, model, CURRENT, _traffic(rng, 100), prompts=texts["licence_b"], seed=2)
+    _insert_answers(client, model, CURRENT, _traffic(rng, 100), prompts=texts["readme"], arm="docs", seed=3)
+    sample = sample_prompts(client, model, *CURRENT, 60)
+    assert {k: len(v) for k, v in sample.items()} == {
+        (f"{model}/1", "champion"): 60,
+        (f"{model}/1", "docs"): 60,
+    }
+    assert sample == sample_prompts(client, model, *CURRENT, 60)  # the same sample every time
+    assert set(sample[(f"{model}/1", "docs")]) <= set(texts["readme"])
+    report = drift_report(client, _request(model, signals=("prompt_embedding",)), embed)
+    for r in report.results:
+        print(f"logged prompts {r.arm}: distance={r.value:.4f} p={r.p_value:.4f} drifted={r.drifted}")
+    assert [r.arm for r in report.drifted] == ["docs"]
+    assert {(r.reference_count, r.current_count) for r in report.results} == {(100, 100)}
+    with pytest.raises(InvalidArgument, match="embedding model"):
+        drift_report(client, _request(model))
