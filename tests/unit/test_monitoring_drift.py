@@ -171,24 +171,34 @@ def _numpy_ks(reference: np.ndarray, current: np.ndarray) -> float:
     return float(np.max(np.abs(cdf_r - cdf_c)))
 
 
-def test_psi_and_ks_match_numpy_and_scipy(client: Client) -> None:
+@pytest.mark.parametrize("scope", ["model", "group"])
+def test_psi_and_ks_match_numpy_and_scipy(client: Client, scope: str) -> None:
     rng = np.random.default_rng(7)
+    model = f"exact-{scope}"
     reference, current = _traffic(rng, 1500), _traffic(rng, 700, latency_factor=1.2)
-    _insert_answers(client, "exact", REFERENCE, reference, seed=5)
-    _insert_answers(client, "exact", CURRENT, current, seed=6)
-    results = numeric_drift(client, _request("exact", signals=NUMERIC_SIGNALS))
+    # Another arm served in the reference window only: "model" scope compares with both arms' values.
+    other = _traffic(rng, 500, latency_factor=2.0, rag=True)
+    _insert_answers(client, model, REFERENCE, reference, seed=5)
+    _insert_answers(client, model, REFERENCE, other, version=f"{model}/0", arm="other", seed=7)
+    _insert_answers(client, model, CURRENT, current, seed=6)
+    results = numeric_drift(client, _request(model, signals=NUMERIC_SIGNALS, reference_scope=scope))
+    assert {r.arm for r in results} == {"champion"}
     try:
         from scipy.stats import ks_2samp
     except ImportError:  # scipy is optional: the NumPy statistic stands in
         ks_2samp = None
     for signal in NUMERIC_SIGNALS:
-        ref, cur = np.asarray(reference[signal], float), np.asarray(current[signal], float)
+        ref = np.asarray(reference[signal], float)
+        if scope == "model":
+            ref = np.concatenate([ref, np.asarray(other[signal], float)])
+        cur = np.asarray(current[signal], float)
         psi, ks = _by(results, signal, "psi"), _by(results, signal, "ks")
+        assert (psi.reference_count, ks.current_count) == (len(ref), len(cur))
         expected_ks = ks_2samp(ref, cur).statistic if ks_2samp else _numpy_ks(ref, cur)
         scipy_p = ks_2samp(ref, cur, method="asymp").pvalue if ks_2samp else float("nan")
         print(
-            f"{signal}: psi sql={psi.value:.9f} numpy={_numpy_psi(ref, cur):.9f}; ks sql={ks.value:.9f} "
-            f"{'scipy' if ks_2samp else 'numpy'}={expected_ks:.9f}; "
+            f"{scope} scope, {signal}: psi sql={psi.value:.9f} numpy={_numpy_psi(ref, cur):.9f}; "
+            f"ks sql={ks.value:.9f} {'scipy' if ks_2samp else 'numpy'}={expected_ks:.9f}; "
             f"p sql={ks.p_value:.3g} scipy asymp={scipy_p:.3g}"
         )
         assert psi.value == pytest.approx(_numpy_psi(ref, cur), abs=1e-6)

@@ -119,8 +119,13 @@ class DriftRequest:
                 f"embedding_sample ({self.embedding_sample}) must be at least thresholds.min_count "
                 f"({self.thresholds.min_count})"
             )
-        if self.permutations < 100:
-            raise InvalidArgument(f"permutations must be at least 100, got {self.permutations}")
+        # The smallest p-value a permutation test can give is 1 / (permutations + 1).
+        alpha = self.thresholds.embedding_alpha
+        if 1 / (self.permutations + 1) >= alpha:
+            raise InvalidArgument(
+                f"permutations ({self.permutations}) are too few to reach p < thresholds.embedding_alpha "
+                f"({alpha}); use at least {math.ceil(1 / alpha)}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,7 @@ class DriftResult:
     """One statistic of one signal for one group of the current window.
 
     ``value``, ``p_value`` and ``drifted`` are ``None`` when the group has too little data
-    (``status == "insufficient_data"``) or the test gives no p-value (PSI).
+    (``status == "insufficient_data"``); ``p_value`` also for PSI, which is no test.
     """
 
     signal: str
@@ -177,7 +182,8 @@ ARRAY JOIN
 WHERE model = {{model:String}} AND {_WINDOW} AND has({{signals:Array(String)}}, signal)
 """
 
-# Feedback is folded per request first (a request rated twice counts once) and dated by the answer.
+# Feedback is folded per request first (a request rated twice counts once) and dated by the answer;
+# it comes after its answer, so feedback from before the window (an hour's margin for clocks) is skipped.
 _FEEDBACK_SOURCE = f"""
 SELECT i.model_version AS group_a, i.arm AS group_b, 'feedback_score' AS signal, f.score AS value
 FROM
@@ -185,8 +191,12 @@ FROM
     SELECT request_id, model_version, arm FROM inference_log_v
     WHERE model = {{model:String}} AND {_WINDOW}
 ) AS i
-INNER JOIN (SELECT request_id, avg(score) AS score FROM feedback_v GROUP BY request_id) AS f
-    ON i.request_id = f.request_id
+INNER JOIN
+(
+    SELECT request_id, avg(score) AS score FROM feedback_v
+    WHERE occurred_at >= {{@w@_start:DateTime64(3, 'UTC')}} - INTERVAL 1 HOUR
+    GROUP BY request_id
+) AS f ON i.request_id = f.request_id
 """
 
 _RETRIEVAL_SOURCE = f"""
@@ -241,9 +251,18 @@ def _numeric_sql(source: str) -> str:
 WITH {_samples_sql(source)},
 reference_deciles AS
 (
-    SELECT group_a, group_b, signal, arrayDistinct(quantilesExact({levels})(value)) AS deciles
-    FROM samples WHERE idx = 0
-    GROUP BY group_a, group_b, signal
+    -- From the reference rows themselves: in "model" scope the deciles are computed once and shared.
+    SELECT g.1 AS group_a, g.2 AS group_b, signal, deciles
+    FROM
+    (
+        SELECT if({{pooled:Bool}}, '', group_a) AS key_a, if({{pooled:Bool}}, '', group_b) AS key_b, signal,
+            arrayDistinct(quantilesExact({levels})(value)) AS deciles
+        FROM ({_window(source, "reference")})
+        WHERE {{pooled:Bool}} OR has({{groups:Array(Tuple(String, String))}}, (group_a, group_b))
+        GROUP BY key_a, key_b, signal
+    )
+    ARRAY JOIN {{groups:Array(Tuple(String, String))}} AS g
+    WHERE {{pooled:Bool}} OR g = (key_a, key_b)
 )
 SELECT group_a, group_b, signal, reference_count, current_count, ks.1 AS ks_statistic, ks.2 AS ks_p_value,
     arraySum(
@@ -289,12 +308,21 @@ GROUP BY group_a, group_b, signal
 """
 
 
+# The sample is chosen on light columns first (notEmpty reads the strings' sizes only); the prompts
+# themselves are then read for the chosen rows alone.
+_SAMPLE_WHERE = f"model = {{model:String}} AND {_WINDOW.replace('@w@', 'window')} AND notEmpty(prompt)"
 PROMPT_SAMPLE_SQL = f"""
+WITH chosen AS
+(
+    SELECT event_id FROM inference_log_v
+    WHERE {_SAMPLE_WHERE}
+    ORDER BY cityHash64(request_id), event_id
+    LIMIT {{n:UInt32}} BY if({{pooled:Bool}}, '', model_version), if({{pooled:Bool}}, '', arm)
+)
 SELECT if({{pooled:Bool}}, '', model_version) AS group_a, if({{pooled:Bool}}, '', arm) AS group_b, prompt
 FROM inference_log_v
-WHERE model = {{model:String}} AND {_WINDOW.replace("@w@", "window")} AND prompt != ''
+WHERE {_SAMPLE_WHERE} AND event_id IN chosen
 ORDER BY cityHash64(request_id), event_id
-LIMIT {{n:UInt32}} BY group_a, group_b
 """
 
 
