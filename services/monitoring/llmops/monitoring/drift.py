@@ -228,18 +228,21 @@ GROUP BY group_a, group_b
 
 def _samples_sql(source: str) -> str:
     # Current values stay in their group; reference values join every group of the current window
-    # ("model" scope) or only their own ("group" scope). Positional UNION: the first select names.
+    # ("model" scope) or only their own ("group" scope). Groups and signals are numbered (gid, sid:
+    # their position in the parameters) so the engine groups by integers, not strings (twice as
+    # fast at a million rows). Positional UNION: the first select names the columns.
     return f"""
 samples AS
 (
-    SELECT group_a, group_b, toUInt8(1) AS idx, signal, value
+    SELECT indexOf({{groups:Array(Tuple(String, String))}}, (group_a, group_b)) AS gid, toUInt8(1) AS idx,
+        indexOf({{signals:Array(String)}}, signal) AS sid, value
     FROM ({_window(source, "current")})
-    WHERE has({{groups:Array(Tuple(String, String))}}, (group_a, group_b))
+    WHERE gid > 0
     UNION ALL
-    SELECT g.1, g.2, toUInt8(0), signal, value
+    SELECT g, toUInt8(0), indexOf({{signals:Array(String)}}, signal), value
     FROM ({_window(source, "reference")})
-    ARRAY JOIN {{groups:Array(Tuple(String, String))}} AS g
-    WHERE {{pooled:Bool}} OR g = (group_a, group_b)
+    ARRAY JOIN arrayEnumerate({{groups:Array(Tuple(String, String))}}) AS g
+    WHERE {{pooled:Bool}} OR g = indexOf({{groups:Array(Tuple(String, String))}}, (group_a, group_b))
 )"""
 
 
@@ -251,20 +254,11 @@ def _numeric_sql(source: str) -> str:
 WITH {_samples_sql(source)},
 reference_deciles AS
 (
-    -- From the reference rows themselves: in "model" scope the deciles are computed once and shared.
-    SELECT g.1 AS group_a, g.2 AS group_b, signal, deciles
-    FROM
-    (
-        SELECT if({{pooled:Bool}}, '', group_a) AS key_a, if({{pooled:Bool}}, '', group_b) AS key_b, signal,
-            arrayDistinct(quantilesExact({levels})(value)) AS deciles
-        FROM ({_window(source, "reference")})
-        WHERE {{pooled:Bool}} OR has({{groups:Array(Tuple(String, String))}}, (group_a, group_b))
-        GROUP BY key_a, key_b, signal
-    )
-    ARRAY JOIN {{groups:Array(Tuple(String, String))}} AS g
-    WHERE {{pooled:Bool}} OR g = (key_a, key_b)
+    SELECT gid, sid, arrayDistinct(quantilesExact({levels})(value)) AS deciles
+    FROM samples WHERE idx = 0
+    GROUP BY gid, sid
 )
-SELECT group_a, group_b, signal, reference_count, current_count, ks.1 AS ks_statistic, ks.2 AS ks_p_value,
+SELECT gid, sid, reference_count, current_count, ks.1 AS ks_statistic, ks.2 AS ks_p_value,
     arraySum(
         (c, r) -> (c - r) * ln(c / r),
         arrayMap(n -> greatest(n / current_count, {{epsilon:Float64}}), bins.3),
@@ -272,13 +266,13 @@ SELECT group_a, group_b, signal, reference_count, current_count, ks.1 AS ks_stat
     ) AS psi
 FROM
 (
-    SELECT group_a, group_b, signal, countIf(idx = 0) AS reference_count, countIf(idx = 1) AS current_count,
+    SELECT gid, sid, countIf(idx = 0) AS reference_count, countIf(idx = 1) AS current_count,
         kolmogorovSmirnovTest('two-sided', 'asymp')(value, idx) AS ks,
         -- bin i holds the values above i distinct deciles: (-inf, e1], (e1, e2], ..., (e9, inf)
         sumMap([toUInt8(arrayCount(e -> value > e, deciles))], [toUInt64(idx = 0)], [toUInt64(idx = 1)])
             AS bins
-    FROM samples INNER JOIN reference_deciles USING (group_a, group_b, signal)
-    GROUP BY group_a, group_b, signal
+    FROM samples INNER JOIN reference_deciles USING (gid, sid)
+    GROUP BY gid, sid
 )
 """
 
@@ -286,13 +280,13 @@ FROM
 def _ks_sql(source: str) -> str:
     return f"""
 WITH {_samples_sql(source)}
-SELECT group_a, group_b, signal, reference_count, current_count, ks.1 AS ks_statistic, ks.2 AS ks_p_value
+SELECT gid, sid, reference_count, current_count, ks.1 AS ks_statistic, ks.2 AS ks_p_value
 FROM
 (
-    SELECT group_a, group_b, signal, countIf(idx = 0) AS reference_count, countIf(idx = 1) AS current_count,
+    SELECT gid, sid, countIf(idx = 0) AS reference_count, countIf(idx = 1) AS current_count,
         kolmogorovSmirnovTest('two-sided', 'asymp')(value, idx) AS ks
     FROM samples
-    GROUP BY group_a, group_b, signal
+    GROUP BY gid, sid
 )
 """
 
@@ -300,11 +294,11 @@ FROM
 def _shift_sql(source: str) -> str:
     return f"""
 WITH {_samples_sql(source)}
-SELECT group_a, group_b, signal, countIf(idx = 0) AS reference_count, countIf(idx = 1) AS current_count,
+SELECT gid, sid, countIf(idx = 0) AS reference_count, countIf(idx = 1) AS current_count,
     avgIf(value, idx = 1) - avgIf(value, idx = 0) AS mean_shift,
     mannWhitneyUTest('two-sided')(value, idx).2 AS p_value
 FROM samples
-GROUP BY group_a, group_b, signal
+GROUP BY gid, sid
 """
 
 
@@ -332,15 +326,15 @@ ORDER BY cityHash64(request_id), event_id
 @dataclass(frozen=True, slots=True)
 class _Statistic:
     name: str
-    value_column: int  # in the statistics row, after group_a, group_b, signal and the two counts
+    value_column: int  # in the statistics row, after gid, sid and the two counts
     p_column: int | None
     threshold: str  # DriftThresholds attributes
     alpha: str | None
 
 
-_PSI = _Statistic("psi", 7, None, "psi", None)
-_KS = _Statistic("ks", 5, 6, "ks_min_statistic", "ks_alpha")
-_MEAN_SHIFT = _Statistic("mean_shift", 5, 6, "feedback_min_shift", "feedback_alpha")
+_PSI = _Statistic("psi", 6, None, "psi", None)
+_KS = _Statistic("ks", 4, 5, "ks_min_statistic", "ks_alpha")
+_MEAN_SHIFT = _Statistic("mean_shift", 4, 5, "feedback_min_shift", "feedback_alpha")
 _CENTROID = _Statistic("centroid_distance", -1, None, "embedding_min_distance", "embedding_alpha")
 
 
@@ -396,7 +390,8 @@ def _family(
     if enough:
         extra = {"groups": enough, "pooled": pooled, "epsilon": request.thresholds.psi_epsilon}
         result = client.query(sql, parameters={**parameters, **extra})
-        rows = {(r[0], r[1], r[2]): tuple(r) for r in result.result_rows}
+        # gid and sid count from 1 in the parameters' order.
+        rows = {(*enough[r[0] - 1], request.signals[r[1] - 1]): tuple(r) for r in result.result_rows}
     results = []
     for signal in signals:
         for group in sorted(counts):
@@ -411,7 +406,7 @@ def _family(
                 p_value = None if stat.p_column is None else _finite(row[stat.p_column])
                 results.append(
                     _result(
-                        signal, stat, group, (int(row[3]), int(row[4])), request.thresholds, value, p_value
+                        signal, stat, group, (int(row[2]), int(row[3])), request.thresholds, value, p_value
                     )
                 )
     return results
