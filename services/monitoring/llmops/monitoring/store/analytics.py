@@ -414,6 +414,8 @@ class AnalyticsStore:
         self._lock = threading.Lock()  # guards the client bookkeeping below, across the threads
         self._writer: Client | None = None
         self._readers: dict[int, Client] = {}  # by reader thread id
+        self._busy: set[int] = set()  # reader threads running a query now
+        self._stale: set[int] = set()  # busy readers to close when their query ends (disconnect)
         self._running: set[str] = set()  # tags of queries a reader thread runs now
         self._abandoned: set[str] = set()  # tags whose caller went away after a reader took them
         self._background: set[asyncio.Task[None]] = set()
@@ -453,24 +455,32 @@ class AnalyticsStore:
             if tag in self._abandoned:
                 raise RuntimeError(f"the caller of query {tag} went away before it started")
             self._running.add(tag)
+        me = threading.get_ident()
         try:
-            client = self._readers.get(threading.get_ident())
+            with self._lock:
+                self._busy.add(me)
+                client = self._readers.get(me)
             if client is None:
                 client = connect(self._dsn)
                 with self._lock:
-                    self._readers[threading.get_ident()] = client
+                    self._readers[me] = client
             try:
                 return fn(client, *args, tag=tag)
             except Exception:
                 # A connection that went away, or a session a failed query left its settings on
                 # (chdb keeps a refused query's readonly=1, so the next query could not set its
                 # limits): this thread connects afresh next time.
-                self._drop_reader(threading.get_ident())
+                self._stale.add(me)
                 raise
         finally:
             with self._lock:
                 self._running.discard(tag)
                 self._abandoned.discard(tag)
+                self._busy.discard(me)
+                stale = me in self._stale
+                self._stale.discard(me)
+            if stale:
+                self._drop_reader(me)
 
     def _drop_writer(self) -> None:
         if self._writer is not None:
@@ -484,9 +494,12 @@ class AnalyticsStore:
             client.close()
 
     def _drop_idle_readers(self) -> None:
-        # Only called when no query runs (disconnect, close): no reader client is in use.
+        """Close the readers no query is using now; a busy one is closed by its own thread when its
+        query ends (a client is only ever used, and closed, by one thread at a time)."""
         with self._lock:
-            clients, self._readers = list(self._readers.values()), {}
+            idle = [tid for tid in self._readers if tid not in self._busy]
+            clients = [self._readers.pop(tid) for tid in idle]
+            self._stale.update(self._busy)
         for client in clients:
             client.close()
 
