@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -205,7 +206,9 @@ async def test_planted_pii_reaches_no_table_topic_or_queue(platform: LocalPlatfo
         ends = await consumer.end_offsets(partitions)
         records = 0
         for tp in partitions:
+            deadline = time.monotonic() + 60
             while await consumer.position(tp) < ends[tp]:
+                assert time.monotonic() < deadline, f"{tp} not read to its end in 60 s"
                 batch = await consumer.getmany(tp, timeout_ms=2000)
                 for record in batch.get(tp, []):
                     records += 1
