@@ -22,6 +22,7 @@ from llmops.contracts.events import (
     InferenceLogged,
     IngestionBatchCompleted,
     LabelCreated,
+    LoopStepped,
     ModelAliasChanged,
     ModelCanaryChanged,
     ModelVersionRegistered,
@@ -92,9 +93,14 @@ def one_of_each(run: str) -> list[Event]:
         ),
         DriftDetected(
             model=f"{run}-m", signal="prompt_length", statistic="psi", value=0.3, threshold=0.2,
-            window_start=now - dt.timedelta(hours=1), window_end=now,
+            window_start=now - dt.timedelta(hours=1), window_end=now, model_version="3", arm="challenger",
+            p_value=1e-5, alpha=0.01, report_id=f"{run}-r",
         ),
-        AlertRaised(rule=f"{run}-rule", severity="info", message="a test alert"),
+        AlertRaised(
+            rule=f"{run}-rule", severity="info", message="a test alert", query="SELECT 1",
+            values={"observed": 2.0}, window_start=now - dt.timedelta(hours=1), window_end=now,
+        ),
+        LoopStepped(loop_id=f"{run}-loop", model=f"{run}-m", step="triggered", reason="a test loop"),
     ]  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from llmops.contracts.events import (
     InferenceLogged,
     IngestionBatchCompleted,
     LabelCreated,
+    LoopStepped,
     ModelAliasChanged,
     ModelCanaryChanged,
     ModelVersionRegistered,
@@ -236,6 +237,9 @@ def fixture_events(now: dt.datetime) -> list[Event]:
         ),
         AlertRaised(
             rule="feedback_drop", severity="warning", message="thumbs-up share fell", occurred_at=ago(0)
+        ),
+        LoopStepped(
+            loop_id="loop-1", model="bot", step="triggered", reason="feedback fell", occurred_at=ago(0)
         ),
     ]
 

@@ -34,6 +34,7 @@ from llmops.contracts.events import (
     InferenceLogged,
     IngestionBatchCompleted,
     LabelCreated,
+    LoopStepped,
     ModelAliasChanged,
     ModelCanaryChanged,
     ModelVersionRegistered,
@@ -83,6 +84,7 @@ MIGRATIONS = [
     "0011_drift_and_alerts",
     "0012_analyst_views",
     "0013_usage_priced_by_registered_name",
+    "0014_drift_alert_evidence_and_loop",
 ]
 EVENT_VIEWS = {table.table: f"{table.table}_v" for table in EVENT_TABLES.values()}
 REAL_TABLES = {
@@ -676,11 +678,21 @@ SAMPLES: list[Event] = [
     ),
     DriftDetected(
         model="bot", signal="prompt_length", statistic="psi", value=0.31, threshold=0.2,
-        window_start=AT - dt.timedelta(hours=1), window_end=AT, occurred_at=AT,
+        window_start=AT - dt.timedelta(hours=1), window_end=AT, occurred_at=AT, model_version="bot/3",
+        arm="challenger", p_value=None, alpha=None, reference_start=AT - dt.timedelta(days=1),
+        reference_end=AT - dt.timedelta(hours=1), reference_count=500, current_count=80, report_id="r-1",
     ),
     AlertRaised(
         rule="feedback_drop", severity="warning", message="thumbs-up share fell", labels={"model": "bot"},
-        occurred_at=AT,
+        occurred_at=AT, model="bot", subject="bot/3", query="SELECT avg(score) FROM feedback_v",
+        parameters={"model": "bot"}, window_start=AT - dt.timedelta(hours=1), window_end=AT,
+        values={"observed": 0.41, "threshold": 0.6},
+    ),
+    LoopStepped(
+        loop_id="loop-1", model="bot", step="canary_stepped", reason="challenger ahead, not yet significant",
+        trigger="feedback", dataset_version_id="dv-3", training_request_key="loop-1/train",
+        training_job_id="job-1", champion_version=2, challenger_version=3, canary_share=0.25,
+        next_step="analyse again", values={"p_value": 0.08}, evidence={"query": "SELECT 1"}, occurred_at=AT,
     ),
 ]  # fmt: skip
 
@@ -958,6 +970,7 @@ async def test_current_aliases_and_canaries(store: AnalyticsStore) -> None:
 
 def test_rolling_back_the_analyst_views_restores_inference_with_feedback(client: Client) -> None:
     apply_migrations(client, migrations_dir())
+    assert rollback_migration(client, migrations_dir()) == "0014_drift_alert_evidence_and_loop"
     assert rollback_migration(client, migrations_dir()) == "0013_usage_priced_by_registered_name"
     assert rollback_migration(client, migrations_dir()) == "0012_analyst_views"
     described = run_read_only_query(client, "DESCRIBE inference_with_feedback", {}, 100)

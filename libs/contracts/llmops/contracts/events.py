@@ -336,6 +336,12 @@ class FeedbackRejected(Event):
 
 
 class DriftDetected(Event):
+    """One statistic of one signal that drifted, for one (model version, arm) of the current window.
+
+    Every drifted result of one drift run (the scheduled job or a DriftReport call) shares its
+    ``report_id``; ``window_*`` is the current window and ``reference_*`` what it was compared with.
+    """
+
     topic = topics.MONITORING_DRIFT_DETECTED
     key_field = "model"
 
@@ -346,9 +352,22 @@ class DriftDetected(Event):
     threshold: float
     window_start: datetime
     window_end: datetime
+    model_version: str = ""
+    arm: str = ""
+    p_value: float | None = None
+    alpha: float | None = Field(None, description="What p_value must stay under, for tests.")
+    reference_start: datetime | None = None
+    reference_end: datetime | None = None
+    reference_count: int = Field(0, ge=0)
+    current_count: int = Field(0, ge=0)
+    collection: str = Field("", description="For retrieval signals: the collection compared.")
+    mode: str = Field("", description="For retrieval signals: the retrieval mode compared.")
+    report_id: str = ""
 
 
 class AlertRaised(Event):
+    """A rule fired; the evidence is the query that found it, its window and the values it saw."""
+
     topic = topics.MONITORING_ALERT
     key_field = "rule"
 
@@ -356,6 +375,60 @@ class AlertRaised(Event):
     severity: Literal["info", "warning", "critical"]
     message: NonEmpty
     labels: dict[str, str] = Field(default_factory=dict)
+    model: str = ""
+    subject: str = Field("", description="What the alert is about: a model version, an arm, a caller.")
+    query: str = Field("", description="The SQL that found it, as run (parameters in `parameters`).")
+    parameters: dict[str, str] = Field(default_factory=dict)
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    values: dict[str, float] = Field(
+        default_factory=dict, description="The figures it saw, e.g. observed, threshold, requests."
+    )
+
+
+# --- the loop --------------------------------------------------------------------------------------
+
+LoopStep = Literal[
+    "triggered",  # drift or falling feedback met the model's policy
+    "dataset_built",  # a dataset version from recent feedback and labels
+    "training_requested",  # training.requested published
+    "trained",  # training.completed (or failed: step "failed")
+    "evaluated",  # judge win rate against the champion and the gate's metrics
+    "registered",  # the adapter is a registry version, set as challenger
+    "canary_started",
+    "canary_stepped",  # the challenger's share raised
+    "awaiting_approval",  # a human must approve the next step (llmops loop approve)
+    "approved",
+    "promoted",
+    "rolled_back",
+    "failed",
+    "stopped",
+]
+
+
+class LoopStepped(Event):
+    """One step of a model's feedback loop; the latest event of a ``loop_id`` is where it stands."""
+
+    topic = topics.LOOP_STEPPED
+    key_field = "model"
+
+    loop_id: NonEmpty
+    model: NonEmpty
+    step: LoopStep
+    reason: NonEmpty = Field(description="Why, in words a person reads in `llmops loop status`.")
+    # What the step refers to; empty / None when not known yet.
+    trigger: str = Field("", description="What started the loop: drift, feedback, manual.")
+    dataset_version_id: str = ""
+    training_request_key: str = ""
+    training_job_id: str = ""
+    champion_version: int | None = None
+    challenger_version: int | None = None
+    canary_share: float | None = Field(None, ge=0.0, le=1.0)
+    next_step: str = Field("", description="What the loop does next (or waits for approval to do).")
+    actor: str = Field("", description="Who approved, for human steps.")
+    # The evidence: figures (win rate, feedback means, p-values, counts) and the ids behind them.
+    values: dict[str, float] = Field(default_factory=dict)
+    evidence: dict[str, str] = Field(default_factory=dict)
 
 
 ALL_EVENTS: tuple[type[Event], ...] = (
@@ -378,6 +451,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     FeedbackRejected,
     DriftDetected,
     AlertRaised,
+    LoopStepped,
 )
 
 EVENT_BY_TOPIC: dict[str, type[Event]] = {e.topic: e for e in ALL_EVENTS}

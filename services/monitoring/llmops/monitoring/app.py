@@ -14,6 +14,7 @@ from llmops.contracts.events import (
     InferenceLogged,
     IngestionBatchCompleted,
     LabelCreated,
+    LoopStepped,
     ModelAliasChanged,
     ModelCanaryChanged,
     ModelVersionRegistered,
@@ -50,6 +51,7 @@ CONSUMED: dict[type[Event], str] = {
     DatasetVersionCreated: "dataset-versions",
     DriftDetected: "drift",
     AlertRaised: "alerts",
+    LoopStepped: "loop-steps",
 }
 
 

@@ -61,3 +61,20 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         raise Unimplemented(
             "MonitoringService.DriftReport is not implemented yet (planned with drift analysis)"
         )
+
+    async def GetLoopStatus(
+        self, request: monitoring_pb2.GetLoopStatusRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.LoopStatus:
+        raise Unimplemented("MonitoringService.GetLoopStatus is not implemented yet (planned with the loop)")
+
+    async def ApproveLoopStep(
+        self, request: monitoring_pb2.ApproveLoopStepRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.LoopStatus:
+        raise Unimplemented(
+            "MonitoringService.ApproveLoopStep is not implemented yet (planned with the loop)"
+        )
+
+    async def StartLoop(
+        self, request: monitoring_pb2.StartLoopRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.LoopStatus:
+        raise Unimplemented("MonitoringService.StartLoop is not implemented yet (planned with the loop)")

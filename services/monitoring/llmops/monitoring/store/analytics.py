@@ -35,6 +35,7 @@ from llmops.contracts.events import (
     InferenceLogged,
     IngestionBatchCompleted,
     LabelCreated,
+    LoopStepped,
     ModelAliasChanged,
     ModelCanaryChanged,
     ModelVersionRegistered,
@@ -323,27 +324,57 @@ def feedback_rejected_row(event: FeedbackRejected) -> list[Any]:
 
 
 DRIFT_COLUMNS = (
-    "event_id", "model", "occurred_at", "signal", "statistic", "value", "threshold", "window_start",
-    "window_end", *_ENVELOPE_COLUMNS,
+    "event_id", "model", "model_version", "arm", "occurred_at", "signal", "statistic", "value",
+    "threshold", "p_value", "alpha", "window_start", "window_end", "reference_start", "reference_end",
+    "reference_count", "current_count", "collection", "mode", "report_id", *_ENVELOPE_COLUMNS,
 )  # fmt: skip
+
+
+def _utc_or_none(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else _utc(value)
 
 
 def drift_row(event: DriftDetected) -> list[Any]:
     """``event`` as a ``drift_reports`` row, in :data:`DRIFT_COLUMNS` order."""
     return [
-        event.event_id, event.model, _utc(event.occurred_at), event.signal, event.statistic, event.value,
-        event.threshold, _utc(event.window_start), _utc(event.window_end), *_envelope(event),
+        event.event_id, event.model, event.model_version, event.arm, _utc(event.occurred_at), event.signal,
+        event.statistic, event.value, event.threshold, event.p_value, event.alpha,
+        _utc(event.window_start), _utc(event.window_end), _utc_or_none(event.reference_start),
+        _utc_or_none(event.reference_end), event.reference_count, event.current_count, event.collection,
+        event.mode, event.report_id, *_envelope(event),
     ]  # fmt: skip
 
 
-ALERT_COLUMNS = ("event_id", "rule", "occurred_at", "severity", "message", "labels", *_ENVELOPE_COLUMNS)
+ALERT_COLUMNS = (
+    "event_id", "rule", "occurred_at", "severity", "message", "labels", "model", "subject", "query",
+    "parameters", "window_start", "window_end", "values", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
 
 
 def alert_row(event: AlertRaised) -> list[Any]:
     """``event`` as an ``alerts`` row, in :data:`ALERT_COLUMNS` order."""
     return [
         event.event_id, event.rule, _utc(event.occurred_at), event.severity, event.message,
-        dict(event.labels), *_envelope(event),
+        dict(event.labels), event.model, event.subject, event.query, dict(event.parameters),
+        _utc_or_none(event.window_start), _utc_or_none(event.window_end), dict(event.values),
+        *_envelope(event),
+    ]  # fmt: skip
+
+
+LOOP_STEP_COLUMNS = (
+    "event_id", "loop_id", "model", "occurred_at", "step", "reason", "trigger", "dataset_version_id",
+    "training_request_key", "training_job_id", "champion_version", "challenger_version", "canary_share",
+    "next_step", "actor", "values", "evidence", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def loop_step_row(event: LoopStepped) -> list[Any]:
+    """``event`` as a ``loop_steps`` row, in :data:`LOOP_STEP_COLUMNS` order."""
+    return [
+        event.event_id, event.loop_id, event.model, _utc(event.occurred_at), event.step, event.reason,
+        event.trigger, event.dataset_version_id, event.training_request_key, event.training_job_id,
+        event.champion_version, event.challenger_version, event.canary_share, event.next_step,
+        event.actor, dict(event.values), dict(event.evidence), *_envelope(event),
     ]  # fmt: skip
 
 
@@ -377,6 +408,7 @@ EVENT_TABLES: dict[type[Event], EventTable[Any]] = {
     DatasetVersionCreated: EventTable("dataset_versions", DATASET_VERSION_COLUMNS, dataset_version_row),
     DriftDetected: EventTable("drift_reports", DRIFT_COLUMNS, drift_row),
     AlertRaised: EventTable("alerts", ALERT_COLUMNS, alert_row),
+    LoopStepped: EventTable("loop_steps", LOOP_STEP_COLUMNS, loop_step_row),
 }
 
 

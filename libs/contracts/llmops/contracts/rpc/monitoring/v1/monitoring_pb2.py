@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emonitoring/v1/monitoring.proto\x12\x14llmops.monitoring.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x01\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x46\n\nparameters\x18\x02 \x03(\x0b\x32\x32.llmops.monitoring.v1.QueryRequest.ParametersEntry\x12\x10\n\x08max_rows\x18\x03 \x01(\r\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"-\n\x03Row\x12&\n\x06values\x18\x01 \x03(\x0b\x32\x16.google.protobuf.Value\"\x8e\x01\n\rQueryResponse\x12-\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x1c.llmops.monitoring.v1.Column\x12\'\n\x04rows\x18\x02 \x03(\x0b\x32\x19.llmops.monitoring.v1.Row\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x12\n\nelapsed_ms\x18\x04 \x01(\x01\"\xfc\x01\n\x12\x44riftReportRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x0e\x62\x61seline_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x62\x61seline_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cwindow_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07signals\x18\x06 \x03(\t\"a\n\x0b\x44riftSignal\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tstatistic\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0f\n\x07\x64rifted\x18\x05 \x01(\x08\"\x97\x01\n\x13\x44riftReportResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x07signals\x18\x02 \x03(\x0b\x32!.llmops.monitoring.v1.DriftSignal\x12\x0f\n\x07\x64rifted\x18\x03 \x01(\x08\x12\x16\n\x0e\x62\x61seline_count\x18\x04 \x01(\x04\x12\x14\n\x0cwindow_count\x18\x05 \x01(\x04\x32\xc9\x01\n\x11MonitoringService\x12P\n\x05Query\x12\".llmops.monitoring.v1.QueryRequest\x1a#.llmops.monitoring.v1.QueryResponse\x12\x62\n\x0b\x44riftReport\x12(.llmops.monitoring.v1.DriftReportRequest\x1a).llmops.monitoring.v1.DriftReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emonitoring/v1/monitoring.proto\x12\x14llmops.monitoring.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x01\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x46\n\nparameters\x18\x02 \x03(\x0b\x32\x32.llmops.monitoring.v1.QueryRequest.ParametersEntry\x12\x10\n\x08max_rows\x18\x03 \x01(\r\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"-\n\x03Row\x12&\n\x06values\x18\x01 \x03(\x0b\x32\x16.google.protobuf.Value\"\x8e\x01\n\rQueryResponse\x12-\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x1c.llmops.monitoring.v1.Column\x12\'\n\x04rows\x18\x02 \x03(\x0b\x32\x19.llmops.monitoring.v1.Row\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x12\n\nelapsed_ms\x18\x04 \x01(\x01\"\xa6\x02\n\x12\x44riftReportRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x0e\x62\x61seline_start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x62\x61seline_end\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cwindow_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nwindow_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07signals\x18\x06 \x03(\t\x12\x17\n\x0freference_scope\x18\x07 \x01(\t\x12\x0f\n\x07publish\x18\x08 \x01(\x08\"\xb5\x02\n\x0b\x44riftSignal\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tstatistic\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0f\n\x07\x64rifted\x18\x05 \x01(\x08\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x0b\n\x03\x61rm\x18\x07 \x01(\t\x12\x14\n\x07p_value\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x61lpha\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x17\n\x0freference_count\x18\n \x01(\x04\x12\x15\n\rcurrent_count\x18\x0b \x01(\x04\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x12\n\ncollection\x18\r \x01(\t\x12\x0c\n\x04mode\x18\x0e \x01(\t\x12\x0c\n\x04note\x18\x0f \x01(\tB\n\n\x08_p_valueB\x08\n\x06_alpha\"\xaa\x01\n\x13\x44riftReportResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x07signals\x18\x02 \x03(\x0b\x32!.llmops.monitoring.v1.DriftSignal\x12\x0f\n\x07\x64rifted\x18\x03 \x01(\x08\x12\x16\n\x0e\x62\x61seline_count\x18\x04 \x01(\x04\x12\x14\n\x0cwindow_count\x18\x05 \x01(\x04\x12\x11\n\treport_id\x18\x06 \x01(\t\"8\n\x14GetLoopStatusRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tmax_steps\x18\x02 \x01(\r\"\xb5\x04\n\x08LoopStep\x12\x0f\n\x07loop_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tnext_step\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12:\n\x06values\x18\x07 \x03(\x0b\x32*.llmops.monitoring.v1.LoopStep.ValuesEntry\x12>\n\x08\x65vidence\x18\x08 \x03(\x0b\x32,.llmops.monitoring.v1.LoopStep.EvidenceEntry\x12\x1a\n\x12\x64\x61taset_version_id\x18\t \x01(\t\x12\x17\n\x0ftraining_job_id\x18\n \x01(\t\x12\x1d\n\x10\x63hampion_version\x18\x0b \x01(\x03H\x00\x88\x01\x01\x12\x1f\n\x12\x63hallenger_version\x18\x0c \x01(\x03H\x01\x88\x01\x01\x12\x19\n\x0c\x63\x61nary_share\x18\r \x01(\x01H\x02\x88\x01\x01\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rEvidenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x13\n\x11_champion_versionB\x15\n\x13_challenger_versionB\x0f\n\r_canary_share\"\xaa\x01\n\nLoopStatus\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07loop_id\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12\x19\n\x11\x61waiting_approval\x18\x05 \x01(\x08\x12-\n\x05steps\x18\x06 \x03(\x0b\x32\x1e.llmops.monitoring.v1.LoopStep\x12\x13\n\x0bpolicy_json\x18\x07 \x01(\t\"h\n\x16\x41pproveLoopStepRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07loop_id\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\"@\n\x10StartLoopRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xe2\x03\n\x11MonitoringService\x12P\n\x05Query\x12\".llmops.monitoring.v1.QueryRequest\x1a#.llmops.monitoring.v1.QueryResponse\x12\x62\n\x0b\x44riftReport\x12(.llmops.monitoring.v1.DriftReportRequest\x1a).llmops.monitoring.v1.DriftReportResponse\x12]\n\rGetLoopStatus\x12*.llmops.monitoring.v1.GetLoopStatusRequest\x1a .llmops.monitoring.v1.LoopStatus\x12\x61\n\x0f\x41pproveLoopStep\x12,.llmops.monitoring.v1.ApproveLoopStepRequest\x1a .llmops.monitoring.v1.LoopStatus\x12U\n\tStartLoop\x12&.llmops.monitoring.v1.StartLoopRequest\x1a .llmops.monitoring.v1.LoopStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUERYREQUEST_PARAMETERSENTRY']._loaded_options = None
   _globals['_QUERYREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_LOOPSTEP_VALUESENTRY']._loaded_options = None
+  _globals['_LOOPSTEP_VALUESENTRY']._serialized_options = b'8\001'
+  _globals['_LOOPSTEP_EVIDENCEENTRY']._loaded_options = None
+  _globals['_LOOPSTEP_EVIDENCEENTRY']._serialized_options = b'8\001'
   _globals['_QUERYREQUEST']._serialized_start=120
   _globals['_QUERYREQUEST']._serialized_end=288
   _globals['_QUERYREQUEST_PARAMETERSENTRY']._serialized_start=239
@@ -46,11 +50,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYRESPONSE']._serialized_start=376
   _globals['_QUERYRESPONSE']._serialized_end=518
   _globals['_DRIFTREPORTREQUEST']._serialized_start=521
-  _globals['_DRIFTREPORTREQUEST']._serialized_end=773
-  _globals['_DRIFTSIGNAL']._serialized_start=775
-  _globals['_DRIFTSIGNAL']._serialized_end=872
-  _globals['_DRIFTREPORTRESPONSE']._serialized_start=875
-  _globals['_DRIFTREPORTRESPONSE']._serialized_end=1026
-  _globals['_MONITORINGSERVICE']._serialized_start=1029
-  _globals['_MONITORINGSERVICE']._serialized_end=1230
+  _globals['_DRIFTREPORTREQUEST']._serialized_end=815
+  _globals['_DRIFTSIGNAL']._serialized_start=818
+  _globals['_DRIFTSIGNAL']._serialized_end=1127
+  _globals['_DRIFTREPORTRESPONSE']._serialized_start=1130
+  _globals['_DRIFTREPORTRESPONSE']._serialized_end=1300
+  _globals['_GETLOOPSTATUSREQUEST']._serialized_start=1302
+  _globals['_GETLOOPSTATUSREQUEST']._serialized_end=1358
+  _globals['_LOOPSTEP']._serialized_start=1361
+  _globals['_LOOPSTEP']._serialized_end=1926
+  _globals['_LOOPSTEP_VALUESENTRY']._serialized_start=1771
+  _globals['_LOOPSTEP_VALUESENTRY']._serialized_end=1816
+  _globals['_LOOPSTEP_EVIDENCEENTRY']._serialized_start=1818
+  _globals['_LOOPSTEP_EVIDENCEENTRY']._serialized_end=1865
+  _globals['_LOOPSTATUS']._serialized_start=1929
+  _globals['_LOOPSTATUS']._serialized_end=2099
+  _globals['_APPROVELOOPSTEPREQUEST']._serialized_start=2101
+  _globals['_APPROVELOOPSTEPREQUEST']._serialized_end=2205
+  _globals['_STARTLOOPREQUEST']._serialized_start=2207
+  _globals['_STARTLOOPREQUEST']._serialized_end=2271
+  _globals['_MONITORINGSERVICE']._serialized_start=2274
+  _globals['_MONITORINGSERVICE']._serialized_end=2756
 # @@protoc_insertion_point(module_scope)

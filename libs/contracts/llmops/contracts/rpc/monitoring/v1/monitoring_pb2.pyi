@@ -54,45 +54,165 @@ class QueryResponse(_message.Message):
     def __init__(self, columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., truncated: _Optional[bool] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
 
 class DriftReportRequest(_message.Message):
-    __slots__ = ("model", "baseline_start", "baseline_end", "window_start", "window_end", "signals")
+    __slots__ = ("model", "baseline_start", "baseline_end", "window_start", "window_end", "signals", "reference_scope", "publish")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BASELINE_START_FIELD_NUMBER: _ClassVar[int]
     BASELINE_END_FIELD_NUMBER: _ClassVar[int]
     WINDOW_START_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_FIELD_NUMBER: _ClassVar[int]
     SIGNALS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_FIELD_NUMBER: _ClassVar[int]
     model: str
     baseline_start: _timestamp_pb2.Timestamp
     baseline_end: _timestamp_pb2.Timestamp
     window_start: _timestamp_pb2.Timestamp
     window_end: _timestamp_pb2.Timestamp
     signals: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., baseline_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., baseline_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signals: _Optional[_Iterable[str]] = ...) -> None: ...
+    reference_scope: str
+    publish: bool
+    def __init__(self, model: _Optional[str] = ..., baseline_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., baseline_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signals: _Optional[_Iterable[str]] = ..., reference_scope: _Optional[str] = ..., publish: _Optional[bool] = ...) -> None: ...
 
 class DriftSignal(_message.Message):
-    __slots__ = ("name", "statistic", "value", "threshold", "drifted")
+    __slots__ = ("name", "statistic", "value", "threshold", "drifted", "model_version", "arm", "p_value", "alpha", "reference_count", "current_count", "status", "collection", "mode", "note")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     DRIFTED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     name: str
     statistic: str
     value: float
     threshold: float
     drifted: bool
-    def __init__(self, name: _Optional[str] = ..., statistic: _Optional[str] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., drifted: _Optional[bool] = ...) -> None: ...
+    model_version: str
+    arm: str
+    p_value: float
+    alpha: float
+    reference_count: int
+    current_count: int
+    status: str
+    collection: str
+    mode: str
+    note: str
+    def __init__(self, name: _Optional[str] = ..., statistic: _Optional[str] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., drifted: _Optional[bool] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., p_value: _Optional[float] = ..., alpha: _Optional[float] = ..., reference_count: _Optional[int] = ..., current_count: _Optional[int] = ..., status: _Optional[str] = ..., collection: _Optional[str] = ..., mode: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class DriftReportResponse(_message.Message):
-    __slots__ = ("model", "signals", "drifted", "baseline_count", "window_count")
+    __slots__ = ("model", "signals", "drifted", "baseline_count", "window_count", "report_id")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SIGNALS_FIELD_NUMBER: _ClassVar[int]
     DRIFTED_FIELD_NUMBER: _ClassVar[int]
     BASELINE_COUNT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REPORT_ID_FIELD_NUMBER: _ClassVar[int]
     model: str
     signals: _containers.RepeatedCompositeFieldContainer[DriftSignal]
     drifted: bool
     baseline_count: int
     window_count: int
-    def __init__(self, model: _Optional[str] = ..., signals: _Optional[_Iterable[_Union[DriftSignal, _Mapping]]] = ..., drifted: _Optional[bool] = ..., baseline_count: _Optional[int] = ..., window_count: _Optional[int] = ...) -> None: ...
+    report_id: str
+    def __init__(self, model: _Optional[str] = ..., signals: _Optional[_Iterable[_Union[DriftSignal, _Mapping]]] = ..., drifted: _Optional[bool] = ..., baseline_count: _Optional[int] = ..., window_count: _Optional[int] = ..., report_id: _Optional[str] = ...) -> None: ...
+
+class GetLoopStatusRequest(_message.Message):
+    __slots__ = ("model", "max_steps")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    max_steps: int
+    def __init__(self, model: _Optional[str] = ..., max_steps: _Optional[int] = ...) -> None: ...
+
+class LoopStep(_message.Message):
+    __slots__ = ("loop_id", "step", "reason", "occurred_at", "next_step", "actor", "values", "evidence", "dataset_version_id", "training_job_id", "champion_version", "challenger_version", "canary_share")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class EvidenceEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LOOP_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_STEP_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_SHARE_FIELD_NUMBER: _ClassVar[int]
+    loop_id: str
+    step: str
+    reason: str
+    occurred_at: _timestamp_pb2.Timestamp
+    next_step: str
+    actor: str
+    values: _containers.ScalarMap[str, float]
+    evidence: _containers.ScalarMap[str, str]
+    dataset_version_id: str
+    training_job_id: str
+    champion_version: int
+    challenger_version: int
+    canary_share: float
+    def __init__(self, loop_id: _Optional[str] = ..., step: _Optional[str] = ..., reason: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_step: _Optional[str] = ..., actor: _Optional[str] = ..., values: _Optional[_Mapping[str, float]] = ..., evidence: _Optional[_Mapping[str, str]] = ..., dataset_version_id: _Optional[str] = ..., training_job_id: _Optional[str] = ..., champion_version: _Optional[int] = ..., challenger_version: _Optional[int] = ..., canary_share: _Optional[float] = ...) -> None: ...
+
+class LoopStatus(_message.Message):
+    __slots__ = ("model", "loop_id", "state", "active", "awaiting_approval", "steps", "policy_json")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LOOP_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    AWAITING_APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    loop_id: str
+    state: str
+    active: bool
+    awaiting_approval: bool
+    steps: _containers.RepeatedCompositeFieldContainer[LoopStep]
+    policy_json: str
+    def __init__(self, model: _Optional[str] = ..., loop_id: _Optional[str] = ..., state: _Optional[str] = ..., active: _Optional[bool] = ..., awaiting_approval: _Optional[bool] = ..., steps: _Optional[_Iterable[_Union[LoopStep, _Mapping]]] = ..., policy_json: _Optional[str] = ...) -> None: ...
+
+class ApproveLoopStepRequest(_message.Message):
+    __slots__ = ("model", "loop_id", "actor", "approve", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LOOP_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    APPROVE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    loop_id: str
+    actor: str
+    approve: bool
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., loop_id: _Optional[str] = ..., actor: _Optional[str] = ..., approve: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class StartLoopRequest(_message.Message):
+    __slots__ = ("model", "actor", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    actor: str
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -45,6 +45,21 @@ class MonitoringServiceStub:
                 request_serializer=monitoring_dot_v1_dot_monitoring__pb2.DriftReportRequest.SerializeToString,
                 response_deserializer=monitoring_dot_v1_dot_monitoring__pb2.DriftReportResponse.FromString,
                 _registered_method=True)
+        self.GetLoopStatus = channel.unary_unary(
+                '/llmops.monitoring.v1.MonitoringService/GetLoopStatus',
+                request_serializer=monitoring_dot_v1_dot_monitoring__pb2.GetLoopStatusRequest.SerializeToString,
+                response_deserializer=monitoring_dot_v1_dot_monitoring__pb2.LoopStatus.FromString,
+                _registered_method=True)
+        self.ApproveLoopStep = channel.unary_unary(
+                '/llmops.monitoring.v1.MonitoringService/ApproveLoopStep',
+                request_serializer=monitoring_dot_v1_dot_monitoring__pb2.ApproveLoopStepRequest.SerializeToString,
+                response_deserializer=monitoring_dot_v1_dot_monitoring__pb2.LoopStatus.FromString,
+                _registered_method=True)
+        self.StartLoop = channel.unary_unary(
+                '/llmops.monitoring.v1.MonitoringService/StartLoop',
+                request_serializer=monitoring_dot_v1_dot_monitoring__pb2.StartLoopRequest.SerializeToString,
+                response_deserializer=monitoring_dot_v1_dot_monitoring__pb2.LoopStatus.FromString,
+                _registered_method=True)
 
 
 class MonitoringServiceServicer:
@@ -66,6 +81,27 @@ class MonitoringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLoopStatus(self, request, context):
+        """Where each model's feedback loop stands, and why (the latest steps, newest first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveLoopStep(self, request, context):
+        """A person approves the step a loop waits for (FAILED_PRECONDITION when it waits for none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartLoop(self, request, context):
+        """Start a loop for a model now, as its policy would on drift or falling feedback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitoringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +114,21 @@ def add_MonitoringServiceServicer_to_server(servicer, server):
                     servicer.DriftReport,
                     request_deserializer=monitoring_dot_v1_dot_monitoring__pb2.DriftReportRequest.FromString,
                     response_serializer=monitoring_dot_v1_dot_monitoring__pb2.DriftReportResponse.SerializeToString,
+            ),
+            'GetLoopStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoopStatus,
+                    request_deserializer=monitoring_dot_v1_dot_monitoring__pb2.GetLoopStatusRequest.FromString,
+                    response_serializer=monitoring_dot_v1_dot_monitoring__pb2.LoopStatus.SerializeToString,
+            ),
+            'ApproveLoopStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveLoopStep,
+                    request_deserializer=monitoring_dot_v1_dot_monitoring__pb2.ApproveLoopStepRequest.FromString,
+                    response_serializer=monitoring_dot_v1_dot_monitoring__pb2.LoopStatus.SerializeToString,
+            ),
+            'StartLoop': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartLoop,
+                    request_deserializer=monitoring_dot_v1_dot_monitoring__pb2.StartLoopRequest.FromString,
+                    response_serializer=monitoring_dot_v1_dot_monitoring__pb2.LoopStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +186,87 @@ class MonitoringService:
             '/llmops.monitoring.v1.MonitoringService/DriftReport',
             monitoring_dot_v1_dot_monitoring__pb2.DriftReportRequest.SerializeToString,
             monitoring_dot_v1_dot_monitoring__pb2.DriftReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoopStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.monitoring.v1.MonitoringService/GetLoopStatus',
+            monitoring_dot_v1_dot_monitoring__pb2.GetLoopStatusRequest.SerializeToString,
+            monitoring_dot_v1_dot_monitoring__pb2.LoopStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveLoopStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.monitoring.v1.MonitoringService/ApproveLoopStep',
+            monitoring_dot_v1_dot_monitoring__pb2.ApproveLoopStepRequest.SerializeToString,
+            monitoring_dot_v1_dot_monitoring__pb2.LoopStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartLoop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.monitoring.v1.MonitoringService/StartLoop',
+            monitoring_dot_v1_dot_monitoring__pb2.StartLoopRequest.SerializeToString,
+            monitoring_dot_v1_dot_monitoring__pb2.LoopStatus.FromString,
             options,
             channel_credentials,
             insecure,
