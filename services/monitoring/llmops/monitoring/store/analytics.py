@@ -596,6 +596,19 @@ class AnalyticsStore:
         def run(client: Client, *, tag: str) -> QueryResult:
             return run_read_only_query(client, sql, dict(parameters or {}), max_rows, limits=limits, tag=tag)
 
+        return await self._await_read(tag, run)
+
+    async def read(self, fn: Callable[[Client], T]) -> T:
+        """``fn(client)`` in a reader thread, with query()'s error mapping; for the service's own
+        reads (drift, alerts, the loop), which pass their statements to ``client`` themselves.
+
+        A cancelled call is not stopped in the engine (its statements carry no tag): keep such reads
+        bounded by the statements' own settings.
+        """
+        tag = f"llmops-read-{uuid.uuid4().hex}"
+        return await self._await_read(tag, lambda client, *, tag: fn(client))
+
+    async def _await_read(self, tag: str, run: Callable[..., T]) -> T:
         if self._closed:
             raise RuntimeError("AnalyticsStore is closed")
         job = self._reads.submit(self._read, tag, run)
