@@ -21,7 +21,7 @@ import inspect
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
@@ -144,6 +144,30 @@ class Runtime:
             except Exception:  # noqa: BLE001 - the store may be away for a while; next round
                 log.warning("pruning handled-event marks failed; trying again later", exc_info=True)
             await asyncio.sleep(every)
+
+    def every(self, name: str, seconds: float, job: Callable[[], Awaitable[Any]]) -> asyncio.Task[None]:
+        """Run ``job`` now and then every ``seconds`` (from the end of one run to the start of the
+        next) until shutdown, which cancels it. A run that raises is logged and the next one comes
+        on time: a periodic job (drift, alerts, the loop) must survive its store being away."""
+
+        async def _loop() -> None:
+            while True:
+                try:
+                    await job()
+                except Exception:  # noqa: BLE001 - logged; the next round tries again
+                    log.warning("%s: periodic job %s failed; next run in %.0f s", self.name, name, seconds,
+                                exc_info=True)  # fmt: skip
+                await asyncio.sleep(seconds)
+
+        task = asyncio.create_task(_loop(), name=f"{self.name}-{name}")
+
+        async def _stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self._owned.push_async_callback(_stop)
+        return task
 
     async def enter(self, manager: Any) -> Any:
         """Enter an async context manager (an engine, a client) and exit it at shutdown."""
