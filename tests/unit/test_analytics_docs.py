@@ -272,6 +272,19 @@ async def filled_store(tmp_path: Path) -> AsyncIterator[AnalyticsStore]:
                 "source",
             ],
         )
+        # What a drift run writes (monitoring's drift job, through its own store).
+        client.insert(
+            "drift_results",
+            [["r-1", now, "schedule", "bot", "bot/1", "champion", "", "", "prompt_tokens", "psi", 0.31, None,
+              0.2, None, True, "ok", "", 400, 120, now - dt.timedelta(hours=1), now,
+              now - dt.timedelta(days=1), now - dt.timedelta(hours=1)]],
+            column_names=[
+                "report_id", "computed_at", "source", "model", "model_version", "arm", "collection", "mode",
+                "signal", "statistic", "value", "p_value", "threshold", "alpha", "drifted", "status", "note",
+                "reference_count", "current_count", "window_start", "window_end", "reference_start",
+                "reference_end",
+            ],
+        )  # fmt: skip
     finally:
         client.close()
     store = AnalyticsStore(dsn)
@@ -294,6 +307,7 @@ def test_the_doc_has_examples_for_every_table_and_view() -> None:
         "training_runs_v",
         "model_aliases_current",
         "model_canaries_current",
+        "drift_results_v",
     ]
     assert [name for name in named if name not in text] == []
     assert len(examples()) >= 25

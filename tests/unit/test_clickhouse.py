@@ -85,6 +85,7 @@ MIGRATIONS = [
     "0012_analyst_views",
     "0013_usage_priced_by_registered_name",
     "0014_drift_alert_evidence_and_loop",
+    "0015_drift_results",
 ]
 EVENT_VIEWS = {table.table: f"{table.table}_v" for table in EVENT_TABLES.values()}
 REAL_TABLES = {
@@ -98,6 +99,8 @@ REAL_TABLES = {
     "quality_hourly",
     "usage_by_caller",
     "retrieval_scores_hourly",
+    "drift_results",
+    "drift_results_v",
 }
 
 
@@ -970,6 +973,7 @@ async def test_current_aliases_and_canaries(store: AnalyticsStore) -> None:
 
 def test_rolling_back_the_analyst_views_restores_inference_with_feedback(client: Client) -> None:
     apply_migrations(client, migrations_dir())
+    assert rollback_migration(client, migrations_dir()) == "0015_drift_results"
     assert rollback_migration(client, migrations_dir()) == "0014_drift_alert_evidence_and_loop"
     assert rollback_migration(client, migrations_dir()) == "0013_usage_priced_by_registered_name"
     assert rollback_migration(client, migrations_dir()) == "0012_analyst_views"
