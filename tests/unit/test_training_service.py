@@ -279,11 +279,13 @@ async def test_training_requested_event(jobs: TrainingJobs, labeling: Labeling) 
         hyperparameters={"lora_dropout": 0, "max_steps": 3},
         resources={"num_workers": 1},
         reason="feedback",
+        labels={"loop_id": "loop-7"},
     )
     await jobs.on_requested(event)
     await jobs.on_requested(event)
     (job,) = (await jobs.list(None, "bot", 10, "")).items
-    assert job.idempotency_key == "loop-7" and job.spec.labels == {"reason": "feedback"}
+    assert job.idempotency_key == "loop-7"
+    assert job.spec.labels == {"reason": "feedback", "loop_id": "loop-7"}
     # An event's 0 is a value, not "use the default".
     assert job.spec.hyperparameters.lora_dropout == 0 and job.spec.hyperparameters.max_steps == 3
 

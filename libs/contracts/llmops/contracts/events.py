@@ -145,6 +145,10 @@ class TrainingRequested(Event):
     hyperparameters: dict[str, float | int | str | list[str]] = Field(default_factory=dict)
     resources: dict[str, float | int] = Field(default_factory=dict)
     reason: str = ""
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Kept on the job; champion_adapter_uri makes the judge compare with that champion.",
+    )
 
 
 class TrainingProgress(Event):

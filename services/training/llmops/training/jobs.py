@@ -151,7 +151,7 @@ class TrainingJobs:
             "model_name": event.model_name,
             "hyperparameters": dict(event.hyperparameters),
             "resources": dict(event.resources),
-            "labels": {"reason": event.reason} if event.reason else {},
+            "labels": {**event.labels, **({"reason": event.reason} if event.reason else {})},
         }
         # An event's dict holds only what the producer set: its zeros are values, not "unset".
         job = await self.submit(raw, event.request_key, zero_is_default=False)
