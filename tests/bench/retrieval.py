@@ -44,6 +44,7 @@ from qdrant_client import QdrantClient, models
 
 from llmops.contracts.events import DocumentCleaned, RetrievalLogged
 from llmops.contracts.rpc.retrieval.v1 import retrieval_pb2 as pb
+from llmops.core.embedding import MODEL_NAME, Embedder
 from llmops.core.outbox import stamp
 from llmops.core.publish_buffer import PublishBuffer
 from llmops.core.service import Deferred
@@ -51,7 +52,6 @@ from llmops.retrieval.app import RetrievalService
 from llmops.retrieval.domain.chunking import Chunk, chunk_text
 from llmops.retrieval.domain.sparse import document_vector
 from llmops.retrieval.domain.tokens import ModelTokens
-from llmops.retrieval.embedding import MODEL_NAME, Embedder
 from llmops.retrieval.grpc_server import MODES, RetrievalServicer
 from llmops.retrieval.index import DENSE, SPARSE, ChunkIndex, Mode, point_id
 from llmops.retrieval.rerank import Reranker

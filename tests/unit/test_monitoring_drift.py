@@ -324,7 +324,7 @@ def texts() -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def embed():
-    from llmops.retrieval.embedding import Embedder  # the platform's all-MiniLM-L6-v2
+    from llmops.core.embedding import Embedder  # the platform's all-MiniLM-L6-v2
 
     return Embedder()
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
+from llmops.core.embedding import Embedder
 from llmops.core.errors import InvalidArgument, NotFound
 from llmops.retrieval.domain.chunking import ChunkingConfig, chunk_text
 from llmops.retrieval.domain.tokens import ModelTokens
-from llmops.retrieval.embedding import Embedder
 from llmops.retrieval.index import ChunkIndex, IndexedDocument, Mode, point_id
 
 CONFIG = ChunkingConfig(max_tokens=48, overlap_tokens=0)

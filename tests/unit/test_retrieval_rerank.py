@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 from qdrant_client import QdrantClient
 
+from llmops.core.embedding import Embedder
 from llmops.retrieval.domain.chunking import Chunk
-from llmops.retrieval.embedding import Embedder
 from llmops.retrieval.index import ChunkIndex, Hit, IndexedDocument, Mode
 from llmops.retrieval.rerank import FirstStageOrder, MaximalMarginalRelevance, build_reranker
 from llmops.retrieval.settings import Settings

