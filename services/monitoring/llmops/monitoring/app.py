@@ -26,6 +26,7 @@ from llmops.contracts.events import (
 )
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2_grpc
 from llmops.core.service import Runtime
+from llmops.monitoring.drift_job import DriftJob, DriftReporter, PromptEmbedder
 from llmops.monitoring.grpc_server import MonitoringServicer
 from llmops.monitoring.settings import Settings
 from llmops.monitoring.store.analytics import AnalyticsStore
@@ -64,11 +65,16 @@ class MonitoringService:
             limits=settings.query_limits(),
             readers=settings.query_concurrency,
         )
+        # Loaded on first need (a prompt_embedding comparison), then shared by DriftReport and the job.
+        self.embedder = PromptEmbedder()
+        self.drift: DriftReporter | None = None  # set in register: it publishes through the bus
 
     def register(self, runtime: Runtime) -> None:
+        self.drift = DriftReporter(self.store, self.settings.drift, runtime.bus.publish, self.embedder)
+        runtime.bus.publishes(DriftDetected)
         runtime.grpc.add(
             monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server,
-            MonitoringServicer(self.settings, self.store),
+            MonitoringServicer(self.settings, self.store, drift=self.drift),
             "llmops.monitoring.v1.MonitoringService",
         )
         # One consumer group per topic: each subscriber is its own Kafka consumer. Every table is a
@@ -85,3 +91,5 @@ class MonitoringService:
         # Owned before it opens, so a failed open still shuts the store's worker thread down.
         runtime.own(self.store)
         await self.store.open()
+        if self.settings.drift.enabled and self.drift is not None:
+            runtime.every("drift", self.settings.drift.interval_seconds, DriftJob(self.drift).scheduled)

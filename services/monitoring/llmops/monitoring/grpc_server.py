@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
+from typing import Literal
+
 import grpc
 from google.protobuf import struct_pb2
 
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
+from llmops.core.convert import datetime_of, message
 from llmops.core.errors import InvalidArgument, Unimplemented
+from llmops.monitoring.drift import ALL_SIGNALS
+from llmops.monitoring.drift_job import DriftReporter
 from llmops.monitoring.settings import Settings
 from llmops.monitoring.store.analytics import AnalyticsStore
 
@@ -34,10 +41,44 @@ def to_value(value: object) -> struct_pb2.Value:
     return struct_pb2.Value(string_value=str(value))
 
 
+def _window(request: monitoring_pb2.DriftReportRequest, prefix: str) -> tuple[dt.datetime, dt.datetime]:
+    """``<prefix>_start`` and ``<prefix>_end`` of a DriftReportRequest, both set and in order."""
+    start, end = datetime_of(request, f"{prefix}_start"), datetime_of(request, f"{prefix}_end")
+    for name, value in ((f"{prefix}_start", start), (f"{prefix}_end", end)):
+        if value is None:
+            raise InvalidArgument(f"{name} is required (a timestamp)")
+    assert start is not None and end is not None
+    if start >= end:
+        raise InvalidArgument(
+            f"{prefix}_start ({start.isoformat()}) must be before {prefix}_end ({end.isoformat()})"
+        )
+    return start, end
+
+
+def _signals(signals: Sequence[str]) -> tuple[str, ...]:
+    unknown = sorted(set(signals) - set(ALL_SIGNALS))
+    if unknown:
+        raise InvalidArgument(
+            f"signals: unknown signal(s) {', '.join(unknown)}; known: {', '.join(ALL_SIGNALS)}"
+        )
+    return tuple(signals)
+
+
+def _reference_scope(scope: str) -> Literal["model", "group"]:
+    if scope in ("", "model"):
+        return "model"
+    if scope == "group":
+        return "group"
+    raise InvalidArgument(f"reference_scope must be 'model' (the default) or 'group', got {scope!r}")
+
+
 class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
-    def __init__(self, settings: Settings, store: AnalyticsStore) -> None:
+    def __init__(
+        self, settings: Settings, store: AnalyticsStore, *, drift: DriftReporter | None = None
+    ) -> None:
         self._settings = settings
         self._store = store
+        self._drift = drift
 
     async def Query(
         self, request: monitoring_pb2.QueryRequest, context: grpc.aio.ServicerContext
@@ -58,8 +99,31 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     async def DriftReport(
         self, request: monitoring_pb2.DriftReportRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.DriftReportResponse:
-        raise Unimplemented(
-            "MonitoringService.DriftReport is not implemented yet (planned with drift analysis)"
+        """Every result is written to drift_results (source "rpc"); baseline_count and window_count
+        are the largest reference and current counts among the results."""
+        if self._drift is None:
+            raise Unimplemented("MonitoringService.DriftReport needs the service's drift reporter")
+        if not request.model:
+            raise InvalidArgument("model is required: the model whose traffic to compare")
+        drift_request = self._drift.request(
+            request.model,
+            _window(request, "baseline"),
+            _window(request, "window"),
+            _signals(request.signals),
+            _reference_scope(request.reference_scope),
+        )
+        report_id, report = await self._drift.report(drift_request, source="rpc", publish=request.publish)
+        results = report.results
+        return monitoring_pb2.DriftReportResponse(
+            model=drift_request.model,
+            signals=[
+                message(monitoring_pb2.DriftSignal, r, name=r.signal, drifted=bool(r.drifted))
+                for r in results
+            ],
+            drifted=any(r.drifted for r in results),
+            baseline_count=max((r.reference_count for r in results), default=0),
+            window_count=max((r.current_count for r in results), default=0),
+            report_id=report_id,
         )
 
     async def GetLoopStatus(

@@ -6,12 +6,15 @@ from pydantic import Field
 
 from llmops.core.clickhouse import QueryLimits
 from llmops.core.settings import ClickHouseSettings, ServiceSettings
+from llmops.monitoring.drift_job import DriftJobSettings
 
 
 class Settings(ServiceSettings):
     service_name = "monitoring"
 
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    # The scheduled drift job and DriftReport's sample sizes (prefix LLMOPS_MONITORING_DRIFT_).
+    drift: DriftJobSettings = Field(default_factory=DriftJobSettings)
 
     default_max_rows: int = Field(1000, ge=1)
     max_rows_limit: int = Field(100_000, ge=1)

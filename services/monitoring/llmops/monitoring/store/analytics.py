@@ -668,3 +668,20 @@ class AnalyticsStore:
         self._writes.shutdown(wait=True)
         self._reads.shutdown(wait=True)
         self._drop_idle_readers()
+
+    # drift_results is written by monitoring itself (no event): every result of every drift run.
+    DRIFT_RESULT_COLUMNS = (
+        "report_id", "computed_at", "source", "model", "model_version", "arm", "collection", "mode",
+        "signal", "statistic", "value", "p_value", "threshold", "alpha", "drifted", "status", "note",
+        "reference_count", "current_count", "window_start", "window_end", "reference_start",
+        "reference_end",
+    )  # fmt: skip
+
+    async def insert_drift_results(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Store drift results (dicts with every :attr:`DRIFT_RESULT_COLUMNS` key) in ``drift_results``,
+        on the writer thread; returns rows written."""
+        if not rows:
+            return 0
+        columns = self.DRIFT_RESULT_COLUMNS
+        values = [[row[c] for c in columns] for row in rows]
+        return await self._on(self._writes, self._write, insert_rows, "drift_results", columns, values)

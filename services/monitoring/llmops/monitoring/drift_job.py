@@ -1,0 +1,272 @@
+"""Drift reports as monitoring runs them: on a schedule for every model with traffic, and on request.
+
+Both paths go through :class:`DriftReporter`: compute the report in ClickHouse (see
+:mod:`llmops.monitoring.drift`), write every result to ``drift_results`` (drifted or not, so drift
+can be followed over time), and publish ``monitoring.drift_detected`` for each drifted one, all
+under one ``report_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from llmops.contracts.events import DriftDetected, Event
+from llmops.core.convert import copy_fields
+from llmops.monitoring.drift import (
+    ALL_SIGNALS,
+    EMBEDDING_SIGNAL,
+    DriftReport,
+    DriftRequest,
+    DriftThresholds,
+    Embed,
+    drift_report,
+)
+from llmops.monitoring.store.analytics import AnalyticsStore
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Event], Awaitable[None]]
+Source = Literal["schedule", "rpc"]
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class DriftJobSettings(BaseSettings):
+    """The scheduled drift job, and the sample sizes DriftReport calls use too (prefix
+    ``LLMOPS_MONITORING_DRIFT_``): ``LLMOPS_MONITORING_DRIFT_MODELS=bot,helper``."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_MONITORING_DRIFT_", extra="ignore")
+
+    enabled: bool = True
+    interval_seconds: float = Field(300.0, gt=0, description="From the end of one run to the next.")
+    window_seconds: float = Field(3600.0, gt=0, description="The current window, ending at the run.")
+    reference_seconds: float = Field(86400.0, gt=0, description="The window just before the current one.")
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated models to check; empty: every model with traffic in the window.",
+    )
+    signals: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(ALL_SIGNALS),
+        description=f"Comma-separated signals of {', '.join(ALL_SIGNALS)}; default: all of them.",
+    )
+    embedding_sample: int = Field(200, ge=2, description="Prompts embedded per window and group.")
+    # The smallest p-value a permutation test can give is 1 / (permutations + 1): it must be able
+    # to go under the embedding alpha (0.01).
+    permutations: int = Field(1000, ge=100)
+    min_count: int = Field(50, ge=2, description="Values per window and group for any verdict.")
+
+    @field_validator("models", "signals", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return _comma_list(value)
+
+    @field_validator("signals")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(
+                f"LLMOPS_MONITORING_DRIFT_SIGNALS is empty: name one or more of {', '.join(ALL_SIGNALS)}"
+            )
+        unknown = sorted(set(value) - set(ALL_SIGNALS))
+        if unknown:
+            raise ValueError(
+                f"LLMOPS_MONITORING_DRIFT_SIGNALS: unknown signal(s) {', '.join(unknown)}; "
+                f"known: {', '.join(ALL_SIGNALS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _sample_holds_a_verdict(self) -> DriftJobSettings:
+        if self.embedding_sample < self.min_count:
+            raise ValueError(
+                f"LLMOPS_MONITORING_DRIFT_EMBEDDING_SAMPLE ({self.embedding_sample}) must be at least "
+                f"LLMOPS_MONITORING_DRIFT_MIN_COUNT ({self.min_count})"
+            )
+        return self
+
+
+class PromptEmbedder:
+    """The embedding model for prompt_embedding drift: loaded in a thread on first need, then kept.
+
+    One per service, shared by DriftReport calls and the scheduled job (the model takes seconds to
+    load and about 100 MB; a service that never compares prompts never loads it).
+    """
+
+    def __init__(self, load: Callable[[], Embed] | None = None) -> None:
+        self._load = load or _load_minilm
+        self._embed: Embed | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Embed:
+        async with self._lock:
+            if self._embed is None:
+                self._embed = await asyncio.to_thread(self._load)
+                log.info("loaded the embedding model for prompt drift")
+        return self._embed
+
+
+def _load_minilm() -> Embed:
+    from llmops.core.embedding import Embedder
+
+    return Embedder()
+
+
+def result_rows(report: DriftReport, report_id: str, source: Source, computed_at: dt.datetime) -> list[dict]:
+    """Every result of ``report`` as a ``drift_results`` row (see AnalyticsStore.insert_drift_results)."""
+    request = report.request
+    return [
+        {
+            "report_id": report_id, "computed_at": computed_at, "source": source, "model": request.model,
+            "model_version": r.model_version, "arm": r.arm, "collection": r.collection, "mode": r.mode,
+            "signal": r.signal, "statistic": r.statistic, "value": r.value, "p_value": r.p_value,
+            "threshold": r.threshold, "alpha": r.alpha, "drifted": r.drifted, "status": r.status,
+            "note": r.note, "reference_count": r.reference_count, "current_count": r.current_count,
+            "window_start": request.current_start, "window_end": request.current_end,
+            "reference_start": request.reference_start, "reference_end": request.reference_end,
+        }
+        for r in report.results
+    ]  # fmt: skip
+
+
+def drift_events(report: DriftReport, report_id: str) -> list[DriftDetected]:
+    """One DriftDetected per drifted result of ``report``."""
+    request = report.request
+    return [
+        copy_fields(
+            DriftDetected,
+            r,
+            model=request.model,
+            window_start=request.current_start,
+            window_end=request.current_end,
+            reference_start=request.reference_start,
+            reference_end=request.reference_end,
+            report_id=report_id,
+        )  # fmt: skip
+        for r in report.drifted
+    ]
+
+
+class DriftReporter:
+    """Computes drift reports, writes every result and publishes the drifted ones."""
+
+    def __init__(
+        self,
+        store: AnalyticsStore,
+        settings: DriftJobSettings,
+        publish: Publish,
+        embedder: PromptEmbedder | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self._publish = publish
+        self.embedder = embedder or PromptEmbedder()
+
+    def request(
+        self,
+        model: str,
+        reference: tuple[dt.datetime, dt.datetime],
+        current: tuple[dt.datetime, dt.datetime],
+        signals: Sequence[str] = (),
+        reference_scope: Literal["model", "group"] = "model",
+    ) -> DriftRequest:
+        """A DriftRequest with the service's sample sizes; ``signals`` empty: the settings' signals."""
+        s = self.settings
+        return DriftRequest(
+            model, *reference, *current,
+            signals=tuple(signals or s.signals), thresholds=DriftThresholds(min_count=s.min_count),
+            reference_scope=reference_scope, embedding_sample=s.embedding_sample, permutations=s.permutations,
+        )  # fmt: skip
+
+    async def report(
+        self, request: DriftRequest, *, source: Source, publish: bool
+    ) -> tuple[str, DriftReport]:
+        """Compute ``request``, write its results and (if ``publish``) announce its drift.
+
+        Returns:
+            The report id (in drift_results and on every event) and the report.
+        """
+        computed_at = dt.datetime.now(dt.UTC)
+        embed = await self.embedder.get() if EMBEDDING_SIGNAL in request.signals else None
+        report = await self.store.read(lambda client: drift_report(client, request, embed))
+        report_id = uuid.uuid4().hex
+        # Written before anything is published: an event always has its report in drift_results.
+        await self.store.insert_drift_results(result_rows(report, report_id, source, computed_at))
+        if publish:
+            for event in drift_events(report, report_id):
+                await self._publish(event)
+        return report_id, report
+
+
+_MODELS_WITH_TRAFFIC = """
+SELECT model, count() AS answers
+FROM inference_log_v
+WHERE occurred_at >= {start:DateTime64(3, 'UTC')} AND occurred_at < {end:DateTime64(3, 'UTC')}
+    AND (empty({models:Array(String)}) OR has({models:Array(String)}, model))
+GROUP BY model
+ORDER BY model
+"""
+
+
+class DriftJob:
+    """The scheduled drift check: each run compares the last ``window_seconds`` of every model with
+    traffic (or of the configured models) with the ``reference_seconds`` before them."""
+
+    def __init__(self, reporter: DriftReporter) -> None:
+        self.reporter = reporter
+        self.settings = reporter.settings
+        self._scheduled = False
+
+    async def models_with_traffic(self, start: dt.datetime, end: dt.datetime) -> list[str]:
+        """The models (of the configured ones, if any) that answered in [start, end)."""
+        parameters: dict[str, Any] = {"start": start, "end": end, "models": list(self.settings.models)}
+        rows = await self.reporter.store.read(
+            lambda client: client.query(_MODELS_WITH_TRAFFIC, parameters=parameters).result_rows
+        )
+        return [model for model, _ in rows]
+
+    async def run_once(self, now: dt.datetime | None = None) -> dict[str, DriftReport]:
+        """One run over every model; returns the reports by model. A model whose report fails is
+        logged and skipped, so one bad model does not keep the others from being checked."""
+        s = self.settings
+        end = now or dt.datetime.now(dt.UTC)
+        start = end - dt.timedelta(seconds=s.window_seconds)
+        reference = (start - dt.timedelta(seconds=s.reference_seconds), start)
+        models = await self.models_with_traffic(start, end)
+        skipped = sorted(set(s.models) - set(models))
+        if skipped:
+            log.info(
+                "drift: no traffic in the last %.0f s for %s; skipped", s.window_seconds, ", ".join(skipped)
+            )
+        reports = {}
+        for model in models:
+            try:
+                request = self.reporter.request(model, reference, (start, end))
+                report_id, report = await self.reporter.report(request, source="schedule", publish=True)
+            except Exception:  # noqa: BLE001 - the other models still get their run
+                log.warning("drift: the report for model %s failed; next run in %.0f s", model,
+                            s.interval_seconds, exc_info=True)  # fmt: skip
+                continue
+            reports[model] = report
+            log.info("drift: model %s, report %s: %d result(s), %d drifted", model, report_id,
+                     len(report.results), len(report.drifted))  # fmt: skip
+        return reports
+
+    async def scheduled(self) -> None:
+        """The job for ``Runtime.every``. Its first call, from the service's start, does nothing: the
+        bus connects only after start, and a run publishes; the first run comes one interval later."""
+        if not self._scheduled:
+            self._scheduled = True
+            return
+        await self.run_once()
