@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -185,6 +186,9 @@ class LabelingServicer(labeling_pb2_grpc.LabelingServiceServicer):
             request.eval_fraction,
             request.seed,
             request.description,
+            created_after=(
+                request.created_after.ToDatetime(tzinfo=dt.UTC) if request.HasField("created_after") else None
+            ),
         )
         return message(pb.DatasetVersion, version)
 

@@ -4,19 +4,25 @@ dataset versions, and the events that tell the rest of the platform."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from llmops.contracts.events import DocumentCleaned, FeedbackAccepted
 from llmops.core.artifacts import ArtifactStore
 from llmops.labeling import functions, judge
+from llmops.labeling.domain import feedback
 from llmops.labeling.domain.agreement import AgreementMetric, AgreementResult, compute_agreement
 from llmops.labeling.domain.errors import AlreadyExists, InvalidArgument, InvalidLabel
+from llmops.labeling.domain.feedback import Answer, RatedAnswer
 from llmops.labeling.domain.models import (
     DatasetVersion,
+    DerivedTask,
     Label,
     LabelSource,
     LabelValue,
@@ -38,6 +44,23 @@ _QUEUE_CACHE_SECONDS = 5.0
 InferenceLookup = Callable[[str], Awaitable[dict[str, str] | None]]
 
 
+class RatedAnswersLookup(Protocol):
+    """Other rated answers to ``answer``'s prompt from its registered model (monitoring's log)."""
+
+    async def __call__(
+        self, answer: Answer, *, score: float, min_score_gap: float, limit: int
+    ) -> list[RatedAnswer]: ...
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    """Where preference pairs from feedback go, and which answers pair up (see domain.feedback)."""
+
+    queue: str
+    min_score_gap: float = 0.1
+    per_feedback: int = 3
+
+
 class Labeling:
     """The labeling workflows: events into tasks, labels announced, rules, the judge, dataset versions."""
 
@@ -51,6 +74,8 @@ class Labeling:
         review_queue: str,
         review_max_score: float,
         inference_lookup_seconds: float,
+        rated_answers: RatedAnswersLookup | None = None,
+        pairs: PairSettings | None = None,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
@@ -59,9 +84,13 @@ class Labeling:
         self.review_queue = review_queue
         self.review_max_score = review_max_score
         self.inference_lookup_seconds = inference_lookup_seconds
+        # Preference pairs need both the lookup and a queue; either missing turns them off.
+        self.rated_answers = rated_answers if pairs is not None and pairs.queue else None
+        self.pairs = pairs
         self._queues: tuple[float, list[Queue]] = (0.0, [])
 
-    def ensure_review_queue(self) -> None:
+    def ensure_feedback_queues(self) -> None:
+        """Create the review queue and, when pairs are on, the preference queue (if missing)."""
         try:
             self.store.create_queue(
                 QueueSpec(
@@ -70,6 +99,21 @@ class Labeling:
                     instructions=(
                         "Users rated these answers low or corrected them: "
                         "write the answer it should have been."
+                    ),
+                    metadata={"created_by": "labeling", "source": "feedback"},
+                )
+            )
+        except AlreadyExists:
+            pass
+        if self.pairs is None or not self.pairs.queue:
+            return
+        try:
+            self.store.create_queue(
+                QueueSpec(
+                    name=self.pairs.queue,
+                    task_type=TaskType.PAIRWISE_PREFERENCE,
+                    instructions=(
+                        "Users rated these two answers to the same prompt differently: choose the better one."
                     ),
                     metadata={"created_by": "labeling", "source": "feedback"},
                 )
@@ -111,32 +155,43 @@ class Labeling:
             await self.create_tasks(queue.name, [task])
 
     async def on_feedback(self, event: FeedbackAccepted) -> None:
-        """Low scores and corrections become review tasks, with the answer they are about."""
-        if event.score > self.review_max_score and not event.correction:
+        """Low scores and corrections become review tasks (a correction labels its task at once);
+        two differently rated answers to one prompt become a preference task (see domain.feedback)."""
+        review = event.score <= self.review_max_score or bool(event.correction)
+        if not review and self.rated_answers is None:
             return
-        answer = await self._find_inference(event.request_id)
-        metadata = {
-            "request_id": event.request_id,
-            "feedback_id": event.feedback_id,
-            "feedback_score": repr(event.score),
-        }
-        if event.comment:
-            metadata["user_comment"] = event.comment
-        if event.correction:
-            metadata["user_correction"] = event.correction
-        if answer is None:
-            metadata["inference_missing"] = "true"
-        else:
-            metadata["model"] = answer.get("model", "")
-        task = TaskInput(
-            # Feedback ids are stable across redelivery, so the same feedback never makes two tasks.
-            document_id=f"feedback:{event.feedback_id}",
-            prompt=(answer or {}).get("prompt", ""),
-            response=(answer or {}).get("completion", "") or event.correction,
-            metadata=metadata,
-            source=TaskSource.FEEDBACK,
-        )
-        await self.create_tasks(self.review_queue, [task])
+        row = await self._find_inference(event.request_id)
+        answer = None if row is None else Answer.from_row({"request_id": event.request_id, **row})
+        tasks: list[DerivedTask] = []
+        if review:
+            tasks.append(feedback.review_task(self.review_queue, event, answer))
+        if self.rated_answers is not None and self.pairs is not None and answer is not None and answer.prompt:
+            others = await self.rated_answers(
+                answer,
+                score=event.score,
+                min_score_gap=self.pairs.min_score_gap,
+                limit=self.pairs.per_feedback,
+            )
+            tasks.extend(
+                feedback.preference_pairs(
+                    self.pairs.queue,
+                    event,
+                    answer,
+                    others,
+                    min_score_gap=self.pairs.min_score_gap,
+                    limit=self.pairs.per_feedback,
+                )
+            )
+        if not tasks:
+            return
+        # One transaction for every task and label of this feedback, with the event's handled mark.
+        results = await asyncio.to_thread(self.store.create_derived_tasks, tasks)
+        created: dict[str, list[str]] = {}
+        for task, (task_id, new) in zip(tasks, results, strict=True):
+            if new:
+                created.setdefault(task.queue, []).append(task_id)
+        for queue, task_ids in created.items():
+            await self._apply_enabled_functions(queue, task_ids)
 
     async def _find_inference(self, request_id: str) -> dict[str, str] | None:
         if self.inference_lookup is None:
@@ -283,12 +338,15 @@ class Labeling:
         eval_fraction: float,
         seed: int,
         description: str,
+        created_after: dt.datetime | None = None,
     ) -> DatasetVersion:
         if not dataset:
             raise InvalidArgument("dataset is empty: name the dataset version")
         if not queues:
             raise InvalidArgument("queues is empty: name the queues whose labels make the version")
-        tasks = await asyncio.to_thread(self.store.tasks_with_labels, queues, filter, sources)
+        tasks = await asyncio.to_thread(
+            self.store.tasks_with_labels, queues, filter, sources, created_after=created_after
+        )
         build = build_dataset_version(
             dataset, tasks, eval_fraction=eval_fraction, seed=seed, sources=sources, description=description
         )

@@ -1,7 +1,7 @@
 """Typed values the labeling store takes and returns (mirrors of the proto messages, without gRPC).
 
 Enums are ``StrEnum`` so they serialise as plain strings (in SQL, Parquet and events); their values
-match ``LabelCreated.source`` ("human", "rule", "judge").
+match ``LabelCreated.source`` ("human", "rule", "judge"), except FEEDBACK (see store.labels.label_created).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ class LabelSource(enum.StrEnum):
     HUMAN = "human"
     RULE = "rule"
     JUDGE = "judge"
+    # Derived from end users' feedback (feedback.accepted): a user's correction, or a preference
+    # between two answers from their scores. Below HUMAN, above RULE and JUDGE (see versions.py).
+    FEEDBACK = "feedback"
 
 
 class Preference(enum.StrEnum):
@@ -204,3 +207,23 @@ class DatasetVersion:
     lineage: DatasetLineage = DatasetLineage()
     uri: str = ""
     description: str = ""
+
+
+@dataclass(frozen=True)
+class DerivedLabel:
+    """A label the service derives itself (not through a lease): source, who, value, how sure."""
+
+    source: LabelSource
+    labeler_id: str
+    value: LabelValue
+    confidence: float = 0.0
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DerivedTask:
+    """A task for ``queue``, with the label derived for it (if any), to be stored together."""
+
+    queue: str
+    input: TaskInput
+    label: DerivedLabel | None = None

@@ -1,8 +1,10 @@
 """Freezing labeled tasks into a dataset version: resolution rules, content hash, split, Parquet.
 
-One task gives at most one :class:`Example`. The labels used for a task are its human labels when
-it has any (humans always win); only a task without a human label falls back to its programmatic
-(RULE / JUDGE) labels. Then, by task type:
+One task gives at most one :class:`Example`. The labels used for a task are those of its highest
+ranked source: HUMAN (a labeler through SubmitLabel), then FEEDBACK (an end user's correction, or a
+preference derived from two answers' feedback scores), then the programmatic RULE and JUDGE labels
+together. So a reviewer's correction or pairwise choice always wins over what the feedback said, and
+what the users said wins over rules and judges. Then, by task type:
 
 * CLASSIFICATION: the majority label; a tie goes to the lexicographically smallest of the tied
   labels and is recorded in ``resolution`` ("tie:<label>|<label>..."). SFT form: prompt = queue
@@ -137,8 +139,7 @@ def resolve_task(
     task = labeled.task
     allowed = set(sources) if sources else set(LabelSource)
     usable = [label for label in labeled.labels if label.source in allowed]
-    humans = [label for label in usable if label.source == LabelSource.HUMAN]
-    used = humans or usable
+    used = _highest_ranked(usable)
     if not used:
         return Excluded(task.task_id, "no labels from the selected sources"), ()
     inp = task.input
@@ -204,6 +205,22 @@ def resolve_task(
         resolution="majority",
     )
     return example, used_labels
+
+
+# Sources by rank, highest first; labels of the first rank present are the ones used.
+SOURCE_RANKS: tuple[frozenset[LabelSource], ...] = (
+    frozenset({LabelSource.HUMAN}),
+    frozenset({LabelSource.FEEDBACK}),
+    frozenset({LabelSource.RULE, LabelSource.JUDGE}),
+)
+
+
+def _highest_ranked(labels: Sequence[Label]) -> list[Label]:
+    for rank in SOURCE_RANKS:
+        found = [label for label in labels if label.source in rank]
+        if found:
+            return found
+    return []
 
 
 def compute_version_id(dataset: str, examples: Iterable[Example], eval_fraction: float, seed: int) -> str:

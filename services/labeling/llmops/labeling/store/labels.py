@@ -9,17 +9,19 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from llmops.contracts.events import LabelCreated
 from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, chunks, keyset_page, utc_now
 from llmops.labeling.domain.errors import AlreadyExists, InvalidArgument, LeaseExpired, LeaseNotFound
 from llmops.labeling.domain.models import (
+    DerivedTask,
     Label,
     LabeledTask,
     LabelSource,
     LabelValue,
+    TaskInput,
     TaskState,
     TaskType,
 )
@@ -37,15 +39,20 @@ from llmops.labeling.store.rows import (
     task_state,
 )
 from llmops.labeling.store.tables import labels_t, tasks_t
+from llmops.labeling.store.tasks import insert_tasks, validate_inputs
 
 
 def label_created(label: Label) -> LabelCreated:
     """The label.created event of a new label (queued with it)."""
+    # labels.created's contract names human, rule and judge only; until it names "feedback", a
+    # label derived from feedback travels as "rule" (a built-in rule of this service), and its
+    # labeler_id ("feedback:...") says where it came from.
+    source = "rule" if label.source is LabelSource.FEEDBACK else label.source.value
     return LabelCreated(
         label_id=label.label_id,
         task_id=label.task_id,
         queue=label.queue,
-        source=label.source.value,  # type: ignore[arg-type]
+        source=source,  # type: ignore[arg-type]
         labeler_id=label.labeler_id,
         value=label.value_text,
         document_id=label.document_id,
@@ -165,7 +172,7 @@ class SqlLabels(SqlStore):
         metadata: Mapping[str, str] | None = None,
         now: dt.datetime | None = None,
     ) -> Label:
-        """Record a RULE or JUDGE label; idempotent per (task, source, labeler_id).
+        """Record a RULE, JUDGE or FEEDBACK label; idempotent per (task, source, labeler_id).
 
         Programmatic labels never count towards completion and never replace human labels. When
         ``labeler_id`` (e.g. "rule:name@version", "judge:prompt@version/alias") already labeled the
@@ -176,63 +183,130 @@ class SqlLabels(SqlStore):
             InvalidLabel: the value does not fit the queue.
             NotFound: no such task.
         """
-        try:
-            source = LabelSource(source)
-        except ValueError:
-            raise InvalidArgument(f"source must be rule or judge, got {source!r}") from None
-        if source is LabelSource.HUMAN:
-            raise InvalidArgument(
-                "human labels go through submit_label with a lease, not add_programmatic_label"
-            )
-        check_id("labeler_id", labeler_id)
-        if not (isinstance(confidence, int | float) and math.isfinite(confidence) and 0 <= confidence <= 1):
-            raise InvalidArgument(f"confidence must be in [0, 1], got {confidence!r}")
+        source = _programmatic_source(source, labeler_id, confidence)
         check_comment("comment", comment)
         now = utc_now(now)
-        existing_query = select(labels_t).where(
-            labels_t.c.source == source.value, labels_t.c.labeler_id == labeler_id
-        )
         try:
             with self._write() as conn:
                 task = task_row(conn, task_id)
-                q = queue_of_task(conn, task)
-                canonical = validate_label_value(
-                    TaskType(q.task_type),
+                return self._insert_programmatic(
+                    conn,
+                    task,
+                    queue_of_task(conn, task),
+                    source,
+                    labeler_id,
                     value,
-                    label_set=tuple(q.label_set),
-                    rating_min=q.rating_min,
-                    rating_max=q.rating_max,
+                    confidence=confidence,
+                    comment=comment,
+                    metadata=metadata,
+                    now=now,
                 )
-                existing = conn.execute(existing_query.where(labels_t.c.task_pk == task.id)).first()
-                if existing is not None:
-                    return label_of(existing, q, task)
-                label_id = str(uuid.uuid4())
-                conn.execute(
-                    insert(labels_t).values(
-                        label_id=label_id,
-                        task_pk=task.id,
-                        queue_id=q.id,
-                        source=source.value,
-                        labeler_id=labeler_id,
-                        value=encode_label_value(canonical),
-                        comment=comment,
-                        confidence=float(confidence),
-                        meta=dict(metadata or {}),
-                        lease_id=None,
-                        created_at=now,
-                    )
-                )
-                row = conn.execute(select(labels_t).where(labels_t.c.label_id == label_id)).one()
-                label = label_of(row, q, task)
-                self._announce(conn, label_created(label), now=now)
-                return label
         except IntegrityError:
             # A concurrent call stored the same (task, source, labeler) first: return that one.
             with self._read() as conn:
                 task = task_row(conn, task_id)
                 q = queue_of_task(conn, task)
-                existing = conn.execute(existing_query.where(labels_t.c.task_pk == task.id)).one()
+                existing = conn.execute(
+                    _label_by(source, labeler_id).where(labels_t.c.task_pk == task.id)
+                ).one()
                 return label_of(existing, q, task)
+
+    def create_derived_tasks(
+        self, tasks: Sequence[DerivedTask], *, now: dt.datetime | None = None
+    ) -> list[tuple[str, bool]]:
+        """Store ``tasks`` (several queues at once) with their derived labels, in one transaction
+        that also marks the event being handled, so a crash leaves all of them or none.
+
+        Idempotent: a task whose (queue, document_id) exists is reused, and a label its
+        (source, labeler_id) already gave is kept unchanged.
+
+        Returns:
+            (task_id, created) per input, in order.
+
+        Raises:
+            NotFound: a queue does not exist.
+            InvalidArgument, InvalidLabel: an input or label does not fit its queue (nothing stored).
+        """
+        now = utc_now(now)
+        for t in tasks:
+            if t.label is not None:
+                _programmatic_source(t.label.source, t.label.labeler_id, t.label.confidence)
+        with self._read() as conn:
+            queues = {t.queue: queue_row(conn, t.queue) for t in tasks}
+        inputs = [validate_inputs(TaskType(queues[t.queue].task_type), [t.input])[0] for t in tasks]
+        return self._retry_races(lambda: self._insert_derived(tasks, inputs, now))
+
+    def _insert_derived(
+        self, tasks: Sequence[DerivedTask], inputs: Sequence[TaskInput], now: dt.datetime
+    ) -> list[tuple[str, bool]]:
+        result: list[tuple[str, bool]] = []
+        with self._write() as conn:
+            for t, inp in zip(tasks, inputs, strict=True):
+                q = queue_row(conn, t.queue)
+                created = insert_tasks(conn, q.id, [inp], now)
+                task_id = created.task_ids[0]
+                result.append((task_id, created.created > 0))
+                if t.label is not None:
+                    label = t.label
+                    self._insert_programmatic(
+                        conn,
+                        task_row(conn, task_id),
+                        q,
+                        LabelSource(label.source),
+                        label.labeler_id,
+                        label.value,
+                        confidence=label.confidence,
+                        metadata=label.metadata,
+                        now=now,
+                    )
+            self._mark_handled(conn)
+        return result
+
+    def _insert_programmatic(
+        self,
+        conn: Connection,
+        task: Row[Any],
+        q: Row[Any],
+        source: LabelSource,
+        labeler_id: str,
+        value: object,
+        *,
+        confidence: float,
+        comment: str = "",
+        metadata: Mapping[str, str] | None,
+        now: dt.datetime,
+    ) -> Label:
+        """The label of (task, source, labeler_id): the stored one, or a new one announced with it."""
+        canonical = validate_label_value(
+            TaskType(q.task_type),
+            value,
+            label_set=tuple(q.label_set),
+            rating_min=q.rating_min,
+            rating_max=q.rating_max,
+        )
+        existing = conn.execute(_label_by(source, labeler_id).where(labels_t.c.task_pk == task.id)).first()
+        if existing is not None:
+            return label_of(existing, q, task)
+        label_id = str(uuid.uuid4())
+        conn.execute(
+            insert(labels_t).values(
+                label_id=label_id,
+                task_pk=task.id,
+                queue_id=q.id,
+                source=source.value,
+                labeler_id=labeler_id,
+                value=encode_label_value(canonical),
+                comment=comment,
+                confidence=float(confidence),
+                meta=dict(metadata or {}),
+                lease_id=None,
+                created_at=now,
+            )
+        )
+        row = conn.execute(select(labels_t).where(labels_t.c.label_id == label_id)).one()
+        label = label_of(row, q, task)
+        self._announce(conn, label_created(label), now=now)
+        return label
 
     def list_labels(
         self,
@@ -285,6 +359,7 @@ class SqlLabels(SqlStore):
         filter: Mapping[str, str] | None = None,
         sources: Collection[LabelSource] | None = None,
         *,
+        created_after: dt.datetime | None = None,
         now: dt.datetime | None = None,
     ) -> list[LabeledTask]:
         """Tasks of ``queues`` having at least one label of ``sources``, with those labels.
@@ -293,6 +368,7 @@ class SqlLabels(SqlStore):
             queues: queue names (all must exist).
             filter: exact match on task metadata (every pair must be present).
             sources: label sources to include; None or empty means all.
+            created_after: only tasks created at or after this time (None: all).
             now: time at which task states (LEASED) are evaluated.
 
         Returns:
@@ -321,9 +397,10 @@ class SqlLabels(SqlStore):
                 labels_by_task.setdefault(r.task_pk, []).append(r)
             result: list[LabeledTask] = []
             for task_pks in chunks(sorted(labels_by_task)):
-                for row in conn.execute(
-                    select(tasks_t).where(tasks_t.c.id.in_(task_pks)).order_by(tasks_t.c.id)
-                ):
+                stmt = select(tasks_t).where(tasks_t.c.id.in_(task_pks)).order_by(tasks_t.c.id)
+                if created_after is not None:
+                    stmt = stmt.where(tasks_t.c.created_at >= utc_now(created_after))
+                for row in conn.execute(stmt):
                     meta = row.meta or {}
                     if any(meta.get(k) != v for k, v in conditions.items()):
                         continue
@@ -332,3 +409,21 @@ class SqlLabels(SqlStore):
                     labels = tuple(label_of(lr, q, row) for lr in labels_by_task[row.id])
                     result.append(LabeledTask(task=task, labels=labels, queue_instructions=q.instructions))
         return result
+
+
+def _programmatic_source(source: object, labeler_id: str, confidence: object) -> LabelSource:
+    """``source`` as a LabelSource other than HUMAN, after checking the labeler id and confidence."""
+    try:
+        source = LabelSource(source)
+    except ValueError:
+        raise InvalidArgument(f"source must be rule, judge or feedback, got {source!r}") from None
+    if source is LabelSource.HUMAN:
+        raise InvalidArgument("human labels go through submit_label with a lease, not add_programmatic_label")
+    check_id("labeler_id", labeler_id)
+    if not (isinstance(confidence, int | float) and math.isfinite(confidence) and 0 <= confidence <= 1):
+        raise InvalidArgument(f"confidence must be in [0, 1], got {confidence!r}")
+    return source
+
+
+def _label_by(source: LabelSource, labeler_id: str) -> Any:
+    return select(labels_t).where(labels_t.c.source == source.value, labels_t.c.labeler_id == labeler_id)

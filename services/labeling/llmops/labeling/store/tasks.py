@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, exists, func, insert, select, update
 
 from llmops.core.sql import SqlStore, chunks, utc_now
 from llmops.labeling.domain.errors import InvalidArgument, LeaseNotFound
@@ -76,64 +76,17 @@ class SqlTasks(SqlStore):
         now = utc_now(now)
         with self._read() as conn:
             task_type = TaskType(queue_row(conn, queue).task_type)
-        validated: list[TaskInput] = []
-        for i, task in enumerate(inputs):
-            try:
-                validated.append(validate_task_input(task_type, task))
-            except InvalidArgument as e:
-                raise InvalidArgument(f"task {i}: {e}") from None
-            if len(task.document_id) > MAX_ID_CHARS or len(task.snapshot_id) > MAX_ID_CHARS:
-                raise InvalidArgument(f"task {i}: document_id and snapshot_id are limited to {MAX_ID_CHARS}")
+        validated = validate_inputs(task_type, inputs)
         # A concurrent create may insert one of our documents first (PostgreSQL); the retry finds it
         # and reuses its id.
         return self._retry_races(lambda: self._insert_tasks(queue, validated, now))
 
     def _insert_tasks(self, queue: str, inputs: Sequence[TaskInput], now: dt.datetime) -> CreatedTasks:
         with self._write() as conn:
-            queue_id = queue_row(conn, queue).id
-            doc_ids = sorted({t.document_id for t in inputs if t.document_id})
-            known: dict[str, str] = {}
-            for chunk in chunks(doc_ids):
-                rows = conn.execute(
-                    select(tasks_t.c.document_id, tasks_t.c.task_id).where(
-                        tasks_t.c.queue_id == queue_id, tasks_t.c.document_id.in_(chunk)
-                    )
-                )
-                known.update({r.document_id: r.task_id for r in rows})
-            ids: list[str] = []
-            new_rows: list[dict[str, Any]] = []
-            for task in inputs:
-                if task.document_id and task.document_id in known:
-                    ids.append(known[task.document_id])
-                    continue
-                task_id = str(uuid.uuid4())
-                if task.document_id:
-                    known[task.document_id] = task_id
-                ids.append(task_id)
-                new_rows.append(
-                    {
-                        "task_id": task_id,
-                        "queue_id": queue_id,
-                        "document_id": task.document_id or None,
-                        "text": task.text,
-                        "prompt": task.prompt,
-                        "response": task.response,
-                        "candidate_a": task.candidate_a,
-                        "candidate_b": task.candidate_b,
-                        "meta": dict(task.metadata),
-                        "snapshot_id": task.snapshot_id,
-                        "source": TaskSource(task.source).value,
-                        "state": TaskState.OPEN.value,
-                        "human_label_count": 0,
-                        "created_at": now,
-                        "completed_at": None,
-                    }
-                )
-            if new_rows:
-                conn.execute(insert(tasks_t), new_rows)
+            created = insert_tasks(conn, queue_row(conn, queue).id, inputs, now)
             # Called by a consumer (documents, feedback): the tasks and the event's mark commit together.
             self._mark_handled(conn)
-        return CreatedTasks(task_ids=ids, created=len(new_rows))
+        return created
 
     def get_task(self, task_id: str, *, now: dt.datetime | None = None) -> Task:
         """One task; its state is LEASED while it holds an active lease.
@@ -296,6 +249,67 @@ class SqlTasks(SqlStore):
             if limit > 0:
                 stmt = stmt.limit(limit)
             return [task_of(row, q, task_state(conn, row, now)) for row in conn.execute(stmt)]
+
+
+def validate_inputs(task_type: TaskType, inputs: Sequence[TaskInput]) -> list[TaskInput]:
+    """``inputs`` checked against ``task_type`` and normalised; InvalidArgument names the first bad one."""
+    validated: list[TaskInput] = []
+    for i, task in enumerate(inputs):
+        try:
+            validated.append(validate_task_input(task_type, task))
+        except InvalidArgument as e:
+            raise InvalidArgument(f"task {i}: {e}") from None
+        if len(task.document_id) > MAX_ID_CHARS or len(task.snapshot_id) > MAX_ID_CHARS:
+            raise InvalidArgument(f"task {i}: document_id and snapshot_id are limited to {MAX_ID_CHARS}")
+    return validated
+
+
+def insert_tasks(
+    conn: Connection, queue_id: int, inputs: Sequence[TaskInput], now: dt.datetime
+) -> CreatedTasks:
+    """Insert the validated ``inputs`` into queue ``queue_id`` in ``conn``'s transaction; an input
+    whose document_id the queue already has gets that task's id and inserts nothing."""
+    doc_ids = sorted({t.document_id for t in inputs if t.document_id})
+    known: dict[str, str] = {}
+    for chunk in chunks(doc_ids):
+        rows = conn.execute(
+            select(tasks_t.c.document_id, tasks_t.c.task_id).where(
+                tasks_t.c.queue_id == queue_id, tasks_t.c.document_id.in_(chunk)
+            )
+        )
+        known.update({r.document_id: r.task_id for r in rows})
+    ids: list[str] = []
+    new_rows: list[dict[str, Any]] = []
+    for task in inputs:
+        if task.document_id and task.document_id in known:
+            ids.append(known[task.document_id])
+            continue
+        task_id = str(uuid.uuid4())
+        if task.document_id:
+            known[task.document_id] = task_id
+        ids.append(task_id)
+        new_rows.append(
+            {
+                "task_id": task_id,
+                "queue_id": queue_id,
+                "document_id": task.document_id or None,
+                "text": task.text,
+                "prompt": task.prompt,
+                "response": task.response,
+                "candidate_a": task.candidate_a,
+                "candidate_b": task.candidate_b,
+                "meta": dict(task.metadata),
+                "snapshot_id": task.snapshot_id,
+                "source": TaskSource(task.source).value,
+                "state": TaskState.OPEN.value,
+                "human_label_count": 0,
+                "created_at": now,
+                "completed_at": None,
+            }
+        )
+    if new_rows:
+        conn.execute(insert(tasks_t), new_rows)
+    return CreatedTasks(task_ids=ids, created=len(new_rows))
 
 
 def _available(q: Row[Any], labeler_id: str, now: dt.datetime) -> Any:

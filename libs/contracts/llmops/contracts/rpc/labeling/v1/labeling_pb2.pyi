@@ -24,6 +24,7 @@ class LabelSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LABEL_SOURCE_HUMAN: _ClassVar[LabelSource]
     LABEL_SOURCE_RULE: _ClassVar[LabelSource]
     LABEL_SOURCE_JUDGE: _ClassVar[LabelSource]
+    LABEL_SOURCE_FEEDBACK: _ClassVar[LabelSource]
 
 class Preference(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -55,6 +56,7 @@ LABEL_SOURCE_UNSPECIFIED: LabelSource
 LABEL_SOURCE_HUMAN: LabelSource
 LABEL_SOURCE_RULE: LabelSource
 LABEL_SOURCE_JUDGE: LabelSource
+LABEL_SOURCE_FEEDBACK: LabelSource
 PREFERENCE_UNSPECIFIED: Preference
 PREFERENCE_A: Preference
 PREFERENCE_B: Preference
@@ -426,7 +428,7 @@ class RunJudgeResponse(_message.Message):
     def __init__(self, queue: _Optional[str] = ..., tasks_labeled: _Optional[int] = ..., tasks_failed: _Optional[int] = ...) -> None: ...
 
 class CreateDatasetVersionRequest(_message.Message):
-    __slots__ = ("dataset", "queues", "filter", "sources", "eval_fraction", "seed", "description")
+    __slots__ = ("dataset", "queues", "filter", "sources", "eval_fraction", "seed", "description", "created_after")
     class FilterEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -441,6 +443,7 @@ class CreateDatasetVersionRequest(_message.Message):
     EVAL_FRACTION_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     queues: _containers.RepeatedScalarFieldContainer[str]
     filter: _containers.ScalarMap[str, str]
@@ -448,7 +451,8 @@ class CreateDatasetVersionRequest(_message.Message):
     eval_fraction: float
     seed: int
     description: str
-    def __init__(self, dataset: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., filter: _Optional[_Mapping[str, str]] = ..., sources: _Optional[_Iterable[_Union[LabelSource, str]]] = ..., eval_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+    created_after: _timestamp_pb2.Timestamp
+    def __init__(self, dataset: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., filter: _Optional[_Mapping[str, str]] = ..., sources: _Optional[_Iterable[_Union[LabelSource, str]]] = ..., eval_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., description: _Optional[str] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DatasetLineage(_message.Message):
     __slots__ = ("snapshot_ids", "label_ids_count", "labeler_ids", "queues")
