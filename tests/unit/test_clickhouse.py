@@ -86,6 +86,7 @@ MIGRATIONS = [
     "0013_usage_priced_by_registered_name",
     "0014_drift_alert_evidence_and_loop",
     "0015_drift_results",
+    "0016_inference_errors",
 ]
 EVENT_VIEWS = {table.table: f"{table.table}_v" for table in EVENT_TABLES.values()}
 REAL_TABLES = {
@@ -973,6 +974,7 @@ async def test_current_aliases_and_canaries(store: AnalyticsStore) -> None:
 
 def test_rolling_back_the_analyst_views_restores_inference_with_feedback(client: Client) -> None:
     apply_migrations(client, migrations_dir())
+    assert rollback_migration(client, migrations_dir()) == "0016_inference_errors"
     assert rollback_migration(client, migrations_dir()) == "0015_drift_results"
     assert rollback_migration(client, migrations_dir()) == "0014_drift_alert_evidence_and_loop"
     assert rollback_migration(client, migrations_dir()) == "0013_usage_priced_by_registered_name"

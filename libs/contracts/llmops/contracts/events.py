@@ -273,6 +273,11 @@ class InferenceLogged(Event):
     template_version: int | None = None
     retrieval_collection: str = ""
     citations: list[Citation] = Field(default_factory=list)
+    error: str = Field(
+        "",
+        description="The status code's name when the request failed on the server side (UNAVAILABLE, "
+        "DEADLINE_EXCEEDED, ABORTED, INTERNAL); empty for an answer.",
+    )
 
 
 class RetrievalLogged(Event):

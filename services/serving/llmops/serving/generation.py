@@ -8,6 +8,7 @@ their messages to a :class:`GenerationRequest` and the yielded :class:`Started` 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from llmops.contracts.events import Citation
 from llmops.core.admission import InFlightLimit
-from llmops.core.errors import DeadlineExceeded, Unimplemented
+from llmops.core.errors import DeadlineExceeded, DomainError, Unimplemented
 from llmops.core.logging import current_request_id
 from llmops.core.prompt_templates import ContextDocument
 from llmops.serving.deployments import ModelRouter
@@ -43,6 +44,29 @@ from llmops.serving.settings import Settings
 
 if TYPE_CHECKING:
     from vllm.lora.request import LoRARequest
+
+# Failures that are the server's doing (the engine, a deadline it missed, a dependency that was away)
+# are logged as inference.logged with `error`; the caller's own (INVALID_ARGUMENT, NOT_FOUND,
+# FAILED_PRECONDITION, an admission refusal's RESOURCE_EXHAUSTED, a caller that went away) are not.
+SERVER_SIDE_STATUSES = frozenset(
+    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "INTERNAL", "UNKNOWN", "DATA_LOSS"}
+)
+# A transport cancels the request when its deadline passes; the clock may read a hair before it.
+_DEADLINE_LEEWAY_S = 0.05
+
+
+def server_side_error(exc: BaseException, deadline: float | None) -> str:
+    """The status code's name if ``exc`` ended a request by the server's doing, else ''."""
+    if isinstance(exc, TimeoutError):
+        return "DEADLINE_EXCEEDED"
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        # Cancelled by the transport: a passed deadline is a timeout, a caller that left is no error.
+        late = deadline is not None and time.monotonic() >= deadline - _DEADLINE_LEEWAY_S
+        return "DEADLINE_EXCEEDED" if late else ""
+    if isinstance(exc, DomainError):
+        return exc.status if exc.status in SERVER_SIDE_STATUSES else ""
+    # Anything else escaping is a bug: the caller got INTERNAL.
+    return "INTERNAL" if isinstance(exc, Exception) else ""
 
 
 @dataclass(frozen=True)
@@ -152,36 +176,50 @@ class Generation:
         the engine and frees its slot at once.
         """
         with self.limit.slot():
-            prepared = await self._prepare(request)
-            async with self._router().using(prepared.route):
-                yield prepared.started
-                engine_id = f"{prepared.started.request_id}-{uuid.uuid4().hex[:8]}"
-                first_token_ms: float | None = None
-                parts: list[str] = []
-                stream = self._engine.generate(prepared.prompt, prepared.params, engine_id, prepared.lora)
-                async with contextlib.aclosing(stream):
-                    async for chunk in stream:
-                        if first_token_ms is None and (chunk.delta or chunk.completion_tokens):
-                            first_token_ms = (time.perf_counter() - prepared.began) * 1000
-                        parts.append(chunk.delta)
-                        if not chunk.finished:
-                            yield Step(chunk.delta)
-                            continue
-                        total_ms = (time.perf_counter() - prepared.began) * 1000
-                        last = Step(
-                            chunk.delta,
-                            finished=True,
-                            finish_reason=chunk.finish_reason,
-                            prompt_tokens=chunk.prompt_tokens,
-                            completion_tokens=chunk.completion_tokens,
-                            total_ms=total_ms,
-                            time_to_first_token_ms=first_token_ms if first_token_ms is not None else total_ms,
-                        )
-                        self._record(prepared, request, "".join(parts), last, streamed)
-                        yield last
-                        return
-        # A bug in the engine wrapper, not the caller's doing: INTERNAL with the request id.
-        raise RuntimeError("the engine ended the request without finishing it")
+            began = time.perf_counter()
+            prepared: _Prepared | None = None
+            first_token_ms: float | None = None
+            parts: list[str] = []
+            logged = False
+            try:
+                prepared = await self._prepare(request, began)
+                async with self._router().using(prepared.route):
+                    yield prepared.started
+                    engine_id = f"{prepared.started.request_id}-{uuid.uuid4().hex[:8]}"
+                    stream = self._engine.generate(prepared.prompt, prepared.params, engine_id, prepared.lora)
+                    async with contextlib.aclosing(stream):
+                        async for chunk in stream:
+                            if first_token_ms is None and (chunk.delta or chunk.completion_tokens):
+                                first_token_ms = (time.perf_counter() - began) * 1000
+                            parts.append(chunk.delta)
+                            if not chunk.finished:
+                                yield Step(chunk.delta)
+                                continue
+                            total_ms = (time.perf_counter() - began) * 1000
+                            last = Step(
+                                chunk.delta,
+                                finished=True,
+                                finish_reason=chunk.finish_reason,
+                                prompt_tokens=chunk.prompt_tokens,
+                                completion_tokens=chunk.completion_tokens,
+                                total_ms=total_ms,
+                                time_to_first_token_ms=first_token_ms
+                                if first_token_ms is not None
+                                else total_ms,
+                            )
+                            self._record(prepared, request, "".join(parts), last, streamed)
+                            logged = True
+                            yield last
+                            return
+                # A bug in the engine wrapper, not the caller's doing: INTERNAL with the request id.
+                raise RuntimeError("the engine ended the request without finishing it")
+            except BaseException as exc:
+                # Failures are logged when the request ends, never on the way (the hot path stays as
+                # it was); the caller's own errors (bad arguments, unknown models) are not.
+                error = "" if logged else server_side_error(exc, request.deadline)
+                if error:
+                    self._record_failure(request, prepared, parts, first_token_ms, began, streamed, error)
+                raise
 
     async def complete(self, request: GenerationRequest) -> tuple[Started, str, Step]:
         """The whole answer at once: (who answered, text, last step with usage and timing)."""
@@ -198,8 +236,7 @@ class Generation:
                     return started, "".join(parts), item
         raise RuntimeError("the engine ended the request without finishing it")
 
-    async def _prepare(self, request: GenerationRequest) -> _Prepared:
-        began = time.perf_counter()
+    async def _prepare(self, request: GenerationRequest, began: float) -> _Prepared:
         s = self._settings
         if request.deadline is not None and request.deadline <= time.monotonic():
             raise DeadlineExceeded("the request's deadline had passed before serving could start it")
@@ -290,8 +327,61 @@ class Generation:
                 return None, True, options.collection
             raise
 
+    def _record_failure(
+        self,
+        request: GenerationRequest,
+        prepared: _Prepared | None,
+        parts: list[str],
+        first_token_ms: float | None,
+        began: float,
+        streamed: bool,
+        error: str,
+    ) -> None:
+        total_ms = (time.perf_counter() - began) * 1000
+        if prepared is not None:
+            self._record(
+                prepared,
+                request,
+                "".join(parts),
+                Step(
+                    "",
+                    finished=True,
+                    finish_reason="error",
+                    prompt_tokens=prepared.prompt.tokens,
+                    total_ms=total_ms,
+                    time_to_first_token_ms=first_token_ms if first_token_ms is not None else total_ms,
+                ),
+                streamed,
+                error=error,
+            )
+            return
+        # Failed before a version was chosen (the registry or retrieval away, a passed deadline).
+        self._log.record(
+            request_id=request.request_id or current_request_id() or str(uuid.uuid4()),
+            model=request.model or self._settings.served_model_name,
+            prompt=request.prompt or "\n".join(f"{role}: {content}" for role, content in request.messages),
+            completion="",
+            prompt_tokens=0,
+            completion_tokens=0,
+            latency_ms=total_ms,
+            time_to_first_token_ms=total_ms,
+            finish_reason="error",
+            streamed=streamed,
+            params=None,
+            metadata=dict(request.metadata),
+            user=request.user,
+            template=request.template,
+            error=error,
+        )
+
     def _record(
-        self, prepared: _Prepared, request: GenerationRequest, text: str, last: Step, streamed: bool
+        self,
+        prepared: _Prepared,
+        request: GenerationRequest,
+        text: str,
+        last: Step,
+        streamed: bool,
+        error: str = "",
     ) -> None:
         started = prepared.started
         self._log.record(
@@ -317,4 +407,5 @@ class Generation:
                 Citation(index=c.index, chunk_id=c.chunk_id, document_id=c.document_id, score=c.score)
                 for c in started.citations
             ],
+            error=error,
         )

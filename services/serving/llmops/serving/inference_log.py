@@ -1,4 +1,5 @@
-"""Publishing inference.logged for every completed generation, without making the caller wait.
+"""Publishing inference.logged for every completed generation (and every request that failed on the
+server side), without making the caller wait.
 
 Events go through a :class:`~llmops.core.publish_buffer.PublishBuffer`: while the broker is away they
 wait (in memory, then in a spool file under the data folder, kept across a restart) and are published
@@ -39,15 +40,18 @@ class InferenceLogWriter:
             spool_limit_bytes=spool_limit_bytes,
         )
 
-    def record(self, *, params: GenerationParams, prompt: str, completion: str, **fields: object) -> None:
+    def record(
+        self, *, params: GenerationParams | None, prompt: str, completion: str, **fields: object
+    ) -> None:
+        """Queue one request's log; ``params`` None for a request that failed before it had them."""
         event = InferenceLogged(
             # What the user typed and what the model said back, without personal data: the log
             # leaves this process (Kafka, ClickHouse, labeling's queue).
             prompt=self._redact(prompt),
             completion=self._redact(completion),
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_tokens=params.max_tokens,
+            temperature=params.temperature if params else None,
+            top_p=params.top_p if params else None,
+            max_tokens=params.max_tokens if params else None,
             **fields,  # type: ignore[arg-type]
         )
         # Stamped now, in the caller's context, so the trace id is the caller's request id.

@@ -69,7 +69,7 @@ INFERENCE_COLUMNS = (
     "prompt_tokens", "completion_tokens", "latency_ms", "time_to_first_token_ms", "finish_reason",
     "streamed", "temperature", "top_p", "max_tokens", "metadata", "trace_id", "producer", "user", "arm",
     "template", "template_version", "retrieval_collection", "citation_chunk_ids", "citation_document_ids",
-    "citation_scores",
+    "citation_scores", "error",
 )  # fmt: skip
 FEEDBACK_COLUMNS = (
     "event_id", "feedback_id", "request_id", "occurred_at", "score", "thumb", "comment", "correction",
@@ -96,7 +96,7 @@ def inference_row(event: InferenceLogged) -> list[Any]:
         event.max_tokens, dict(event.metadata), event.trace_id, event.producer, event.user, event.arm,
         event.template, event.template_version, event.retrieval_collection,
         [c.chunk_id for c in event.citations], [c.document_id for c in event.citations],
-        [c.score for c in event.citations],
+        [c.score for c in event.citations], event.error,
     ]  # fmt: skip
 
 
