@@ -305,14 +305,6 @@ async def test_job_skips_models_without_traffic_and_survives_a_failing_one(
     assert list(reports) == ["steady"] and bus.published == []
 
 
-async def test_scheduled_job_waits_one_interval_before_its_first_run(store: AnalyticsStore) -> None:
-    bus = RecordingBus()
-    settings = DriftJobSettings(signals="latency_ms", window_seconds=86400, reference_seconds=7 * 86400)
-    job = DriftJob(DriftReporter(store, settings, bus.publish, PromptEmbedder(CountingLoader())))
-    await job.scheduled()  # from the service's start: the bus is not connected yet
-    assert bus.published == []
-
-
 def test_job_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMOPS_MONITORING_DRIFT_MODELS", "bot, helper")
     monkeypatch.setenv("LLMOPS_MONITORING_DRIFT_SIGNALS", "latency_ms,prompt_embedding")

@@ -146,18 +146,20 @@ class Runtime:
             await asyncio.sleep(every)
 
     def every(self, name: str, seconds: float, job: Callable[[], Awaitable[Any]]) -> asyncio.Task[None]:
-        """Run ``job`` now and then every ``seconds`` (from the end of one run to the start of the
-        next) until shutdown, which cancels it. A run that raises is logged and the next one comes
-        on time: a periodic job (drift, alerts, the loop) must survive its store being away."""
+        """Run ``job`` every ``seconds`` (from the end of one run to the start of the next), the first
+        time ``seconds`` after the call, until shutdown, which cancels it. Called from a service's
+        ``start``, the first run thus comes after the bus has connected (it connects once ``start``
+        returns). A run that raises is logged and the next one comes on time: a periodic job (drift,
+        alerts, the loop) must survive its store or a peer being away."""
 
         async def _loop() -> None:
             while True:
+                await asyncio.sleep(seconds)
                 try:
                     await job()
                 except Exception:  # noqa: BLE001 - logged; the next round tries again
                     log.warning("%s: periodic job %s failed; next run in %.0f s", self.name, name, seconds,
                                 exc_info=True)  # fmt: skip
-                await asyncio.sleep(seconds)
 
         task = asyncio.create_task(_loop(), name=f"{self.name}-{name}")
 

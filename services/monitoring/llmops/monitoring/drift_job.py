@@ -226,7 +226,6 @@ class DriftJob:
     def __init__(self, reporter: DriftReporter) -> None:
         self.reporter = reporter
         self.settings = reporter.settings
-        self._scheduled = False
 
     async def models_with_traffic(self, start: dt.datetime, end: dt.datetime) -> list[str]:
         """The models (of the configured ones, if any) that answered in [start, end)."""
@@ -264,9 +263,6 @@ class DriftJob:
         return reports
 
     async def scheduled(self) -> None:
-        """The job for ``Runtime.every``. Its first call, from the service's start, does nothing: the
-        bus connects only after start, and a run publishes; the first run comes one interval later."""
-        if not self._scheduled:
-            self._scheduled = True
-            return
+        """The job for ``Runtime.every`` (whose first run comes one interval after start, once the bus
+        is connected: a run publishes)."""
         await self.run_once()
