@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -97,6 +98,15 @@ def events() -> list[Event]:
                             producer="feedback",
                         )
                     )
+    # One request the challenger failed on the server side: counted apart from the answers.
+    out.append(
+        InferenceLogged(
+            occurred_at=ago(1) + dt.timedelta(minutes=50), request_id="bot/2-failed", model="bot",
+            model_version="bot/2", arm="challenger", prompt="Hi", completion="", prompt_tokens=1,
+            completion_tokens=0, latency_ms=5.0, time_to_first_token_ms=0.0, error="UNAVAILABLE",
+            producer="serving",
+        )
+    )  # fmt: skip
     out.append(
         ModelCanaryChanged(
             occurred_at=ago(HOURS + 1),
@@ -370,6 +380,9 @@ def test_the_report_renders_every_section_with_charts_that_show_data(
     text = page.read_text()
     assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt; mean score fell" in text
     assert "canary_started" in text and "observed = 0.52" in text
+    challenger_row = re.search(r"<tr><td>bot/2</td><td>challenger</td>(.*?)</tr>", text)
+    assert challenger_row, "the versions table has no row for bot/2"
+    assert re.findall(r"<td>([^<]*)</td>", challenger_row.group(1))[:2] == [str(HOURS * 3), "1"]
     assert "champion: champion (version 1)" in text and "challenger: challenger (version 2)" in text
 
     # Where the charts are, then a screenshot of the whole page: each plot area has data's colours.

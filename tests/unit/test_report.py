@@ -78,6 +78,7 @@ def full_data() -> ReportData:
             "model_version": "bot/2",
             "arm": "challenger",
             "requests": 12.0,
+            "failed": 2.0,
             "rated_requests": 5.0,
             "mean_score": 0.8,
             "thumbs_up_share": 0.75,
@@ -200,6 +201,7 @@ def test_every_section_is_there_with_its_charts_and_tables() -> None:
     assert "feedback_drop" in page and "canary_started" in page
     assert "champion: champion (version 1)" in page and "challenger: challenger (version 2)" in page
     assert "observed = 0.31" in page
+    assert "<tr><td>bot/2</td><td>challenger</td><td>12</td><td>2</td><td>5</td>" in page
     assert "<script" not in page.lower().replace("&lt;script", "")  # no script at all: it needs none
 
 

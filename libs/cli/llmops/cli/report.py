@@ -124,7 +124,7 @@ def _quality_section(data: ReportData) -> str:
     intro = (
         "Per hour and per model version and arm, from quality_hourly: mean feedback score and thumbs-up "
         "share (hours with no feedback have no point), latency and traffic. The table covers the whole "
-        "window, from every answer (exact quantiles)."
+        "window, from every answer (exact quantiles); failed: requests that failed on the server side."
     )
     if not data.quality and not data.versions:
         return _section("quality", "Quality and latency per version", intro, _empty())
@@ -165,7 +165,8 @@ def _quality_section(data: ReportData) -> str:
         [
             "version",
             "arm",
-            "requests",
+            "answers",
+            "failed",
             "rated",
             "mean score",
             "thumbs-up share",
@@ -177,6 +178,7 @@ def _quality_section(data: ReportData) -> str:
                 _e(r.get("model_version")),
                 _e(r.get("arm") or ""),
                 _e(r.get("requests")),
+                _e(r.get("failed") or 0.0),
                 _e(r.get("rated_requests")),
                 _e(r.get("mean_score")),
                 _share(r.get("thumbs_up_share")),

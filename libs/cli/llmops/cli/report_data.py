@@ -55,14 +55,16 @@ ORDER BY hour, model_version, arm
 """
 
 # Per version and arm over the whole window, from every answer: exact quantiles, not hourly ones.
+# Requests that failed on the server side (error != '', migration 0016) are counted apart.
 VERSIONS_SQL = f"""
-SELECT i.model_version AS model_version, i.arm AS arm, count() AS requests,
-    countIf(f.score IS NOT NULL) AS rated_requests, avg(f.score) AS mean_score,
-    sum(f.ups) / nullIf(sum(f.thumbs), 0) AS thumbs_up_share,
-    quantile(0.5)(i.latency_ms) AS p50_latency_ms, quantile(0.95)(i.latency_ms) AS p95_latency_ms
+SELECT i.model_version AS model_version, i.arm AS arm, countIf(i.error = '') AS requests,
+    countIf(i.error != '') AS failed, countIf(f.score IS NOT NULL) AS rated_requests,
+    avg(f.score) AS mean_score, sum(f.ups) / nullIf(sum(f.thumbs), 0) AS thumbs_up_share,
+    quantileIf(0.5)(i.latency_ms, i.error = '') AS p50_latency_ms,
+    quantileIf(0.95)(i.latency_ms, i.error = '') AS p95_latency_ms
 FROM
 (
-    SELECT request_id, model_version, arm, latency_ms FROM inference_log_v
+    SELECT request_id, model_version, arm, latency_ms, error FROM inference_log_v
     WHERE occurred_at >= {_SINCE} AND {_ANSWERS_OF_MODEL}
 ) AS i
 LEFT JOIN
