@@ -206,6 +206,33 @@ def test_psi_and_ks_match_numpy_and_scipy(client: Client, scope: str) -> None:
         assert ks.value == pytest.approx(_numpy_ks(ref, cur), abs=1e-9)
 
 
+@pytest.mark.parametrize("scope", ["model", "group"])
+def test_each_group_gets_its_own_reference_deciles_and_ties_merge(client: Client, scope: str) -> None:
+    """Several groups at once, token counts with few distinct values (tied deciles): exact per group."""
+    rng = np.random.default_rng(21)
+    model = f"groups-{scope}"
+    values = {}
+    for arm, window, n, spread in (
+        ("a", REFERENCE, 900, 3), ("b", REFERENCE, 700, 40), ("a", CURRENT, 400, 4), ("b", CURRENT, 300, 40),
+    ):  # fmt: skip
+        traffic = _traffic(rng, n)
+        # Prompt lengths on a handful of values: several reference deciles tie and their bins merge.
+        traffic["prompt_tokens"] = rng.integers(10, 10 + spread, n)
+        values[(arm, window)] = traffic
+        _insert_answers(client, model, window, traffic, arm=arm, seed=len(values))
+    results = numeric_drift(client, _request(model, signals=NUMERIC_SIGNALS, reference_scope=scope))
+    assert {r.arm for r in results} == {"a", "b"} and {r.status for r in results} == {"ok"}
+    for arm in ("a", "b"):
+        for signal in NUMERIC_SIGNALS:
+            arms = ("a", "b") if scope == "model" else (arm,)
+            ref = np.concatenate([np.asarray(values[(x, REFERENCE)][signal], float) for x in arms])
+            cur = np.asarray(values[(arm, CURRENT)][signal], float)
+            psi, ks = _by(results, signal, "psi", arm), _by(results, signal, "ks", arm)
+            assert (psi.reference_count, psi.current_count) == (len(ref), len(cur))
+            assert psi.value == pytest.approx(_numpy_psi(ref, cur), abs=1e-9), (arm, signal)
+            assert ks.value == pytest.approx(_numpy_ks(ref, cur), abs=1e-9), (arm, signal)
+
+
 def test_too_few_values_give_no_verdict(client: Client) -> None:
     rng = np.random.default_rng(11)
     _insert_answers(client, "sparse", REFERENCE, _traffic(rng, 300), seed=1)

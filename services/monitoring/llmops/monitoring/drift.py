@@ -173,15 +173,6 @@ class DriftReport:
 
 _WINDOW = "occurred_at >= {@w@_start:DateTime64(3, 'UTC')} AND occurred_at < {@w@_end:DateTime64(3, 'UTC')}"
 
-_NUMERIC_SOURCE = f"""
-SELECT model_version AS group_a, arm AS group_b, signal, value
-FROM inference_log_v
-ARRAY JOIN
-    ['prompt_tokens', 'completion_tokens', 'latency_ms', 'time_to_first_token_ms'] AS signal,
-    [toFloat64(prompt_tokens), toFloat64(completion_tokens), latency_ms, time_to_first_token_ms] AS value
-WHERE model = {{model:String}} AND {_WINDOW} AND has({{signals:Array(String)}}, signal)
-"""
-
 # Feedback is folded per request first (a request rated twice counts once) and dated by the answer;
 # it comes after its answer, so feedback from before the window (an hour's margin for clocks) is skipped.
 _FEEDBACK_SOURCE = f"""
@@ -246,34 +237,86 @@ samples AS
 )"""
 
 
-def _numeric_sql(source: str) -> str:
-    levels = ", ".join(str(level) for level in PSI_LEVELS)
-    # quantilesExact (the sorted value at floor(level * n)), not the sampling `quantiles`: the bins,
-    # and so PSI, are then exact and reproducible at any size. Tied deciles (token counts) merge.
+# Numeric signals are columns of inference_log: each window is read once, no signal is unpivoted
+# into rows, and the reference is never copied into the groups. Two statements: counts and the
+# reference deciles (quantilesExact: the sorted value at floor(level * n), so the bins, and PSI, are
+# exact at any size; tied deciles merge), then per group the KS test and the counts at or below each
+# decile (PSI's bins). KS: the reference's kolmogorovSmirnovTest state is built once and merged into
+# each group's, so the engine's exact test runs on the same values as before.
+_NUMERIC_COLUMNS = {
+    "prompt_tokens": "toFloat64(prompt_tokens)",
+    "completion_tokens": "toFloat64(completion_tokens)",
+    "latency_ms": "latency_ms",
+    "time_to_first_token_ms": "time_to_first_token_ms",
+}
+_LEVELS = ", ".join(str(level) for level in PSI_LEVELS)
+_GROUPS = "{groups:Array(Tuple(String, String))}"
+
+
+def _numeric_counts_sql(signals: Sequence[str]) -> str:
+    """Rows per (window, version, arm) and per window, with the reference deciles of each signal."""
+    columns = ", ".join(f"{_NUMERIC_COLUMNS[s]} AS v{i}" for i, s in enumerate(signals))
+    states = ", ".join(f"quantilesExactStateIf({_LEVELS})(v{i}, w = 0) AS q{i}" for i in range(len(signals)))
+    merged = ", ".join(f"arrayDistinct(quantilesExactMerge({_LEVELS})(q{i}))" for i in range(len(signals)))
     return f"""
-WITH {_samples_sql(source)},
-reference_deciles AS
-(
-    SELECT gid, sid, arrayDistinct(quantilesExact({levels})(value)) AS deciles
-    FROM samples WHERE idx = 0
-    GROUP BY gid, sid
-)
-SELECT gid, sid, reference_count, current_count, ks.1 AS ks_statistic, ks.2 AS ks_p_value,
-    arraySum(
-        (c, r) -> (c - r) * ln(c / r),
-        arrayMap(n -> greatest(n / current_count, {{epsilon:Float64}}), bins.3),
-        arrayMap(n -> greatest(n / reference_count, {{epsilon:Float64}}), bins.2)
-    ) AS psi
+SELECT w, model_version, arm, grouping(model_version, arm) = 0 AS per_group, sum(n), {merged}
 FROM
 (
-    SELECT gid, sid, countIf(idx = 0) AS reference_count, countIf(idx = 1) AS current_count,
-        kolmogorovSmirnovTest('two-sided', 'asymp')(value, idx) AS ks,
-        -- bin i holds the values above i distinct deciles: (-inf, e1], (e1, e2], ..., (e9, inf)
-        sumMap([toUInt8(arrayCount(e -> value > e, deciles))], [toUInt64(idx = 0)], [toUInt64(idx = 1)])
-            AS bins
-    FROM samples INNER JOIN reference_deciles USING (gid, sid)
-    GROUP BY gid, sid
+    SELECT w, model_version, arm, count() AS n, {states}
+    FROM
+    (
+        SELECT toUInt8(0) AS w, model_version, arm, {columns}
+        FROM inference_log_v WHERE model = {{model:String}} AND {_window(_WINDOW, "reference")}
+        UNION ALL
+        SELECT toUInt8(1), model_version, arm, {columns}
+        FROM inference_log_v WHERE model = {{model:String}} AND {_window(_WINDOW, "current")}
+    )
+    GROUP BY w, model_version, arm
 )
+GROUP BY GROUPING SETS ((w, model_version, arm), (w))
+"""
+
+
+def _numeric_stats_sql(signals: Sequence[str]) -> str:
+    """Per group (gid counts from 1 in ``groups``): counts, then per signal KS and values <= each decile.
+
+    ``d<i>`` holds each reference's deciles (padded to nine): the first for the pooled reference, the
+    (gid + 1)th for group gid's own.
+    """
+    columns = ", ".join(f"{_NUMERIC_COLUMNS[s]} AS v{i}" for i, s in enumerate(signals))
+    parts = []
+    for i in range(len(signals)):
+        deciles = f"{{d{i}:Array(Array(Float64))}}[if({{pooled:Bool}}, 1, part + 1)]"
+        at_most = ", ".join(f"countIf(v{i} <= {deciles}[{k}])" for k in range(1, len(PSI_LEVELS) + 1))
+        parts.append(
+            f"kolmogorovSmirnovTestState('two-sided', 'asymp')(v{i}, cur) AS ks{i}, [{at_most}] AS le{i}"
+        )
+    merged = ", ".join(
+        f"kolmogorovSmirnovTestMerge('two-sided', 'asymp')(ks{i}), "
+        f"anyIf(le{i}, cur = 0), anyIf(le{i}, cur = 1)"
+        for i in range(len(signals))
+    )
+    return f"""
+SELECT gid, sumIf(n, cur = 0) AS reference_count, sumIf(n, cur = 1) AS current_count, {merged}
+FROM
+(
+    SELECT part, cur, count() AS n, {", ".join(parts)}
+    FROM
+    (
+        SELECT toUInt32(indexOf({_GROUPS}, (model_version, arm))) AS part, toUInt8(1) AS cur, {columns}
+        FROM inference_log_v
+        WHERE model = {{model:String}} AND {_window(_WINDOW, "current")} AND part > 0
+        UNION ALL
+        SELECT if({{pooled:Bool}}, 0, toUInt32(indexOf({_GROUPS}, (model_version, arm)))) AS p, toUInt8(0),
+            {columns}
+        FROM inference_log_v
+        WHERE model = {{model:String}} AND {_window(_WINDOW, "reference")} AND ({{pooled:Bool}} OR p > 0)
+    )
+    GROUP BY part, cur
+)
+-- The pooled reference's row (part 0) joins every group; a group's own rows stay with it.
+ARRAY JOIN if(cur = 1 OR NOT {{pooled:Bool}}, [part], range(1, length({_GROUPS}) + 1)) AS gid
+GROUP BY gid
 """
 
 
@@ -412,14 +455,98 @@ def _family(
     return results
 
 
+def _parameters(request: DriftRequest) -> dict[str, Any]:
+    return {
+        "model": request.model,
+        "reference_start": request.reference_start,
+        "reference_end": request.reference_end,
+        "current_start": request.current_start,
+        "current_end": request.current_end,
+    }
+
+
+def _psi(reference_at_most: Sequence[int], current_at_most: Sequence[int], counts: tuple[int, int],
+         bins: int, epsilon: float) -> float:  # fmt: skip
+    """PSI from the counts at or below each distinct decile (the last ``bins - 1`` are padding)."""
+    total = 0.0
+    edges = bins - 1
+    for reference, current, previous_reference, previous_current in zip(
+        [*reference_at_most[:edges], counts[0]], [*current_at_most[:edges], counts[1]],
+        [0, *reference_at_most[:edges]], [0, *current_at_most[:edges]], strict=True,
+    ):  # fmt: skip
+        r = max((reference - previous_reference) / counts[0], epsilon)
+        c = max((current - previous_current) / counts[1], epsilon)
+        total += (c - r) * math.log(c / r)
+    return total
+
+
 def numeric_drift(client: Client, request: DriftRequest) -> list[DriftResult]:
     """PSI and KS of prompt and completion tokens, latency and time to first token, per version and arm."""
     signals = [s for s in request.signals if s in NUMERIC_SIGNALS]
     if not signals:
         return []
     pooled = request.reference_scope == "model"
-    sql = _numeric_sql(_NUMERIC_SOURCE)
-    return _family(client, request, _NUMERIC_SOURCE, sql, signals, (_PSI, _KS), pooled)
+    t = request.thresholds
+    parameters = _parameters(request)
+    counted = client.query(
+        _numeric_counts_sql(signals), parameters=parameters, settings={"log_comment": "drift:numeric:counts"}
+    ).result_rows
+    # Reference deciles per reference: ("", "") the pooled one, else the group's own.
+    deciles: dict[tuple[str, str], list[list[float]]] = {}
+    reference_counts: dict[tuple[str, str], int] = {}
+    current_counts: dict[tuple[str, str], int] = {}
+    for w, version, arm, per_group, n, *quantiles in counted:
+        key = (version, arm) if per_group else ("", "")
+        if w == 0:
+            reference_counts[key] = int(n)
+            deciles[key] = [[float(q) for q in levels] for levels in quantiles]
+        elif per_group and n > 0:
+            current_counts[key] = int(n)
+    counts = {
+        g: (reference_counts.get(("", "") if pooled else g, 0), current)
+        for g, current in current_counts.items()
+    }
+    enough = sorted(g for g, (ref, cur) in counts.items() if ref >= t.min_count and cur >= t.min_count)
+    rows: dict[tuple[str, str], tuple[Any, ...]] = {}
+    if enough:
+        references = [("", "")] if pooled else [("", ""), *enough]
+
+        def padded(values: list[float]) -> list[float]:
+            return (
+                values + [values[-1]] * (len(PSI_LEVELS) - len(values)) if values else [0.0] * len(PSI_LEVELS)
+            )
+
+        extra = {
+            "groups": enough,
+            "pooled": pooled,
+            **{
+                f"d{i}": [padded(deciles.get(r, [[]] * len(signals))[i]) for r in references]
+                for i in range(len(signals))
+            },
+        }
+        result = client.query(
+            _numeric_stats_sql(signals), parameters={**parameters, **extra},
+            settings={"log_comment": "drift:numeric:statistics"},
+        )  # fmt: skip
+        rows = {enough[r[0] - 1]: tuple(r) for r in result.result_rows}
+    results = []
+    for i, signal in enumerate(signals):
+        for group in sorted(counts):
+            row = rows.get(group)
+            if row is None:
+                results.extend(
+                    _result(signal, stat, group, counts[group], t, enough=False) for stat in (_PSI, _KS)
+                )
+                continue
+            n = (int(row[1]), int(row[2]))
+            ks, reference_at_most, current_at_most = row[3 + 3 * i : 6 + 3 * i]
+            bins = len(deciles[("", "") if pooled else group][i]) + 1
+            psi = _psi(reference_at_most, current_at_most, n, bins, t.psi_epsilon)
+            results.append(_result(signal, _PSI, group, n, t, _finite(psi)))
+            results.append(
+                _result(signal, _KS, group, n, t, _finite(ks["d_statistic"]), _finite(ks["p_value"]))
+            )
+    return results
 
 
 def feedback_drift(client: Client, request: DriftRequest) -> list[DriftResult]:
