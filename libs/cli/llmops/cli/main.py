@@ -11,7 +11,14 @@ import grpc
 import typer
 from rich.table import Table
 
-from llmops.cli import client, dlq_commands, registry_commands, report_commands, training_commands
+from llmops.cli import (
+    client,
+    dlq_commands,
+    loop_commands,
+    registry_commands,
+    report_commands,
+    training_commands,
+)
 from llmops.cli.client import console, err
 from llmops.cli.local import SERVICES, LocalPlatform, PlatformError
 from llmops.core.settings import PlatformSettings
@@ -364,6 +371,7 @@ app.command()(training_commands.train)
 app.add_typer(training_commands.jobs_app, name="jobs")
 app.add_typer(registry_commands.registry_app, name="registry")
 app.add_typer(dlq_commands.dlq_app, name="dlq")
+app.add_typer(loop_commands.loop_app, name="loop")
 app.command()(report_commands.report)
 
 

@@ -24,10 +24,14 @@ from llmops.contracts.events import (
     TrainingProgress,
     TrainingRequested,
 )
+from llmops.contracts.rpc.labeling.v1 import labeling_pb2_grpc
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2_grpc
+from llmops.contracts.rpc.registry.v1 import registry_pb2_grpc
+from llmops.contracts.rpc.training.v1 import training_pb2_grpc
 from llmops.core.service import Runtime
 from llmops.monitoring.drift_job import DriftJob, DriftReporter, PromptEmbedder
 from llmops.monitoring.grpc_server import MonitoringServicer
+from llmops.monitoring.loop.controller import LoopController
 from llmops.monitoring.settings import Settings
 from llmops.monitoring.store.analytics import AnalyticsStore
 
@@ -68,13 +72,21 @@ class MonitoringService:
         # Loaded on first need (a prompt_embedding comparison), then shared by DriftReport and the job.
         self.embedder = PromptEmbedder()
         self.drift: DriftReporter | None = None  # set in register: it publishes through the bus
+        self.loop: LoopController | None = None  # set in register: it needs the bus and channels
 
     def register(self, runtime: Runtime) -> None:
         self.drift = DriftReporter(self.store, self.settings.drift, runtime.bus.publish, self.embedder)
         runtime.bus.publishes(DriftDetected)
+        self.loop = LoopController(
+            self.settings.loop, self.store, runtime.bus.publish,
+            registry=registry_pb2_grpc.RegistryServiceStub(runtime.channel("registry")),
+            labeling=labeling_pb2_grpc.LabelingServiceStub(runtime.channel("labeling")),
+            training=training_pb2_grpc.TrainingServiceStub(runtime.channel("training")),
+        )  # fmt: skip
+        runtime.bus.publishes(LoopStepped, TrainingRequested)
         runtime.grpc.add(
             monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server,
-            MonitoringServicer(self.settings, self.store, drift=self.drift),
+            MonitoringServicer(self.settings, self.store, drift=self.drift, loop=self.loop),
             "llmops.monitoring.v1.MonitoringService",
         )
         # One consumer group per topic: each subscriber is its own Kafka consumer. Every table is a
@@ -93,3 +105,6 @@ class MonitoringService:
         await self.store.open()
         if self.settings.drift.enabled and self.drift is not None:
             runtime.every("drift", self.settings.drift.interval_seconds, DriftJob(self.drift).scheduled)
+        loop = self.settings.loop
+        if loop.enabled and loop.policies and self.loop is not None:
+            runtime.every("loop", loop.interval_seconds, self.loop.tick)

@@ -14,6 +14,8 @@ from llmops.core.convert import datetime_of, message
 from llmops.core.errors import InvalidArgument, Unimplemented
 from llmops.monitoring.drift import ALL_SIGNALS
 from llmops.monitoring.drift_job import DriftReporter
+from llmops.monitoring.loop.controller import LoopController
+from llmops.monitoring.loop.rpc import loop_status
 from llmops.monitoring.settings import Settings
 from llmops.monitoring.store.analytics import AnalyticsStore
 
@@ -74,11 +76,22 @@ def _reference_scope(scope: str) -> Literal["model", "group"]:
 
 class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     def __init__(
-        self, settings: Settings, store: AnalyticsStore, *, drift: DriftReporter | None = None
+        self,
+        settings: Settings,
+        store: AnalyticsStore,
+        *,
+        drift: DriftReporter | None = None,
+        loop: LoopController | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._drift = drift
+        self._loop = loop
+
+    def _controller(self) -> LoopController:
+        if self._loop is None:
+            raise Unimplemented("this monitoring server runs no loop controller")
+        return self._loop
 
     async def Query(
         self, request: monitoring_pb2.QueryRequest, context: grpc.aio.ServicerContext
@@ -129,16 +142,24 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     async def GetLoopStatus(
         self, request: monitoring_pb2.GetLoopStatusRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.LoopStatus:
-        raise Unimplemented("MonitoringService.GetLoopStatus is not implemented yet (planned with the loop)")
+        return await loop_status(self._controller(), request.model, request.max_steps)
 
     async def ApproveLoopStep(
         self, request: monitoring_pb2.ApproveLoopStepRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.LoopStatus:
-        raise Unimplemented(
-            "MonitoringService.ApproveLoopStep is not implemented yet (planned with the loop)"
+        controller = self._controller()
+        if not request.model:
+            raise InvalidArgument("model must name the model whose loop waits")
+        await controller.approve(
+            request.model, request.loop_id, request.actor, request.approve, request.reason
         )
+        return await loop_status(controller, request.model)
 
     async def StartLoop(
         self, request: monitoring_pb2.StartLoopRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.LoopStatus:
-        raise Unimplemented("MonitoringService.StartLoop is not implemented yet (planned with the loop)")
+        controller = self._controller()
+        if not request.model:
+            raise InvalidArgument("model must name the model whose loop to start")
+        await controller.start(request.model, request.actor, request.reason)
+        return await loop_status(controller, request.model)

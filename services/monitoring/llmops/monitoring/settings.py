@@ -7,6 +7,7 @@ from pydantic import Field
 from llmops.core.clickhouse import QueryLimits
 from llmops.core.settings import ClickHouseSettings, ServiceSettings
 from llmops.monitoring.drift_job import DriftJobSettings
+from llmops.monitoring.loop.policy import LoopSettings
 
 
 class Settings(ServiceSettings):
@@ -15,6 +16,8 @@ class Settings(ServiceSettings):
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     # The scheduled drift job and DriftReport's sample sizes (prefix LLMOPS_MONITORING_DRIFT_).
     drift: DriftJobSettings = Field(default_factory=DriftJobSettings)
+    # The feedback loop's controller and each model's policy (prefix LLMOPS_MONITORING_LOOP_).
+    loop: LoopSettings = Field(default_factory=LoopSettings)
 
     default_max_rows: int = Field(1000, ge=1)
     max_rows_limit: int = Field(100_000, ge=1)

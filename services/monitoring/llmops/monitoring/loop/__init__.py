@@ -1,0 +1,1 @@
+"""The feedback loop: policy, canary analysis and the controller that runs them."""
