@@ -111,7 +111,7 @@ class LabelCreated(Event):
     label_id: NonEmpty
     task_id: NonEmpty
     queue: NonEmpty
-    source: Literal["human", "rule", "judge"]
+    source: Literal["human", "rule", "judge", "feedback"]
     labeler_id: NonEmpty
     value: str
     document_id: str = ""

@@ -29,6 +29,7 @@ from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2_grpc
 from llmops.contracts.rpc.registry.v1 import registry_pb2_grpc
 from llmops.contracts.rpc.training.v1 import training_pb2_grpc
 from llmops.core.service import Runtime
+from llmops.monitoring.alerts import AlertJob
 from llmops.monitoring.drift_job import DriftJob, DriftReporter, PromptEmbedder
 from llmops.monitoring.grpc_server import MonitoringServicer
 from llmops.monitoring.loop.controller import LoopController
@@ -83,7 +84,7 @@ class MonitoringService:
             labeling=labeling_pb2_grpc.LabelingServiceStub(runtime.channel("labeling")),
             training=training_pb2_grpc.TrainingServiceStub(runtime.channel("training")),
         )  # fmt: skip
-        runtime.bus.publishes(LoopStepped, TrainingRequested)
+        runtime.bus.publishes(LoopStepped, TrainingRequested, AlertRaised)
         runtime.grpc.add(
             monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server,
             MonitoringServicer(self.settings, self.store, drift=self.drift, loop=self.loop),
@@ -105,6 +106,9 @@ class MonitoringService:
         await self.store.open()
         if self.settings.drift.enabled and self.drift is not None:
             runtime.every("drift", self.settings.drift.interval_seconds, DriftJob(self.drift).scheduled)
+        if self.settings.alert.enabled:
+            alerts = AlertJob(self.settings.alert, self.store, runtime.bus)
+            runtime.every("alerts", self.settings.alert.interval_seconds, alerts.run_once)
         loop = self.settings.loop
         if loop.enabled and loop.policies and self.loop is not None:
             runtime.every("loop", loop.interval_seconds, self.loop.tick)

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from llmops.core.clickhouse import QueryLimits
 from llmops.core.settings import ClickHouseSettings, ServiceSettings
+from llmops.monitoring.alerts import AlertSettings
 from llmops.monitoring.drift_job import DriftJobSettings
 from llmops.monitoring.loop.policy import LoopSettings
 
@@ -18,6 +19,8 @@ class Settings(ServiceSettings):
     drift: DriftJobSettings = Field(default_factory=DriftJobSettings)
     # The feedback loop's controller and each model's policy (prefix LLMOPS_MONITORING_LOOP_).
     loop: LoopSettings = Field(default_factory=LoopSettings)
+    # The alert rules and how often they run (prefix LLMOPS_MONITORING_ALERT_).
+    alert: AlertSettings = Field(default_factory=AlertSettings)
 
     default_max_rows: int = Field(1000, ge=1)
     max_rows_limit: int = Field(100_000, ge=1)

@@ -44,15 +44,11 @@ from llmops.labeling.store.tasks import insert_tasks, validate_inputs
 
 def label_created(label: Label) -> LabelCreated:
     """The label.created event of a new label (queued with it)."""
-    # labels.created's contract names human, rule and judge only; until it names "feedback", a
-    # label derived from feedback travels as "rule" (a built-in rule of this service), and its
-    # labeler_id ("feedback:...") says where it came from.
-    source = "rule" if label.source is LabelSource.FEEDBACK else label.source.value
     return LabelCreated(
         label_id=label.label_id,
         task_id=label.task_id,
         queue=label.queue,
-        source=source,  # type: ignore[arg-type]
+        source=label.source.value,  # type: ignore[arg-type]
         labeler_id=label.labeler_id,
         value=label.value_text,
         document_id=label.document_id,
