@@ -87,6 +87,7 @@ MIGRATIONS = [
     "0014_drift_alert_evidence_and_loop",
     "0015_drift_results",
     "0016_inference_errors",
+    "0017_views_without_failures",
 ]
 EVENT_VIEWS = {table.table: f"{table.table}_v" for table in EVENT_TABLES.values()}
 REAL_TABLES = {
@@ -974,6 +975,7 @@ async def test_current_aliases_and_canaries(store: AnalyticsStore) -> None:
 
 def test_rolling_back_the_analyst_views_restores_inference_with_feedback(client: Client) -> None:
     apply_migrations(client, migrations_dir())
+    assert rollback_migration(client, migrations_dir()) == "0017_views_without_failures"
     assert rollback_migration(client, migrations_dir()) == "0016_inference_errors"
     assert rollback_migration(client, migrations_dir()) == "0015_drift_results"
     assert rollback_migration(client, migrations_dir()) == "0014_drift_alert_evidence_and_loop"
@@ -982,3 +984,85 @@ def test_rolling_back_the_analyst_views_restores_inference_with_feedback(client:
     described = run_read_only_query(client, "DESCRIBE inference_with_feedback", {}, 100)
     assert [r[0] for r in described.rows][-4:] == ["feedback_id", "score", "thumb", "comment"]
     assert "quality_hourly" not in tables(client)
+
+
+# --- requests that failed on the server side (0017) ------------------------------------------------
+
+
+async def test_quality_hourly_counts_failures_apart_from_answers(store: AnalyticsStore) -> None:
+    at = HOUR + dt.timedelta(minutes=5)
+    answers = [
+        inference(f"a-{i}", arm="champion", model_version="bot/3", occurred_at=at, latency_ms=latency,
+                  time_to_first_token_ms=ttft, prompt_tokens=10, completion_tokens=i + 1)
+        for i, (latency, ttft) in enumerate([(10.0, 1.0), (20.0, 2.0), (30.0, 3.0)])
+    ]  # fmt: skip
+    # A timeout among them: slow, with tokens spent, and rated (the user saw nothing).
+    timeout = inference("a-timeout", arm="champion", model_version="bot/3", occurred_at=at,
+                        latency_ms=30_000.0, time_to_first_token_ms=0.0, prompt_tokens=10,
+                        completion_tokens=7, completion="", error="DEADLINE_EXCEEDED")  # fmt: skip
+    # An hour of the challenger where nothing was answered.
+    away = inference("c-away", arm="challenger", model_version="bot/4", occurred_at=at, latency_ms=2.0,
+                     prompt_tokens=4, completion_tokens=0, completion="", error="UNAVAILABLE")  # fmt: skip
+    await store.insert_inference([*answers, timeout, away])
+    await store.insert_feedback(
+        [
+            FeedbackAccepted(feedback_id="f-1", request_id="a-0", score=1.0, thumb="up"),
+            FeedbackAccepted(feedback_id="f-2", request_id="a-0", score=0.5),
+            FeedbackAccepted(feedback_id="f-3", request_id="a-1", score=0.0, thumb="down"),
+            FeedbackAccepted(feedback_id="f-4", request_id="a-timeout", score=0.0, thumb="down"),
+            FeedbackAccepted(feedback_id="f-5", request_id="c-away", score=0.0, thumb="down"),
+        ]
+    )
+    result = await store.query(
+        "SELECT arm, requests, failed, error_rate, rated_requests, feedback_count, mean_score, p50_score,"
+        " thumbs_up_share, p50_latency_ms, p95_latency_ms, p50_ttft_ms, p95_ttft_ms, prompt_tokens,"
+        " completion_tokens FROM quality_hourly ORDER BY arm"
+    )
+    assert result.rows == [
+        # Nothing answered: no quantiles, no tokens, no scores; every request failed.
+        ["challenger", 1, 1, 1.0, 0, 0, None, None, None, None, None, None, None, 0, 0],
+        # Four requests, one failed. The rest is the three answers': a-0 scores 0.75 (two feedbacks),
+        # a-1 0.0; thumbs 1 up of 2; latency 10/20/30 (p95 = 20 + 0.9 * 10); TTFT 1/2/3; tokens 30 and 6.
+        ["champion", 4, 1, 0.25, 2, 3, 0.375, 0.375, 0.5, 20.0, 29.0, 2.0, pytest.approx(2.9), 30, 6],
+    ]
+
+
+async def test_inference_with_feedback_and_usage_by_caller_show_failures(store: AnalyticsStore) -> None:
+    day = dt.datetime(2026, 11, 3, 9, tzinfo=dt.UTC)
+    await store.insert_inference(
+        [
+            inference("ok", user="alice", occurred_at=day, prompt_tokens=100, completion_tokens=50),
+            inference("late", user="alice", occurred_at=day, prompt_tokens=100, completion_tokens=20,
+                      error="DEADLINE_EXCEEDED"),
+        ]
+    )  # fmt: skip
+    await store.insert_feedback(
+        [FeedbackAccepted(feedback_id="f", request_id="late", score=0.0, thumb="down")]
+    )
+    joined = await store.query(
+        "SELECT request_id, thumb, error FROM inference_with_feedback ORDER BY request_id"
+    )
+    assert joined.rows == [["late", "down", "DEADLINE_EXCEEDED"], ["ok", "", ""]]
+    # The failed request's tokens were spent: they stay in the usage, and the row says one failed.
+    usage = await store.query(
+        "SELECT user, requests, failed, prompt_tokens, completion_tokens, total_tokens FROM usage_by_caller"
+    )
+    assert usage.rows == [["alice", 2, 1, 200, 70, 270]]
+
+
+def test_rolling_back_0017_restores_the_views_without_failures(client: Client) -> None:
+    apply_migrations(client, migrations_dir())
+    while rollback_migration(client, migrations_dir()) != "0017_views_without_failures":
+        pass  # migrations that came after
+
+    def columns(view: str) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in run_read_only_query(client, f"DESCRIBE {view}", {}, 100).rows]
+
+    quality = columns("quality_hourly")
+    assert [name for name, _ in quality][-2:] == ["prompt_tokens", "completion_tokens"]
+    assert dict(quality)["p95_latency_ms"] == "Float64"
+    assert columns("inference_with_feedback")[-1][0] == "feedback_occurred_at"
+    assert columns("usage_by_caller")[-1][0] == "currency"
+    # 0016's down drops inference_log.error, which the restored views no longer read.
+    assert rollback_migration(client, migrations_dir()) == "0016_inference_errors"
+    assert run_read_only_query(client, "SELECT count() FROM quality_hourly", {}, 1).rows == [[0]]

@@ -247,7 +247,7 @@ class Citation(BaseModel):
 
 
 class InferenceLogged(Event):
-    """One completed generation, as served."""
+    """One request's end, as served: an answer, or a server-side failure with `error` set."""
 
     topic = topics.INFERENCE_LOGGED
     key_field = "request_id"
