@@ -55,7 +55,8 @@ class MonitoringRatedAnswers:
         "FROM inference_log_v AS i "
         "INNER JOIN (SELECT request_id, avg(score) AS score FROM feedback_v GROUP BY request_id) AS f "
         "ON i.request_id = f.request_id "
-        "WHERE i.prompt = {prompt:String} "
+        # A failed request's partial text is no answer to prefer or reject.
+        "WHERE i.prompt = {prompt:String} AND i.error = '' "
         "AND replaceRegexpOne(i.model, '(@.*|/[0-9]+)$', '') = {model:String} "
         "AND i.request_id != {request_id:String} "
         "AND i.occurred_at >= now64(3) - toIntervalDay({days:UInt32}) "

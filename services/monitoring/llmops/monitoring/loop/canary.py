@@ -21,11 +21,13 @@ from llmops.monitoring.loop.policy import CanaryPolicy
 
 Action = Literal["promote", "rollback", "step", "wait"]
 
-# Answers of the registered model (the requested name without @alias or /version) by version.
+# Requests of the registered model (the requested name without @alias or /version) by version:
+# latency over answers, the error rate over all requests, feedback over answers only.
 REGISTERED = "replaceRegexpOne(model, '(@.*|/[0-9]+)$', '')"
 
 ARMS_SQL = f"""
-SELECT model_version, count() AS requests, quantileExact(0.95)(latency_ms) AS p95_latency_ms,
+SELECT model_version, count() AS requests,
+    quantileExactIf(0.95)(latency_ms, error = '') AS p95_latency_ms,
     countIf(error != '') / count() AS error_rate
 FROM inference_log_v
 WHERE {REGISTERED} = {{model:String}}
@@ -40,7 +42,7 @@ SELECT toUInt8(i.model_version = {{challenger:String}}) AS challenger, f.score A
 FROM
 (
     SELECT request_id, model_version FROM inference_log_v
-    WHERE {REGISTERED} = {{model:String}}
+    WHERE {REGISTERED} = {{model:String}} AND error = ''
         AND model_version IN ({{champion:String}}, {{challenger:String}})
         AND occurred_at >= {{start:DateTime64(3, 'UTC')}} AND occurred_at < {{end:DateTime64(3, 'UTC')}}
 ) AS i

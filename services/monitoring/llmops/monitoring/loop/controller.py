@@ -55,7 +55,7 @@ SELECT count() AS rated, avg(f.score) AS mean
 FROM
 (
     SELECT request_id FROM inference_log_v
-    WHERE {REGISTERED} = {{model:String}}
+    WHERE {REGISTERED} = {{model:String}} AND error = ''
         AND occurred_at >= {{start:DateTime64(3, 'UTC')}} AND occurred_at < {{end:DateTime64(3, 'UTC')}}
 ) AS i
 INNER JOIN
