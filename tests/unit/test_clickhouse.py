@@ -88,6 +88,7 @@ MIGRATIONS = [
     "0015_drift_results",
     "0016_inference_errors",
     "0017_views_without_failures",
+    "0018_inference_histograms_hourly",
 ]
 EVENT_VIEWS = {table.table: f"{table.table}_v" for table in EVENT_TABLES.values()}
 REAL_TABLES = {
@@ -975,6 +976,7 @@ async def test_current_aliases_and_canaries(store: AnalyticsStore) -> None:
 
 def test_rolling_back_the_analyst_views_restores_inference_with_feedback(client: Client) -> None:
     apply_migrations(client, migrations_dir())
+    assert rollback_migration(client, migrations_dir()) == "0018_inference_histograms_hourly"
     assert rollback_migration(client, migrations_dir()) == "0017_views_without_failures"
     assert rollback_migration(client, migrations_dir()) == "0016_inference_errors"
     assert rollback_migration(client, migrations_dir()) == "0015_drift_results"

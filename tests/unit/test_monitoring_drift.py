@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,9 @@ from llmops.core.clickhouse import apply_migrations, connect, insert_rows, migra
 from llmops.core.errors import InvalidArgument
 from llmops.monitoring.drift import (
     FEEDBACK_SIGNAL,
+    HISTOGRAM_TABLE,
     INSUFFICIENT_DATA,
+    LOG_BINS_PER_DOUBLING,
     NUMERIC_SIGNALS,
     PSI_LEVELS,
     RETRIEVAL_NOTE,
@@ -30,6 +33,8 @@ from llmops.monitoring.drift import (
     drift_report,
     embedding_drift,
     feedback_drift,
+    histogram_ks,
+    histogram_psi,
     numeric_drift,
     retrieval_drift,
     sample_prompts,
@@ -315,8 +320,178 @@ def test_request_is_checked() -> None:
         DriftRequest("m", REFERENCE[1], REFERENCE[0], *CURRENT)
     with pytest.raises(InvalidArgument, match="unknown signal"):
         _request("m", signals=("latency",))
+    with pytest.raises(InvalidArgument, match="numeric_method"):
+        _request("m", numeric_method="sketch")
     naive = DriftRequest("m", REFERENCE[0].replace(tzinfo=None), REFERENCE[1], *CURRENT)
     assert naive.reference_start == REFERENCE[0]
+
+
+# --- the histogram path ----------------------------------------------------------------------------
+
+BOUNDS = re.compile(r"from hourly histograms: (psi|ks) in \[([0-9.e+-]+), ([0-9.e+-]+)\]")
+
+
+def _bounds(result: DriftResult) -> tuple[float, float]:
+    match = BOUNDS.fullmatch(result.note)
+    assert match and match[1] == result.statistic, result.note
+    return float(match[2]), float(match[3])
+
+
+def _log_bins(values: np.ndarray) -> np.ndarray:
+    """Migration 0018's bins for timings, in NumPy."""
+    return np.where(
+        values > 0, np.floor(np.log2(np.where(values > 0, values, 1)) * LOG_BINS_PER_DOUBLING), -100001
+    )
+
+
+def _binned(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    bins = np.union1d(reference, current)
+    return (
+        np.array([np.sum(reference == b) for b in bins], float),
+        np.array([np.sum(current == b) for b in bins], float),
+    )
+
+
+def _slower(g: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    return g.lognormal(5.0, 0.4, 4000), 1.2 * g.lognormal(5.0, 0.4, 1500)
+
+
+def _same(g: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    return g.lognormal(3.0, 0.8, 4000), g.lognormal(3.0, 0.8, 1500)
+
+
+def _bimodal(g: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([g.lognormal(4, 0.2, 2000), g.lognormal(6, 0.2, 2000)]), g.lognormal(5, 0.5, 1500)
+
+
+def _heavy_tail(g: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    reference = np.concatenate([np.zeros(300), g.pareto(1.5, 3700) * 50])
+    return reference, np.concatenate([np.zeros(50), g.pareto(1.2, 1450) * 50])
+
+
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("lognormal timings, 1.2x slower", _slower),
+        ("same distribution", _same),
+        ("bimodal against unimodal", _bimodal),
+        ("zeros and heavy tail", _heavy_tail),
+    ],
+)
+def test_histogram_bounds_hold_the_exact_statistics(name: str, make) -> None:
+    """KS and PSI from log-spaced bins: SciPy's / NumPy's exact values lie within the stated bounds."""
+    from scipy.stats import ks_2samp
+
+    reference, current = make(np.random.default_rng(17))
+    r, c = _binned(_log_bins(reference), _log_bins(current))
+    points = np.zeros(len(r), dtype=bool)
+    ks_low, ks_high = histogram_ks(r, c, points)
+    exact_ks = ks_2samp(reference, current).statistic
+    psi = histogram_psi(r, c, points, 1e-4)
+    assert psi is not None
+    exact_psi = _numpy_psi(reference, current)
+    print(
+        f"{name}: ks exact={exact_ks:.5f} bins=[{ks_low:.5f}, {ks_high:.5f}]; "
+        f"psi exact={exact_psi:.5f} bins={psi[0]:.5f} in [{psi[1]:.5f}, {psi[2]:.5f}]"
+    )
+    assert ks_low - 1e-12 <= exact_ks <= ks_high + 1e-12
+    assert psi[1] - 1e-12 <= exact_psi <= psi[2] + 1e-12
+    # The bounds are loose; the values themselves are close (bins are 1.1% wide), PSI within 1%.
+    assert abs(ks_low - exact_ks) < 0.01 and abs(psi[0] - exact_psi) < 0.01 * max(1.0, exact_psi)
+    # Unit bins of integers are points: exact.
+    tokens_r, tokens_c = np.round(reference).astype(int), np.round(current).astype(int)
+    r, c = _binned(tokens_r, tokens_c)
+    points = np.ones(len(r), dtype=bool)
+    assert histogram_ks(r, c, points) == pytest.approx((_numpy_ks(tokens_r, tokens_c),) * 2, abs=1e-12)
+    value, low, high = histogram_psi(r, c, points, 1e-4)
+    assert value == low == high == pytest.approx(_numpy_psi(tokens_r, tokens_c), abs=1e-12)
+
+
+@pytest.mark.parametrize("scope", ["model", "group"])
+def test_histogram_path_agrees_with_the_exact_path_and_scipy(client: Client, scope: str) -> None:
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(8)
+    model = f"binned-{scope}"
+    reference, current = _traffic(rng, 3000), _traffic(rng, 1200, latency_factor=1.2)
+    other = _traffic(rng, 800, latency_factor=2.0, rag=True)
+    _insert_answers(client, model, REFERENCE, reference, seed=5)
+    _insert_answers(client, model, REFERENCE, other, version=f"{model}/0", arm="other", seed=7)
+    _insert_answers(client, model, CURRENT, current, seed=6)
+    exact = numeric_drift(client, _request(model, signals=NUMERIC_SIGNALS, reference_scope=scope))
+    binned = numeric_drift(
+        client, _request(model, signals=NUMERIC_SIGNALS, reference_scope=scope, numeric_method="histograms")
+    )
+    assert [(r.signal, r.statistic, r.arm) for r in binned] == [(r.signal, r.statistic, r.arm) for r in exact]
+    for e, b in zip(exact, binned, strict=True):
+        ref = np.asarray(reference[b.signal], float)
+        if scope == "model":
+            ref = np.concatenate([ref, np.asarray(other[b.signal], float)])
+        cur = np.asarray(current[b.signal], float)
+        truth = ks_2samp(ref, cur).statistic if b.statistic == "ks" else _numpy_psi(ref, cur)
+        low, high = _bounds(b)
+        print(f"{scope} {b.signal} {b.statistic}: exact={e.value:.6f} scipy/numpy={truth:.6f} "
+              f"histograms={b.value:.6f} in [{low:.6f}, {high:.6f}]")  # fmt: skip
+        assert (
+            (b.reference_count, b.current_count)
+            == (e.reference_count, e.current_count)
+            == (len(ref), len(cur))
+        )
+        assert low - 1e-12 <= truth <= high + 1e-12 and low - 1e-12 <= b.value <= high + 1e-12
+        if b.signal in ("prompt_tokens", "completion_tokens"):  # unit bins: exact
+            assert b.value == pytest.approx(e.value, abs=1e-9)
+            assert (low, high) == pytest.approx((b.value,) * 2, rel=1e-5)  # six digits in the note
+            if b.statistic == "ks":  # the same asymptotic p-value as the engine's test
+                assert b.p_value == pytest.approx(e.p_value, rel=1e-9, abs=1e-15)
+        else:
+            assert abs(b.value - e.value) < 0.01
+        assert b.drifted == e.drifted
+
+
+def test_histogram_path_reads_partial_hours_and_redelivered_events_from_rows(client: Client) -> None:
+    rng = np.random.default_rng(12)
+    model = "redelivered"
+    _insert_answers(client, model, REFERENCE, _traffic(rng, 2000), seed=1)
+    _insert_answers(client, model, CURRENT, _traffic(rng, 1000, latency_factor=1.3), seed=2)
+    # Kafka redelivers the current window's first six hours: the same events are inserted again.
+    client.command(
+        "INSERT INTO inference_log SELECT * FROM inference_log WHERE model = {m:String} AND occurred_at >= "
+        "{s:DateTime64(3, 'UTC')} AND occurred_at < {s:DateTime64(3, 'UTC')} + INTERVAL 6 HOUR",
+        parameters={"m": model, "s": CURRENT[0]},
+    )
+    binned_rows = client.query(
+        f"SELECT sum(count) FROM {HISTOGRAM_TABLE} WHERE model = {{m:String}} AND signal = 'latency_ms'",
+        parameters={"m": model},
+    ).result_rows[0][0]
+    assert binned_rows > 3000  # the view counted the redelivered events again; inference_log_v does not
+    # Windows that do not start or end on a whole hour.
+    half = dt.timedelta(minutes=30)
+    windows = (REFERENCE[0] + half, REFERENCE[1] - half, CURRENT[0] + half, CURRENT[1] - half)
+    exact = numeric_drift(client, DriftRequest(model, *windows, signals=NUMERIC_SIGNALS))
+    binned = numeric_drift(
+        client, DriftRequest(model, *windows, signals=NUMERIC_SIGNALS, numeric_method="histograms")
+    )
+    print(
+        f"histogram rows {binned_rows} for 3000 answers; "
+        f"counts {binned[0].reference_count}, {binned[0].current_count}"
+    )
+    for e, b in zip(exact, binned, strict=True):
+        assert (b.signal, b.statistic, b.reference_count, b.current_count) == (
+            e.signal, e.statistic, e.reference_count, e.current_count,
+        )  # fmt: skip
+        assert b.note.startswith("from hourly histograms")
+        if b.signal in ("prompt_tokens", "completion_tokens"):
+            assert b.value == pytest.approx(e.value, abs=1e-9)
+        else:
+            low, high = _bounds(b)
+            assert low - 1e-12 <= e.value <= high + 1e-12
+    # No whole hour in the current window: the exact path answers.
+    short = (*windows[:2], CURRENT[0] + half, CURRENT[0] + 2 * half)
+    fallback = numeric_drift(
+        client, DriftRequest(model, *short, signals=("prompt_tokens",), numeric_method="histograms")
+    )
+    assert fallback == numeric_drift(client, DriftRequest(model, *short, signals=("prompt_tokens",)))
+    assert {r.note for r in fallback} == {""}
 
 
 # --- prompt embeddings on real text ----------------------------------------------------------------

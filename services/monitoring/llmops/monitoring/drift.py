@@ -95,6 +95,9 @@ class DriftRequest:
     embedding_sample: int = 200  # prompts drawn per window and group
     permutations: int = 1000
     seed: int = 0
+    # Numeric signals: "exact" sorts the rows; "histograms" reads the hourly histograms (see
+    # numeric_drift for the error it allows).
+    numeric_method: Literal["exact", "histograms"] = "exact"
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -114,6 +117,10 @@ class DriftRequest:
         object.__setattr__(self, "signals", tuple(s for s in ALL_SIGNALS if s in self.signals))
         if self.reference_scope not in ("model", "group"):
             raise InvalidArgument(f"reference_scope must be 'model' or 'group', got {self.reference_scope!r}")
+        if self.numeric_method not in ("exact", "histograms"):
+            raise InvalidArgument(
+                f"numeric_method must be 'exact' or 'histograms', got {self.numeric_method!r}"
+            )
         if self.embedding_sample < self.thresholds.min_count:
             raise InvalidArgument(
                 f"embedding_sample ({self.embedding_sample}) must be at least thresholds.min_count "
@@ -481,10 +488,28 @@ def _psi(reference_at_most: Sequence[int], current_at_most: Sequence[int], count
 
 
 def numeric_drift(client: Client, request: DriftRequest) -> list[DriftResult]:
-    """PSI and KS of prompt and completion tokens, latency and time to first token, per version and arm."""
+    """PSI and KS of prompt and completion tokens, latency and time to first token, per version and arm.
+
+    ``request.numeric_method`` "exact" sorts the rows (exact PSI on the reference deciles, the
+    engine's exact KS). "histograms" reads the hourly histograms of migration 0018 instead (see
+    :func:`histogram_ks` and :func:`histogram_psi` for the error, which each result's note states):
+    token counts below 2^20 are exact, timings are within one log-spaced bin (about 1.1%). Hours
+    only partly inside a window, and hours whose histogram count differs from the deduplicated row
+    count (a redelivered event, counted twice by the view), are binned from the rows with the same
+    bins, so counts are always those of ``inference_log_v``. A window with no whole hour, or a
+    reference decile that the bins cannot place, falls back to the exact path.
+    """
     signals = [s for s in request.signals if s in NUMERIC_SIGNALS]
     if not signals:
         return []
+    if request.numeric_method == "histograms":
+        found = _numeric_drift_from_histograms(client, request, signals)
+        if found is not None:
+            return found
+    return _numeric_drift_exact(client, request, signals)
+
+
+def _numeric_drift_exact(client: Client, request: DriftRequest, signals: list[str]) -> list[DriftResult]:
     pooled = request.reference_scope == "model"
     t = request.thresholds
     parameters = _parameters(request)
@@ -545,6 +570,287 @@ def numeric_drift(client: Client, request: DriftRequest) -> list[DriftResult]:
             results.append(_result(signal, _PSI, group, n, t, _finite(psi)))
             results.append(
                 _result(signal, _KS, group, n, t, _finite(ks["d_statistic"]), _finite(ks["p_value"]))
+            )
+    return results
+
+
+# --- numeric signals from hourly histograms --------------------------------------------------------
+# Migration 0018's view counts, per hour, model, version and arm, the answers in each bin of each
+# numeric signal. Token counts are their own bin below TOKEN_OVERFLOW_BIN (a point: exact); timings
+# fall in log-spaced bins [2^(b/64), 2^((b+1)/64)), values <= 0 (and NaN) in NONPOSITIVE_BIN.
+
+HISTOGRAM_TABLE = "inference_histograms_hourly"
+TOKEN_OVERFLOW_BIN = 1 << 20
+LOG_BINS_PER_DOUBLING = 64
+NONPOSITIVE_BIN = -100001
+_TOKEN_SIGNALS = frozenset({"prompt_tokens", "completion_tokens"})
+_HOUR = dt.timedelta(hours=1)
+
+# The view's bins (0018), computed from rows for the parts of a window the histograms cannot answer.
+_ROW_BINS = """[
+    ('prompt_tokens', toInt32(least(prompt_tokens, 1048576))),
+    ('completion_tokens', toInt32(least(completion_tokens, 1048576))),
+    ('latency_ms', if(latency_ms > 0, toInt32(least(floor(log2(latency_ms) * 64), 100000)), -100001)),
+    ('time_to_first_token_ms', if(time_to_first_token_ms > 0,
+        toInt32(least(floor(log2(time_to_first_token_ms) * 64), 100000)), -100001))
+]"""
+
+
+def _hours_sql(w: str) -> str:
+    return (
+        f"hour >= {{{w}_hours_start:DateTime64(3, 'UTC')}} AND hour < {{{w}_hours_end:DateTime64(3, 'UTC')}}"
+    )
+
+
+def _rows_outside_hours_sql(w: str) -> str:
+    return (
+        f"(occurred_at < {{{w}_hours_start:DateTime64(3, 'UTC')}} "
+        f"OR occurred_at >= {{{w}_hours_end:DateTime64(3, 'UTC')}} "
+        "OR has({mismatched:Array(DateTime('UTC'))}, toDateTime(toStartOfHour(occurred_at), 'UTC')))"
+    )
+
+
+# Each whole hour's histogram count against the deduplicated rows (inference_log_v reads FINAL).
+_HOUR_CHECK_SQL = f"""
+SELECT h, sum(r) AS answers, sum(c) AS binned
+FROM
+(
+    SELECT toDateTime(toStartOfHour(occurred_at), 'UTC') AS h, count() AS r, toUInt64(0) AS c
+    FROM inference_log_v
+    WHERE model = {{model:String}} AND (
+        (occurred_at >= {{reference_hours_start:DateTime64(3, 'UTC')}}
+            AND occurred_at < {{reference_hours_end:DateTime64(3, 'UTC')}})
+        OR (occurred_at >= {{current_hours_start:DateTime64(3, 'UTC')}}
+            AND occurred_at < {{current_hours_end:DateTime64(3, 'UTC')}}))
+    GROUP BY h
+    UNION ALL
+    SELECT hour, toUInt64(0), sum(count)
+    FROM {HISTOGRAM_TABLE}
+    WHERE model = {{model:String}} AND signal = 'prompt_tokens'
+        AND (({_hours_sql("reference")}) OR ({_hours_sql("current")}))
+    GROUP BY hour
+)
+GROUP BY h
+HAVING answers != binned
+"""
+
+
+def _histogram_sql(rows_from: Sequence[str]) -> str:
+    """Per window, version, arm, signal and bin: the count, from histograms and from ``rows_from``'s rows."""
+    parts = [
+        f"""
+    SELECT toUInt8({w == "current"}) AS w, model_version, arm, signal, bin, count AS n
+    FROM {HISTOGRAM_TABLE}
+    WHERE model = {{model:String}} AND {_hours_sql(w)} AND has({{signals:Array(String)}}, signal)
+        AND NOT has({{mismatched:Array(DateTime('UTC'))}}, hour)"""
+        for w in ("reference", "current")
+    ]
+    parts.extend(
+        f"""
+    SELECT toUInt8({w == "current"}), model_version, arm, s.1, s.2, toUInt64(1)
+    FROM inference_log_v
+    ARRAY JOIN {_ROW_BINS} AS s
+    WHERE model = {{model:String}} AND {_window(_WINDOW, w)} AND {_rows_outside_hours_sql(w)}
+        AND has({{signals:Array(String)}}, s.1)"""
+        for w in rows_from
+    )
+    return f"""
+SELECT w, model_version, arm, signal, bin, sum(n)
+FROM
+({" UNION ALL ".join(parts)}
+)
+GROUP BY w, model_version, arm, signal, bin
+"""
+
+
+def _whole_hours(start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The whole hours inside [start, end): [first, last), empty when first >= last."""
+    floor = start.replace(minute=0, second=0, microsecond=0)
+    first = floor if floor == start else floor + _HOUR
+    return first, end.replace(minute=0, second=0, microsecond=0)
+
+
+def _kolmogorov_sf(x: float) -> float:
+    """P(K > x) for the Kolmogorov distribution: the asymptotic p-value ClickHouse's KS test gives."""
+    if x <= 0:
+        return 1.0
+    if x < 1.0:
+        # The theta-function form converges fast where the alternating series does not.
+        cdf = (
+            math.sqrt(2 * math.pi)
+            / x
+            * sum(math.exp(-((2 * k - 1) ** 2) * math.pi**2 / (8 * x * x)) for k in range(1, 20))
+        )
+        return min(1.0, max(0.0, 1.0 - cdf))
+    return min(1.0, max(0.0, 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * x * x) for k in range(1, 100))))
+
+
+def histogram_ks(
+    reference: np.ndarray, current: np.ndarray, points: np.ndarray
+) -> tuple[float, float]:  # fmt: skip
+    """Bounds on the two-sample KS statistic of two samples known only as counts per shared bin.
+
+    Args:
+        reference, current: counts per bin, bins in increasing order (the same bins for both).
+        points: per bin, whether it holds a single value (a token count below the overflow bin).
+
+    Returns:
+        (low, high). ``low`` is the largest distance between the two ECDFs at the bins' upper edges,
+        where they are known exactly; the true statistic is at least that. Inside a bin that spans
+        values each ECDF moves between its values at the bin's two edges, so the distance there is
+        at most the larger of |F_ref(upper) - F_cur(lower)| and |F_cur(upper) - F_ref(lower)|:
+        ``high``, at most ``low`` plus the larger mass the two samples put in one such bin. With
+        point bins only, ``low == high`` is the exact statistic.
+    """
+    cum_r = np.cumsum(reference) / max(reference.sum(), 1)
+    cum_c = np.cumsum(current) / max(current.sum(), 1)
+    if len(cum_r) == 0:
+        return 0.0, 0.0
+    low = float(np.max(np.abs(cum_r - cum_c)))
+    below_r, below_c = np.concatenate([[0.0], cum_r[:-1]]), np.concatenate([[0.0], cum_c[:-1]])
+    inside = np.maximum(np.abs(cum_r - below_c), np.abs(cum_c - below_r))[~points]
+    return low, max(low, float(inside.max(initial=0.0)))
+
+
+def _psi_term(c: float, r: float) -> float:
+    return (c - r) * math.log(c / r)
+
+
+def histogram_psi(
+    reference: np.ndarray, current: np.ndarray, points: np.ndarray, epsilon: float
+) -> tuple[float, float, float] | None:  # fmt: skip
+    """PSI on the reference deciles from counts per shared bin, with bounds on the exact PSI.
+
+    Each decile is placed as the exact path places it (the sorted reference value at
+    floor(level * n)) in the bin that holds it; the PSI bin ends at that bin's upper edge. In a point
+    bin that is the decile itself, so tied deciles merge as they do there and PSI is exact. In a bin
+    that spans values the exact count at or below the decile lies between the counts below and
+    through the bin: each PSI bin's shares lie in an interval, and since each term
+    (c - r) ln(c / r) is jointly convex, increasing in |c - r|, its range over those intervals is
+    found at their ends. The sum of the ranges bounds the exact PSI.
+
+    Returns:
+        (value, low, high), or None when two deciles fall in one bin that spans values (the bins
+        cannot tell whether they tie, so not even the number of PSI bins is known).
+    """
+    cum_r, cum_c = np.cumsum(reference), np.cumsum(current)
+    n_r, n_c = int(cum_r[-1]), int(cum_c[-1])
+    holding = [int(np.searchsorted(cum_r, min(int(level * n_r), n_r - 1), "right")) for level in PSI_LEVELS]
+    cuts = sorted(set(holding))
+    if any(holding.count(k) > 1 and not points[k] for k in cuts):
+        return None
+
+    def at_most(cum: np.ndarray, k: int | None, through: bool, n: int) -> int:
+        if k is None:
+            return n
+        return int(cum[k]) if through or points[k] else int(cum[k - 1]) if k > 0 else 0
+
+    def share(
+        cum: np.ndarray, n: int, start: int | None, end: int | None, high_end: bool, low_start: bool
+    ) -> float:
+        low = 0 if start is None else at_most(cum, start, not low_start, n)
+        return max(at_most(cum, end, high_end, n) - low, 0) / n
+
+    value, low, high = 0.0, 0.0, 0.0
+    for start, end in zip([None, *cuts], [*cuts, None], strict=True):
+        # Nominal shares (both ends through their bins), then the least and the most each can be.
+        c, r = (
+            max(share(cum, n, start, end, True, False), epsilon) for cum, n in ((cum_c, n_c), (cum_r, n_r))
+        )
+        c_lo, c_hi = (
+            max(share(cum_c, n_c, start, end, e, s), epsilon) for e, s in ((False, False), (True, True))
+        )
+        r_lo, r_hi = (
+            max(share(cum_r, n_r, start, end, e, s), epsilon) for e, s in ((False, False), (True, True))
+        )
+        value += _psi_term(c, r)
+        high += max(_psi_term(x, y) for x in (c_lo, c_hi) for y in (r_lo, r_hi))
+        if c_lo > r_hi:
+            low += _psi_term(c_lo, r_hi)
+        elif r_lo > c_hi:
+            low += _psi_term(c_hi, r_lo)
+    return value, low, high
+
+
+def _rounded(x: float, up: bool) -> str:
+    """``x`` to six significant digits, rounded away from the inside of the interval it bounds."""
+    if x <= 0 or not math.isfinite(x):
+        return f"{x:.6g}"
+    step = 10.0 ** (math.floor(math.log10(x)) - 5)
+    return f"{(math.ceil(x / step) if up else math.floor(x / step)) * step:.6g}"
+
+
+def _numeric_drift_from_histograms(
+    client: Client, request: DriftRequest, signals: list[str]
+) -> list[DriftResult] | None:
+    """numeric_drift from the hourly histograms; None where they cannot answer (the exact path does)."""
+    pooled = request.reference_scope == "model"
+    t = request.thresholds
+    parameters: dict[str, Any] = {**_parameters(request), "signals": signals}
+    rows_from = []
+    for w in ("reference", "current"):
+        start, end = getattr(request, f"{w}_start"), getattr(request, f"{w}_end")
+        first, last = _whole_hours(start, end)
+        if first >= last:
+            return None
+        parameters[f"{w}_hours_start"], parameters[f"{w}_hours_end"] = first, last
+        if start < first or last < end:
+            rows_from.append(w)
+    checked = client.query(
+        _HOUR_CHECK_SQL, parameters=parameters, settings={"log_comment": "drift:histograms:check"}
+    ).result_rows
+    mismatched = sorted({_utc(h, "hour") for h, _, _ in checked})
+    parameters["mismatched"] = mismatched
+    if mismatched:
+        rows_from = ["reference", "current"]
+    binned = client.query(
+        _histogram_sql(rows_from), parameters=parameters, settings={"log_comment": "drift:histograms:bins"}
+    ).result_rows
+    # histograms[(window, group)][signal] = {bin: count}; the pooled reference is ("", "").
+    histograms: dict[tuple[int, tuple[str, str]], dict[str, dict[int, int]]] = {}
+    for w, version, arm, signal, b, n in binned:
+        keys = [(w, (version, arm))] + ([(w, ("", ""))] if w == 0 else [])
+        for key in keys:
+            counts = histograms.setdefault(key, {}).setdefault(signal, {})
+            counts[b] = counts.get(b, 0) + int(n)
+
+    def total(key: tuple[int, tuple[str, str]]) -> int:
+        return sum(histograms.get(key, {}).get(signals[0], {}).values())
+
+    counts = {
+        g: (total((0, ("", "") if pooled else g)), total((1, g)))
+        for w, g in histograms if w == 1 and total((1, g)) > 0
+    }  # fmt: skip
+
+    def note(statistic: str, low: float, high: float) -> str:
+        return f"from hourly histograms: {statistic} in [{_rounded(low, False)}, {_rounded(high, True)}]"
+
+    results = []
+    for signal in signals:
+        for group in sorted(counts):
+            n = counts[group]
+            if min(n) < t.min_count:
+                results.extend(_result(signal, stat, group, n, t, enough=False) for stat in (_PSI, _KS))
+                continue
+            ref = histograms[(0, ("", "") if pooled else group)][signal]
+            cur = histograms[(1, group)][signal]
+            bins = np.array(sorted(ref.keys() | cur.keys()), dtype=np.int64)
+            r = np.array([ref.get(int(b), 0) for b in bins], dtype=np.float64)
+            c = np.array([cur.get(int(b), 0) for b in bins], dtype=np.float64)
+            if signal in _TOKEN_SIGNALS:
+                points = bins < TOKEN_OVERFLOW_BIN
+            else:
+                points = np.zeros(len(bins), dtype=bool)
+            psi = histogram_psi(r, c, points, t.psi_epsilon)
+            if psi is None:
+                return None
+            ks_low, ks_high = histogram_ks(r, c, points)
+            p_value = _kolmogorov_sf(math.sqrt(n[0] * n[1] / (n[0] + n[1])) * ks_low)
+            results.append(
+                _result(signal, _PSI, group, n, t, _finite(psi[0]), note=note("psi", *psi[1:]))
+            )
+            results.append(
+                _result(signal, _KS, group, n, t, ks_low, p_value, note=note("ks", ks_low, ks_high))
             )
     return results
 
