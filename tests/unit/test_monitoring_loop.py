@@ -380,12 +380,23 @@ async def test_the_gate_is_checked_before_any_traffic(store: AnalyticsStore) -> 
 
 
 async def test_too_little_feedback_data_stops_before_training(store: AnalyticsStore) -> None:
-    p = Platform(store, policy(min_examples=50), train_count=12)
+    p = Platform(store, policy(min_examples=50, dataset_wait_seconds=0), train_count=12)
     await answers(store, 1, thumbs(np.random.default_rng(14), 30, 0.2))
     await p.controller.tick()
     assert p.steps() == ["triggered", "stopped"]
     assert "too few training examples from feedback: 12" in p.published[-1].reason
     assert not [e for e in p.published if isinstance(e, TrainingRequested)]
+
+
+async def test_the_dataset_waits_for_feedback_still_on_its_way_to_labeling(store: AnalyticsStore) -> None:
+    p = Platform(store, policy(min_examples=20, dataset_wait_seconds=300), train_count=12)
+    await answers(store, 1, thumbs(np.random.default_rng(19), 30, 0.2))
+    await p.controller.tick()
+    await p.controller.tick()
+    assert p.steps() == ["triggered"] and len(p.labeling.requests) == 2  # built again each round
+    p.labeling.train_count = 24  # labeling has caught up with the corrections
+    await p.controller.tick()
+    assert p.steps() == ["triggered", "dataset_built", "training_requested"]
 
 
 async def test_good_feedback_or_too_little_of_it_starts_nothing(store: AnalyticsStore) -> None:

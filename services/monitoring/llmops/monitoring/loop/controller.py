@@ -350,23 +350,38 @@ class LoopController:
     # --- the steps -------------------------------------------------------------------------------
 
     async def _build_dataset(self, state: LoopState, policy: LoopPolicy) -> None:
+        """A dataset version from the model's feedback. Feedback reaches labeling on its own time (it
+        finds each answer first), so a dataset with too few examples is built again every round for
+        ``dataset_wait_seconds`` after the trigger before the loop gives up."""
         queues = policy.dataset_queues()
-        version = await self.labeling.CreateDatasetVersion(
-            labeling_pb2.CreateDatasetVersionRequest(
-                dataset=f"{state.model}-feedback",
-                queues=list(queues),
-                filter={"registered_model": state.model},
-                eval_fraction=policy.eval_fraction,
-                seed=0,
-                description=f"built by the feedback loop {state.loop_id} ({state.trigger})",
+        waited = (self._clock() - (state.started_at or self._clock())).total_seconds()
+        try:
+            version = await self.labeling.CreateDatasetVersion(
+                labeling_pb2.CreateDatasetVersionRequest(
+                    dataset=f"{state.model}-feedback",
+                    queues=list(queues),
+                    filter={"registered_model": state.model},
+                    eval_fraction=policy.eval_fraction,
+                    seed=0,
+                    description=f"built by the feedback loop {state.loop_id} ({state.trigger})",
+                )
             )
-        )
+        except grpc.aio.AioRpcError as exc:
+            # No labeled example at all yet: labeling answers INVALID_ARGUMENT saying so.
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT or waited > policy.dataset_wait_seconds:
+                raise
+            log.info("loop %s: no dataset yet (%s); trying again", state.loop_id, exc.details())
+            return
         counts = {"train_count": float(version.train_count), "eval_count": float(version.eval_count)}
         if version.train_count < policy.min_examples:
+            if waited <= policy.dataset_wait_seconds:
+                log.info("loop %s: %d training examples so far, %d needed; trying again", state.loop_id,
+                         version.train_count, policy.min_examples)  # fmt: skip
+                return
             raise _Final(
                 f"too few training examples from feedback: {version.train_count} in dataset version "
-                f"{version.version_id[:12]} (queues {', '.join(queues)}), the policy needs "
-                f"{policy.min_examples}"
+                f"{version.version_id[:12]} (queues {', '.join(queues)}) after {waited:.0f} s, the policy "
+                f"needs {policy.min_examples}"
             )
         await self._emit(
             state, "dataset_built",

@@ -72,6 +72,9 @@ class LoopPolicy(BaseModel):
     queues: tuple[str, ...] = Field((), description="Labeling queues; empty: the method's default.")
     eval_fraction: float = Field(0.2, ge=0, lt=1)
     min_examples: int = Field(8, ge=1, description="Fewer training examples than this: no training.")
+    dataset_wait_seconds: float = Field(
+        300.0, ge=0, description="How long after the trigger the feedback may take to reach labeling."
+    )
     hyperparameters: dict[str, float | int | str | list[str]] = Field(default_factory=dict)
     resources: dict[str, float | int] = Field(default_factory=dict)
     training_timeout_seconds: float = Field(3 * 3600.0, gt=0)
