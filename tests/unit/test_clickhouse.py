@@ -89,6 +89,7 @@ MIGRATIONS = [
     "0016_inference_errors",
     "0017_views_without_failures",
     "0018_inference_histograms_hourly",
+    "0019_histograms_answers_only",
 ]
 EVENT_VIEWS = {table.table: f"{table.table}_v" for table in EVENT_TABLES.values()}
 REAL_TABLES = {
@@ -976,6 +977,7 @@ async def test_current_aliases_and_canaries(store: AnalyticsStore) -> None:
 
 def test_rolling_back_the_analyst_views_restores_inference_with_feedback(client: Client) -> None:
     apply_migrations(client, migrations_dir())
+    assert rollback_migration(client, migrations_dir()) == "0019_histograms_answers_only"
     assert rollback_migration(client, migrations_dir()) == "0018_inference_histograms_hourly"
     assert rollback_migration(client, migrations_dir()) == "0017_views_without_failures"
     assert rollback_migration(client, migrations_dir()) == "0016_inference_errors"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from clickhouse_connect.driver import Client
 
-from llmops.core.clickhouse import apply_migrations, connect, insert_rows, migrations_dir
+from llmops.core.clickhouse import apply_migrations, connect, insert_rows, migrations_dir, rollback_migration
 from llmops.core.errors import InvalidArgument
 from llmops.monitoring.drift import (
     FEEDBACK_SIGNAL,
@@ -492,6 +492,154 @@ def test_histogram_path_reads_partial_hours_and_redelivered_events_from_rows(cli
     )
     assert fallback == numeric_drift(client, DriftRequest(model, *short, signals=("prompt_tokens",)))
     assert {r.note for r in fallback} == {""}
+
+
+# --- answers only: requests that failed on the server side are left out ------------------------------
+
+
+def _insert_failures(
+    client: Client, model: str, window: tuple[dt.datetime, dt.datetime], n: int, *, seed: int,
+    arm: str = "champion",
+) -> None:  # fmt: skip
+    """Requests that failed on the server side (0016): a deadline's latency, no output, huge prompts."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        [
+            uuid.uuid4(), f"{model}-{arm}-failed-{seed}-{i}", t, model, f"{model}/1", arm, f"failed {i}",
+            50_000 + i, 0, 600_000.0 * (1 + i % 3), 0.0, ("DEADLINE_EXCEEDED", "UNAVAILABLE")[i % 2],
+        ]
+        for i, t in enumerate(_times(rng, window, n))
+    ]  # fmt: skip
+    insert_rows(client, "inference_log", (*INFERENCE_COLUMNS, "error"), rows)
+
+
+class _RecordingClient:
+    """The client, recording each query's parameters (which hours the histogram path reads from rows)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client, self.parameters = client, []
+
+    def query(self, sql: str, parameters: dict | None = None, **kwargs):  # noqa: ANN003, ANN201
+        self.parameters.append(dict(parameters or {}))  # the caller adds to its dict later
+        return self.client.query(sql, parameters=parameters, **kwargs)
+
+
+def _comparable(results: list[DriftResult]) -> list[tuple]:
+    # Everything but the model version, which names the model.
+    return [
+        (r.signal, r.statistic, r.arm, r.value, r.p_value, r.drifted, r.reference_count, r.current_count,
+         r.status, r.note)
+        for r in results
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("scope", ["model", "group"])
+def test_failed_requests_are_left_out_of_numeric_drift(client: Client, scope: str) -> None:
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(21)
+    reference, current = _traffic(rng, 2000), _traffic(rng, 800, latency_factor=1.2)
+    answers, failing = f"answers-{scope}", f"failing-{scope}"
+    for model in (answers, failing):
+        _insert_answers(client, model, REFERENCE, reference, seed=5)
+        _insert_answers(client, model, CURRENT, current, seed=6)
+    # Failures among the answers in both windows, and an arm that only failed.
+    _insert_failures(client, failing, REFERENCE, 300, seed=8)
+    _insert_failures(client, failing, CURRENT, 400, seed=9)
+    _insert_failures(client, failing, CURRENT, 100, seed=10, arm="broken")
+    binned_rows = client.query(
+        f"SELECT sum(count) FROM {HISTOGRAM_TABLE} WHERE model = {{m:String}} AND signal = 'latency_ms'",
+        parameters={"m": failing},
+    ).result_rows[0][0]
+    assert binned_rows == 2800  # the view (0019) counts answers only
+
+    for method in ("exact", "histograms"):
+        recording = _RecordingClient(client)
+        results = numeric_drift(
+            recording,
+            _request(failing, signals=NUMERIC_SIGNALS, reference_scope=scope, numeric_method=method),
+        )
+        without = numeric_drift(
+            client, _request(answers, signals=NUMERIC_SIGNALS, reference_scope=scope, numeric_method=method)
+        )
+        assert _comparable(results) == _comparable(without)
+        assert {r.arm for r in results} == {"champion"}  # the arm with failures only has no answer
+        if method == "histograms":
+            # Every hour's histogram count agrees with the answers: no hour is read from the rows.
+            assert [p["mismatched"] for p in recording.parameters if "mismatched" in p] == [[]]
+        for r in results:
+            ref, cur = np.asarray(reference[r.signal], float), np.asarray(current[r.signal], float)
+            truth = ks_2samp(ref, cur).statistic if r.statistic == "ks" else _numpy_psi(ref, cur)
+            print(
+                f"{scope} {method} {r.signal} {r.statistic}: {r.value:.6f} scipy/numpy={truth:.6f} {r.note}"
+            )
+            assert (r.reference_count, r.current_count) == (2000, 800)
+            if method == "exact" or r.signal in ("prompt_tokens", "completion_tokens"):
+                assert r.value == pytest.approx(truth, abs=1e-6 if r.statistic == "psi" else 1e-9)
+            else:  # timings within one log-spaced bin: SciPy's value lies within the stated bounds
+                low, high = _bounds(r)
+                assert low - 1e-12 <= truth <= high + 1e-12
+                assert abs(r.value - truth) < 0.01
+
+
+def test_prompt_sample_and_feedback_leave_failures_out(client: Client) -> None:
+    rng = np.random.default_rng(22)
+    model = "failing-feedback"
+    ids = {
+        w: _insert_answers(client, model, window, _traffic(rng, 120), seed=seed)
+        for w, window, seed in (("reference", REFERENCE, 1), ("current", CURRENT, 2))
+    }
+    _insert_failures(client, model, CURRENT, 80, seed=3)
+    failed = [f"{model}-champion-failed-3-{i}" for i in range(80)]
+    # Every answer rated 0.8 in the reference and 0.7 in the current window; failures rated 0.
+    scores = [(i, 0.8 if w == "reference" else 0.7) for w in ("reference", "current") for i in ids[w]] + [
+        (i, 0.0) for i in failed
+    ]
+    insert_rows(
+        client, "feedback", ("event_id", "request_id", "occurred_at", "score"),
+        [[uuid.uuid4(), i, CURRENT[1] - dt.timedelta(minutes=1), score] for i, score in scores],
+    )  # fmt: skip
+    sample = sample_prompts(client, model, *CURRENT, 1000)
+    assert len(sample[(f"{model}/1", "champion")]) == 120
+    assert not any(p.startswith("failed") for p in sample[(f"{model}/1", "champion")])
+    (shift,) = feedback_drift(client, _request(model, signals=(FEEDBACK_SIGNAL,)))
+    assert (shift.reference_count, shift.current_count) == (120, 120)
+    assert shift.value == pytest.approx(-0.1)
+
+
+def test_migration_0019_rebuilds_the_histograms_from_answers_and_its_down_restores_0018(
+    client: Client,
+) -> None:
+    model = "failing-before-0019"
+
+    def binned() -> int:
+        return client.query(
+            f"SELECT sum(count) FROM {HISTOGRAM_TABLE} WHERE model = {{m:String}} AND signal = 'latency_ms'",
+            parameters={"m": model},
+        ).result_rows[0][0]
+
+    def down_through_0019() -> list[str]:
+        rolled_back: list[str] = []  # newest first: any later migration, then 0019
+        while not rolled_back or rolled_back[-1] != "0019_histograms_answers_only":
+            name = rollback_migration(client, migrations_dir())
+            assert name is not None
+            rolled_back.append(name)
+        return rolled_back
+
+    rolled_back = down_through_0019()
+    try:
+        _insert_answers(client, model, CURRENT, _traffic(np.random.default_rng(23), 100), seed=1)
+        _insert_failures(client, model, CURRENT, 30, seed=2)
+        assert binned() == 130  # 0018's view counts the failures
+        assert apply_migrations(client, migrations_dir()) == rolled_back[::-1]
+        assert binned() == 100  # 0019 rebuilt the table from the answers, once each
+        _insert_failures(client, model, CURRENT, 10, seed=3)
+        assert binned() == 100  # and its view leaves new failures out
+        rolled_back = down_through_0019()
+        assert binned() == 140  # down: 0018's view and contents, failures included
+    finally:
+        apply_migrations(client, migrations_dir())
+    assert binned() == 100
 
 
 # --- prompt embeddings on real text ----------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 One store serves the whole module (the migrations take a while) and is closed at its end; every
 test reads the models the module writes once: "steady" (the same traffic in both windows) and
-"slow" (latency x1.5 in the current window, and prompts about another subject).
+"slow" (latency x1.5 in the current window, and prompts about another subject), each with requests
+that failed on the server side among its answers (drift leaves them out), and "down", whose every
+request failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -55,6 +58,20 @@ def _answers(
     ]  # fmt: skip
 
 
+def _failures(model: str, window: tuple[dt.datetime, dt.datetime], n: int) -> list[InferenceLogged]:
+    """Requests that failed on the server side in ``window``: a deadline's latency, no output."""
+    step = (window[1] - window[0]) / n
+    return [
+        InferenceLogged(
+            request_id=f"{model}-failed-{window[0]:%d}-{i}", model=model, model_version=f"{model}/1",
+            arm="champion", occurred_at=window[0] + step * i, prompt=f"failed request {i} about outages",
+            completion="", prompt_tokens=40_000, completion_tokens=0, latency_ms=120_000.0,
+            time_to_first_token_ms=0.0, error="DEADLINE_EXCEEDED",
+        )
+        for i in range(n)
+    ]  # fmt: skip
+
+
 def bag_of_words(texts: Sequence[str]) -> list[list[float]]:
     """A stand-in for the embedding model: words hashed into 32 dimensions (stable across runs)."""
     vectors = []
@@ -97,6 +114,10 @@ async def store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Analy
         await s.insert(
             InferenceLogged, _answers("slow", CURRENT, seed=4, latency_factor=1.5, subject="shipping")
         )
+        for model in ("steady", "slow"):
+            for window in (REFERENCE, CURRENT):
+                await s.insert(InferenceLogged, _failures(model, window, 60))
+        await s.insert(InferenceLogged, _failures("down", CURRENT, 80))
         yield s
     finally:
         await s.close()
@@ -221,6 +242,7 @@ async def test_drift_report_without_drift(store: AnalyticsStore) -> None:
         ({"window_start": timestamp(CURRENT[1])}, r"window_start \(.*\) must be before window_end"),
         ({"signals": ["latency_ms", "latency", "mood"]}, "signals: unknown signal.s. latency, mood"),
         ({"reference_scope": "pooled"}, "reference_scope must be 'model'.*'pooled'"),
+        ({"numeric_method": "bins"}, "numeric_method must be 'exact'.*'histograms', got 'bins'"),
     ],
 )
 async def test_drift_report_refuses_bad_requests_naming_the_field(
@@ -231,6 +253,40 @@ async def test_drift_report_refuses_bad_requests_naming_the_field(
     with pytest.raises(InvalidArgument, match=named) as caught:
         await servicer.DriftReport(request, context=None)
     assert caught.value.status == "INVALID_ARGUMENT"
+
+
+async def test_drift_report_numeric_method(store: AnalyticsStore) -> None:
+    servicer = _servicer(store, RecordingBus(), CountingLoader())
+    signals = ["prompt_tokens", "latency_ms"]
+    exact = await servicer.DriftReport(_request(signals=signals), context=None)
+    named = await servicer.DriftReport(_request(signals=signals, numeric_method="exact"), context=None)
+    binned = await servicer.DriftReport(_request(signals=signals, numeric_method="histograms"), context=None)
+    assert [(s.name, s.statistic, s.value, s.note) for s in named.signals] == [
+        (s.name, s.statistic, s.value, s.note) for s in exact.signals
+    ]
+    assert {s.note for s in exact.signals} == {""}
+    assert [(s.name, s.statistic) for s in binned.signals] == [(s.name, s.statistic) for s in exact.signals]
+    for b, e in zip(binned.signals, exact.signals, strict=True):
+        print(f"{b.name} {b.statistic}: exact={e.value:.6f} histograms={b.value:.6f} ({b.note})")
+        # Answers only, as the exact path counts them.
+        assert (b.reference_count, b.current_count) == (e.reference_count, e.current_count) == (N, N)
+        bounds = re.fullmatch(rf"from hourly histograms: {b.statistic} in \[(.+), (.+)\]", b.note)
+        assert bounds, b.note
+        low, high = float(bounds[1]), float(bounds[2])
+        # The exact value lies within the stated bounds (300 answers: a log bin holds a few values).
+        assert low - 1e-9 <= e.value <= high + 1e-9 and low - 1e-9 <= b.value <= high + 1e-9
+        if b.name == "prompt_tokens":  # unit bins: exact
+            assert b.value == pytest.approx(e.value, abs=1e-9)
+        assert b.drifted == e.drifted
+    rows = await store.read(
+        lambda c: (
+            c.query(
+                "SELECT note FROM drift_results_v WHERE report_id = {r:String}",
+                parameters={"r": binned.report_id},
+            ).result_rows
+        )
+    )
+    assert sorted(r[0] for r in rows) == sorted(s.note for s in binned.signals)
 
 
 async def test_drift_report_publishes_drifted_results_when_asked(store: AnalyticsStore) -> None:
@@ -290,6 +346,7 @@ async def test_job_skips_models_without_traffic_and_survives_a_failing_one(
     )
     reporter = DriftReporter(store, settings, bus.publish, PromptEmbedder(CountingLoader()))
     job = DriftJob(reporter)
+    # "down" had requests in the window, but no answer: nothing to compare.
     assert await job.models_with_traffic(*CURRENT) == ["slow", "steady"]
 
     report = reporter.report
@@ -303,6 +360,25 @@ async def test_job_skips_models_without_traffic_and_survives_a_failing_one(
     # A minute later than the other job test, so its rows are not counted there.
     reports = await job.run_once(now=CURRENT[1] + dt.timedelta(minutes=1))
     assert list(reports) == ["steady"] and bus.published == []
+
+
+async def test_job_uses_the_numeric_method_of_its_settings(store: AnalyticsStore) -> None:
+    settings = DriftJobSettings(
+        signals="prompt_tokens,latency_ms", window_seconds=86400, reference_seconds=7 * 86400,
+        numeric_method="histograms",
+    )  # fmt: skip
+    job = DriftJob(DriftReporter(store, settings, RecordingBus().publish, PromptEmbedder(CountingLoader())))
+    # Two minutes later than the other job tests: windows off the hour (edges binned from the rows).
+    reports = await job.run_once(now=CURRENT[1] + dt.timedelta(minutes=2))
+    assert sorted(reports) == ["slow", "steady"]
+    for report in reports.values():
+        assert report.request.numeric_method == "histograms"
+        assert all(r.note.startswith("from hourly histograms: ") for r in report.results)
+    assert {(r.signal, r.statistic) for r in reports["slow"].drifted} == {
+        ("latency_ms", "psi"),
+        ("latency_ms", "ks"),
+    }
+    assert not reports["steady"].drifted
 
 
 def test_job_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -319,6 +395,13 @@ def test_job_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ValueError, match="unknown signal.s. latency; known: prompt_tokens"):
         DriftJobSettings()
     monkeypatch.delenv("LLMOPS_MONITORING_DRIFT_SIGNALS")
+    assert s.numeric_method == "exact"
+    monkeypatch.setenv("LLMOPS_MONITORING_DRIFT_NUMERIC_METHOD", "histograms")
+    assert DriftJobSettings().numeric_method == "histograms"
+    monkeypatch.setenv("LLMOPS_MONITORING_DRIFT_NUMERIC_METHOD", "bins")
+    with pytest.raises(ValueError, match="numeric_method\n.*'exact' or 'histograms'"):
+        DriftJobSettings()
+    monkeypatch.delenv("LLMOPS_MONITORING_DRIFT_NUMERIC_METHOD")
     monkeypatch.setenv("LLMOPS_MONITORING_DRIFT_EMBEDDING_SAMPLE", "20")
     with pytest.raises(ValueError, match="EMBEDDING_SAMPLE .20. must be at least .*MIN_COUNT .50."):
         DriftJobSettings()

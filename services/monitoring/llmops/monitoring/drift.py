@@ -7,6 +7,9 @@ logs carry no model); and the distance between the centroids of prompt embedding
 p-value). The SQL aggregates in the engine: only one row per group and signal comes back, and for
 embeddings only a hash-drawn sample of prompts.
 
+Only answers are compared: requests that failed on the server side (``inference_log.error`` set,
+migration 0016; a timeout's latency is the deadline) are left out of every statistic and count.
+
 Every function takes a clickhouse-connect ``Client`` (the monitoring store runs them in a reader
 thread). A group with fewer than ``min_count`` values in either window gets no verdict.
 """
@@ -187,7 +190,7 @@ SELECT i.model_version AS group_a, i.arm AS group_b, 'feedback_score' AS signal,
 FROM
 (
     SELECT request_id, model_version, arm FROM inference_log_v
-    WHERE model = {{model:String}} AND {_WINDOW}
+    WHERE model = {{model:String}} AND error = '' AND {_WINDOW}
 ) AS i
 INNER JOIN
 (
@@ -273,10 +276,10 @@ FROM
     FROM
     (
         SELECT toUInt8(0) AS w, model_version, arm, {columns}
-        FROM inference_log_v WHERE model = {{model:String}} AND {_window(_WINDOW, "reference")}
+        FROM inference_log_v WHERE model = {{model:String}} AND error = '' AND {_window(_WINDOW, "reference")}
         UNION ALL
         SELECT toUInt8(1), model_version, arm, {columns}
-        FROM inference_log_v WHERE model = {{model:String}} AND {_window(_WINDOW, "current")}
+        FROM inference_log_v WHERE model = {{model:String}} AND error = '' AND {_window(_WINDOW, "current")}
     )
     GROUP BY w, model_version, arm
 )
@@ -312,12 +315,13 @@ FROM
     (
         SELECT toUInt32(indexOf({_GROUPS}, (model_version, arm))) AS part, toUInt8(1) AS cur, {columns}
         FROM inference_log_v
-        WHERE model = {{model:String}} AND {_window(_WINDOW, "current")} AND part > 0
+        WHERE model = {{model:String}} AND error = '' AND {_window(_WINDOW, "current")} AND part > 0
         UNION ALL
         SELECT if({{pooled:Bool}}, 0, toUInt32(indexOf({_GROUPS}, (model_version, arm)))) AS p, toUInt8(0),
             {columns}
         FROM inference_log_v
-        WHERE model = {{model:String}} AND {_window(_WINDOW, "reference")} AND ({{pooled:Bool}} OR p > 0)
+        WHERE model = {{model:String}} AND error = '' AND {_window(_WINDOW, "reference")}
+            AND ({{pooled:Bool}} OR p > 0)
     )
     GROUP BY part, cur
 )
@@ -354,7 +358,9 @@ GROUP BY gid, sid
 
 # The sample is chosen on light columns first (notEmpty reads the strings' sizes only); the prompts
 # themselves are then read for the chosen rows alone.
-_SAMPLE_WHERE = f"model = {{model:String}} AND {_WINDOW.replace('@w@', 'window')} AND notEmpty(prompt)"
+_SAMPLE_WHERE = (
+    f"model = {{model:String}} AND error = '' AND {_WINDOW.replace('@w@', 'window')} AND notEmpty(prompt)"
+)
 PROMPT_SAMPLE_SQL = f"""
 WITH chosen AS
 (
@@ -491,12 +497,12 @@ def numeric_drift(client: Client, request: DriftRequest) -> list[DriftResult]:
     """PSI and KS of prompt and completion tokens, latency and time to first token, per version and arm.
 
     ``request.numeric_method`` "exact" sorts the rows (exact PSI on the reference deciles, the
-    engine's exact KS). "histograms" reads the hourly histograms of migration 0018 instead (see
+    engine's exact KS). "histograms" reads the hourly histograms of migrations 0018-0019 instead (see
     :func:`histogram_ks` and :func:`histogram_psi` for the error, which each result's note states):
     token counts below 2^20 are exact, timings are within one log-spaced bin (about 1.1%). Hours
     only partly inside a window, and hours whose histogram count differs from the deduplicated row
     count (a redelivered event, counted twice by the view), are binned from the rows with the same
-    bins, so counts are always those of ``inference_log_v``. A window with no whole hour, or a
+    bins, so counts are always those of ``inference_log_v``'s answers. A window with no whole hour, or a
     reference decile that the bins cannot place, falls back to the exact path.
     """
     signals = [s for s in request.signals if s in NUMERIC_SIGNALS]
@@ -576,8 +582,9 @@ def _numeric_drift_exact(client: Client, request: DriftRequest, signals: list[st
 
 # --- numeric signals from hourly histograms --------------------------------------------------------
 # Migration 0018's view counts, per hour, model, version and arm, the answers in each bin of each
-# numeric signal. Token counts are their own bin below TOKEN_OVERFLOW_BIN (a point: exact); timings
-# fall in log-spaced bins [2^(b/64), 2^((b+1)/64)), values <= 0 (and NaN) in NONPOSITIVE_BIN.
+# numeric signal (answers only since 0019: failures were counted before). Token counts are their
+# own bin below TOKEN_OVERFLOW_BIN (a point: exact); timings fall in log-spaced bins
+# [2^(b/64), 2^((b+1)/64)), values <= 0 (and NaN) in NONPOSITIVE_BIN.
 
 HISTOGRAM_TABLE = "inference_histograms_hourly"
 TOKEN_OVERFLOW_BIN = 1 << 20
@@ -617,7 +624,7 @@ FROM
 (
     SELECT toDateTime(toStartOfHour(occurred_at), 'UTC') AS h, count() AS r, toUInt64(0) AS c
     FROM inference_log_v
-    WHERE model = {{model:String}} AND (
+    WHERE model = {{model:String}} AND error = '' AND (
         (occurred_at >= {{reference_hours_start:DateTime64(3, 'UTC')}}
             AND occurred_at < {{reference_hours_end:DateTime64(3, 'UTC')}})
         OR (occurred_at >= {{current_hours_start:DateTime64(3, 'UTC')}}
@@ -650,7 +657,7 @@ def _histogram_sql(rows_from: Sequence[str]) -> str:
     SELECT toUInt8({w == "current"}), model_version, arm, s.1, s.2, toUInt64(1)
     FROM inference_log_v
     ARRAY JOIN {_ROW_BINS} AS s
-    WHERE model = {{model:String}} AND {_window(_WINDOW, w)} AND {_rows_outside_hours_sql(w)}
+    WHERE model = {{model:String}} AND error = '' AND {_window(_WINDOW, w)} AND {_rows_outside_hours_sql(w)}
         AND has({{signals:Array(String)}}, s.1)"""
         for w in rows_from
     )
@@ -846,9 +853,7 @@ def _numeric_drift_from_histograms(
                 return None
             ks_low, ks_high = histogram_ks(r, c, points)
             p_value = _kolmogorov_sf(math.sqrt(n[0] * n[1] / (n[0] + n[1])) * ks_low)
-            results.append(
-                _result(signal, _PSI, group, n, t, _finite(psi[0]), note=note("psi", *psi[1:]))
-            )
+            results.append(_result(signal, _PSI, group, n, t, _finite(psi[0]), note=note("psi", *psi[1:])))
             results.append(
                 _result(signal, _KS, group, n, t, ks_low, p_value, note=note("ks", ks_low, ks_high))
             )

@@ -66,6 +66,14 @@ class DriftJobSettings(BaseSettings):
     # to go under the embedding alpha (0.01).
     permutations: int = Field(1000, ge=100)
     min_count: int = Field(50, ge=2, description="Values per window and group for any verdict.")
+    numeric_method: Literal["exact", "histograms"] = Field(
+        "exact",
+        description=(
+            "How the scheduled job computes the numeric signals: 'exact' sorts the rows; 'histograms' "
+            "reads the hourly histograms (token counts exact, timings within a 1.1% bin; each result's "
+            "note gives the bounds). DriftReport calls choose for themselves (numeric_method)."
+        ),
+    )
 
     @field_validator("models", "signals", mode="before")
     @classmethod
@@ -180,13 +188,16 @@ class DriftReporter:
         current: tuple[dt.datetime, dt.datetime],
         signals: Sequence[str] = (),
         reference_scope: Literal["model", "group"] = "model",
+        numeric_method: Literal["exact", "histograms"] | None = None,
     ) -> DriftRequest:
-        """A DriftRequest with the service's sample sizes; ``signals`` empty: the settings' signals."""
+        """A DriftRequest with the service's sample sizes; ``signals`` empty: the settings' signals,
+        ``numeric_method`` None: the settings' method."""
         s = self.settings
         return DriftRequest(
             model, *reference, *current,
             signals=tuple(signals or s.signals), thresholds=DriftThresholds(min_count=s.min_count),
             reference_scope=reference_scope, embedding_sample=s.embedding_sample, permutations=s.permutations,
+            numeric_method=numeric_method or s.numeric_method,
         )  # fmt: skip
 
     async def report(
@@ -209,10 +220,12 @@ class DriftReporter:
         return report_id, report
 
 
+# Answers only: a model whose every request failed has nothing to compare (the error-rate alert
+# covers it), and a report of no results would only add a log line.
 _MODELS_WITH_TRAFFIC = """
 SELECT model, count() AS answers
 FROM inference_log_v
-WHERE occurred_at >= {start:DateTime64(3, 'UTC')} AND occurred_at < {end:DateTime64(3, 'UTC')}
+WHERE error = '' AND occurred_at >= {start:DateTime64(3, 'UTC')} AND occurred_at < {end:DateTime64(3, 'UTC')}
     AND (empty({models:Array(String)}) OR has({models:Array(String)}, model))
 GROUP BY model
 ORDER BY model

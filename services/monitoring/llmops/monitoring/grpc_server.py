@@ -74,6 +74,14 @@ def _reference_scope(scope: str) -> Literal["model", "group"]:
     raise InvalidArgument(f"reference_scope must be 'model' (the default) or 'group', got {scope!r}")
 
 
+def _numeric_method(method: str) -> Literal["exact", "histograms"]:
+    if method in ("", "exact"):
+        return "exact"
+    if method == "histograms":
+        return "histograms"
+    raise InvalidArgument(f"numeric_method must be 'exact' (the default) or 'histograms', got {method!r}")
+
+
 class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     def __init__(
         self,
@@ -124,6 +132,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             _window(request, "window"),
             _signals(request.signals),
             _reference_scope(request.reference_scope),
+            _numeric_method(request.numeric_method),
         )
         report_id, report = await self._drift.report(drift_request, source="rpc", publish=request.publish)
         results = report.results

@@ -54,7 +54,7 @@ class QueryResponse(_message.Message):
     def __init__(self, columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., truncated: _Optional[bool] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
 
 class DriftReportRequest(_message.Message):
-    __slots__ = ("model", "baseline_start", "baseline_end", "window_start", "window_end", "signals", "reference_scope", "publish")
+    __slots__ = ("model", "baseline_start", "baseline_end", "window_start", "window_end", "signals", "reference_scope", "publish", "numeric_method")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BASELINE_START_FIELD_NUMBER: _ClassVar[int]
     BASELINE_END_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class DriftReportRequest(_message.Message):
     SIGNALS_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_SCOPE_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
+    NUMERIC_METHOD_FIELD_NUMBER: _ClassVar[int]
     model: str
     baseline_start: _timestamp_pb2.Timestamp
     baseline_end: _timestamp_pb2.Timestamp
@@ -71,7 +72,8 @@ class DriftReportRequest(_message.Message):
     signals: _containers.RepeatedScalarFieldContainer[str]
     reference_scope: str
     publish: bool
-    def __init__(self, model: _Optional[str] = ..., baseline_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., baseline_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signals: _Optional[_Iterable[str]] = ..., reference_scope: _Optional[str] = ..., publish: _Optional[bool] = ...) -> None: ...
+    numeric_method: str
+    def __init__(self, model: _Optional[str] = ..., baseline_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., baseline_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signals: _Optional[_Iterable[str]] = ..., reference_scope: _Optional[str] = ..., publish: _Optional[bool] = ..., numeric_method: _Optional[str] = ...) -> None: ...
 
 class DriftSignal(_message.Message):
     __slots__ = ("name", "statistic", "value", "threshold", "drifted", "model_version", "arm", "p_value", "alpha", "reference_count", "current_count", "status", "collection", "mode", "note")
