@@ -226,7 +226,8 @@ async def test_feedback_to_a_better_model(platform: LocalPlatform) -> None:
     registry.SetGate(
         rpb.SetGateRequest(
             model="topic-bot",
-            gate=[rpb.GateRule(metric="eval_loss", comparator=rpb.COMPARATOR_LTE, threshold=100.0)],
+            # A bar the base model does not clear: most held-out documents' topics named exactly.
+            gate=[rpb.GateRule(metric="exact_match", comparator=rpb.COMPARATOR_GTE, threshold=0.5)],
             actor="e2e",
         ),
         metadata=md,
