@@ -95,6 +95,10 @@ MONITORING_ENV = _FORCED_ENV | {
         "LLMOPS_MONITORING_DRIFT_MODELS": MODEL,
         "LLMOPS_MONITORING_ALERT_INTERVAL_SECONDS": "5",
         "LLMOPS_MONITORING_ALERT_COOLDOWN_SECONDS": "1",
+        # The live phase produces 100,000 events of real text (about 100 MB) faster than any consumer
+        # drains them; the development broker's default 16 MB per partition would delete unread
+        # segments (measured: 81,391 of 100,000 stored). Production sets retention by its own policy.
+        "LLMOPS_KAFKA_TOPIC_RETENTION_MB": "0",
     }.items()
 }
 

@@ -126,8 +126,13 @@ class PromptEmbedder:
 
 
 def _load_minilm() -> Embed:
+    import torch
+
     from llmops.core.embedding import Embedder
 
+    # Monitoring's first duty is storing what arrives: the embedding model (the only torch user in
+    # this process) takes one core, leaving the others to the consumers and ClickHouse.
+    torch.set_num_threads(1)
     return Embedder()
 
 
