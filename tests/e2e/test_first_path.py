@@ -177,7 +177,7 @@ def test_query_refuses_writes(platform: LocalPlatform) -> None:
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, sql
 
 
-def test_list_models_and_planned_rpcs(
+def test_list_models_and_clear_rpc_errors(
     platform: LocalPlatform, serving: serving_pb2_grpc.ServingServiceStub
 ) -> None:
     models = serving.ListModels(serving_pb2.ListModelsRequest(), metadata=auth(platform), timeout=10).models
@@ -191,12 +191,13 @@ def test_list_models_and_planned_rpcs(
             )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert "collection 'docs' does not exist" in err.value.details()
+    # DriftReport is built: a request without its windows is refused, naming the missing field.
     with grpc.insecure_channel(platform.address("monitoring")) as channel:
         with pytest.raises(grpc.RpcError) as err:
             monitoring_pb2_grpc.MonitoringServiceStub(channel).DriftReport(
                 monitoring_pb2.DriftReportRequest(model="m"), metadata=auth(platform), timeout=10
             )
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "not implemented yet" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "baseline_start" in err.value.details()
 
 
 def test_metrics_endpoint_counts_requests(platform: LocalPlatform) -> None:
