@@ -188,6 +188,18 @@ class FakeRegistry:
             raise rpc_error(grpc.StatusCode.NOT_FOUND, f"no version {request.version}")
         return self.versions[request.version]
 
+    async def CheckGate(self, request: Any) -> registry_pb2.GateCheck:
+        # Answers as the registry's own check would for "<=" rules (the check is tested there).
+        metrics = self.versions[request.version].metrics
+        failed = [r for r in self.gate if not (r.metric in metrics and metrics[r.metric] <= r.threshold)]
+        failures = "; ".join(
+            f"{r.metric} = {metrics.get(r.metric)!r}, needs <= {r.threshold!r}" for r in failed
+        )
+        return registry_pb2.GateCheck(
+            model=MODEL, version=request.version, passed=not failed, failures=failures,
+            failed_metrics=[r.metric for r in failed],
+        )  # fmt: skip
+
     async def SetAlias(self, request: Any) -> registry_pb2.AliasChange:
         self.calls.append(f"alias {request.alias}={request.version}")
         self.aliases[request.alias] = request.version
@@ -376,7 +388,7 @@ async def test_the_gate_is_checked_before_any_traffic(store: AnalyticsStore) -> 
     await p.controller.tick()
     p.training.finish(p.registry, win_rate=0.9)
     await p.controller.tick()
-    assert p.steps()[-1] == "stopped" and "eval_loss 1.2, needs lte 1" in p.published[-1].reason
+    assert p.steps()[-1] == "stopped" and "eval_loss = 1.2, needs <= 1.0" in p.published[-1].reason
 
 
 async def test_too_little_feedback_data_stops_before_training(store: AnalyticsStore) -> None:

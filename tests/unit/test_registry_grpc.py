@@ -116,13 +116,20 @@ async def test_versions_promote_rollback_and_history(
         pb.CreateVersionRequest(model="bot", artifact_uri=artifact, metrics={"eval_accuracy": 0.6})
     )
     assert (v1.version, v1.status, v1.base_model) == (1, pb.VERSION_STATUS_READY, "smollm2")
+    # CheckGate says what Promote would, and moves nothing.
+    check = await stub.CheckGate(pb.CheckGateRequest(model="bot", version=1))
+    assert (check.passed, list(check.failed_metrics)) == (False, ["eval_accuracy"])
+    assert "eval_accuracy = 0.6, needs >= 0.8" in check.failures
     code, message = await _code(stub.Promote(pb.PromoteRequest(model="bot", version=1, actor="ci")))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
-    assert "eval_accuracy = 0.6, needs >= 0.8" in message
+    assert check.failures in message
     await stub.SetAlias(pb.SetAliasRequest(model="bot", alias="champion", version=1, actor="oncall"))
     await stub.CreateVersion(
         pb.CreateVersionRequest(model="bot", artifact_uri=artifact, metrics={"eval_accuracy": 0.9})
     )
+    passing = await stub.CheckGate(pb.CheckGateRequest(model="bot", version=2))
+    assert (passing.passed, passing.failures, list(passing.failed_metrics)) == (True, "", [])
+    assert (await stub.GetModel(pb.GetModelRequest(name="bot"))).aliases["champion"] == 1
     promoted = await stub.Promote(pb.PromoteRequest(model="bot", version=2, actor="ci", reason="better"))
     assert (promoted.alias, promoted.from_version, promoted.to_version, promoted.operation) == (
         "champion",

@@ -13,6 +13,7 @@ from llmops.contracts.rpc.registry.v1 import registry_pb2_grpc
 from llmops.contracts.vocabulary import CHALLENGER_ALIAS, DEFAULT_ALIAS
 from llmops.core.convert import EnumMap, copy_fields, message
 from llmops.registry.domain.errors import InvalidArgument
+from llmops.registry.domain.gates import evaluate_gate
 from llmops.registry.domain.models import (
     AliasOperation,
     CanaryOutcome,
@@ -92,6 +93,21 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         # A bad spec fails before the artifact is looked at.
         check_version_spec(spec)
         return message(pb.ModelVersion, (await self._registry().create_version(spec)).version)
+
+    async def CheckGate(
+        self, request: pb.CheckGateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GateCheck:
+        store = self._registry().store
+        model = await asyncio.to_thread(store.get_model, request.model)
+        version = await asyncio.to_thread(store.get_version, request.model, request.version)
+        result = evaluate_gate(model.gate, version.metrics or {})
+        return pb.GateCheck(
+            model=model.name,
+            version=version.version,
+            passed=result.passed,
+            failures=result.describe(),
+            failed_metrics=[f.rule.metric for f in result.failures],
+        )
 
     async def GetVersion(
         self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext

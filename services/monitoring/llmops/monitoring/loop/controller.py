@@ -461,17 +461,16 @@ class LoopController:
         version = await self.registry.GetVersion(
             registry_pb2.GetVersionRequest(model=state.model, version=state.challenger_version or 0)
         )
-        model = await self.registry.GetModel(registry_pb2.GetModelRequest(name=state.model))
         metrics = {k: float(v) for k, v in version.metrics.items()}
         against = (
             f"champion {state.model}/{state.champion_version}" if state.champion_version else "the base model"
         )
-        failures = [rule for rule in model.gate if not _passes(rule, metrics)]
-        if failures:
-            raise _Final(
-                f"{state.model}/{version.version} fails the model's gate: "
-                + "; ".join(_describe(rule, metrics) for rule in failures)
-            )
+        # The registry judges its own gate (the check Promote makes), before the challenger gets traffic.
+        gate = await self.registry.CheckGate(
+            registry_pb2.CheckGateRequest(model=state.model, version=version.version)
+        )
+        if not gate.passed:
+            raise _Final(f"{state.model}/{version.version} fails the model's gate: {gate.failures}")
         win_rate = metrics.get("judge_win_rate")
         if policy.min_judge_win_rate is not None:
             if win_rate is None:
@@ -707,25 +706,3 @@ class LoopController:
 
 # Which approval point holds which action.
 _GATED = {"build_dataset": "train", "start_canary": "canary"}
-
-
-def _passes(rule: Any, metrics: dict[str, float]) -> bool:
-    value = metrics.get(rule.metric)
-    if value is None:
-        return False
-    if rule.comparator == registry_pb2.COMPARATOR_GTE:
-        return value >= rule.threshold
-    if rule.comparator == registry_pb2.COMPARATOR_LTE:
-        return value <= rule.threshold
-    if rule.comparator == registry_pb2.COMPARATOR_GT:
-        return value > rule.threshold
-    if rule.comparator == registry_pb2.COMPARATOR_LT:
-        return value < rule.threshold
-    return False
-
-
-def _describe(rule: Any, metrics: dict[str, float]) -> str:
-    value = metrics.get(rule.metric)
-    comparator = registry_pb2.Comparator.Name(rule.comparator).removeprefix("COMPARATOR_").lower()
-    have = "missing" if value is None else f"{value:.4g}"
-    return f"{rule.metric} {have}, needs {comparator} {rule.threshold:.4g}"

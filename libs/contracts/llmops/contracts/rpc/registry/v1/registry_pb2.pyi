@@ -229,6 +229,28 @@ class CreateVersionRequest(_message.Message):
     description: str
     def __init__(self, model: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., base_model: _Optional[str] = ..., adapter: _Optional[bool] = ..., adapter_kind: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., params: _Optional[_Mapping[str, str]] = ..., training_job_id: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
+class CheckGateRequest(_message.Message):
+    __slots__ = ("model", "version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GateCheck(_message.Message):
+    __slots__ = ("model", "version", "passed", "failures", "failed_metrics")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    FAILED_METRICS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    passed: bool
+    failures: str
+    failed_metrics: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., passed: _Optional[bool] = ..., failures: _Optional[str] = ..., failed_metrics: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class GetVersionRequest(_message.Message):
     __slots__ = ("model", "version", "alias")
     MODEL_FIELD_NUMBER: _ClassVar[int]

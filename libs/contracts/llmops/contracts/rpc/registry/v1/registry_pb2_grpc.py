@@ -66,6 +66,11 @@ class RegistryServiceStub:
                 request_serializer=registry_dot_v1_dot_registry__pb2.GetVersionRequest.SerializeToString,
                 response_deserializer=registry_dot_v1_dot_registry__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.CheckGate = channel.unary_unary(
+                '/llmops.registry.v1.RegistryService/CheckGate',
+                request_serializer=registry_dot_v1_dot_registry__pb2.CheckGateRequest.SerializeToString,
+                response_deserializer=registry_dot_v1_dot_registry__pb2.GateCheck.FromString,
+                _registered_method=True)
         self.ListVersions = channel.unary_unary(
                 '/llmops.registry.v1.RegistryService/ListVersions',
                 request_serializer=registry_dot_v1_dot_registry__pb2.ListVersionsRequest.SerializeToString,
@@ -180,6 +185,13 @@ class RegistryServiceServicer:
 
     def GetVersion(self, request, context):
         """Returns one version, addressed by number or by alias.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckGate(self, request, context):
+        """Whether a version passes its model's gate now, without moving any alias (the check Promote makes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -318,6 +330,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetVersion,
                     request_deserializer=registry_dot_v1_dot_registry__pb2.GetVersionRequest.FromString,
                     response_serializer=registry_dot_v1_dot_registry__pb2.ModelVersion.SerializeToString,
+            ),
+            'CheckGate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckGate,
+                    request_deserializer=registry_dot_v1_dot_registry__pb2.CheckGateRequest.FromString,
+                    response_serializer=registry_dot_v1_dot_registry__pb2.GateCheck.SerializeToString,
             ),
             'ListVersions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListVersions,
@@ -554,6 +571,33 @@ class RegistryService:
             '/llmops.registry.v1.RegistryService/GetVersion',
             registry_dot_v1_dot_registry__pb2.GetVersionRequest.SerializeToString,
             registry_dot_v1_dot_registry__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckGate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmops.registry.v1.RegistryService/CheckGate',
+            registry_dot_v1_dot_registry__pb2.CheckGateRequest.SerializeToString,
+            registry_dot_v1_dot_registry__pb2.GateCheck.FromString,
             options,
             channel_credentials,
             insecure,
