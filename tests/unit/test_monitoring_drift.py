@@ -706,7 +706,15 @@ def test_prompt_embedding_drift_from_logged_prompts(
     }
     assert sample == sample_prompts(client, model, *CURRENT, 60)  # the same sample every time
     assert set(sample[(f"{model}/1", "docs")]) <= set(texts["readme"])
-    report = drift_report(client, _request(model, signals=("prompt_embedding",)), embed)
+    calls: list[int] = []
+
+    def counting(texts: list[str]) -> list[list[float]]:
+        calls.append(len(texts))
+        return embed(texts)
+
+    report = drift_report(client, _request(model, signals=("prompt_embedding",)), counting)
+    # The pooled reference is embedded once for both groups, each current group once.
+    assert sorted(calls) == [100, 100, 100], calls
     for r in report.results:
         print(f"logged prompts {r.arm}: distance={r.value:.4f} p={r.p_value:.4f} drifted={r.drifted}")
     assert [r.arm for r in report.drifted] == ["docs"]

@@ -41,6 +41,13 @@ def report(
             reply = stub.Query(
                 monitoring_pb2.QueryRequest(sql=sql, parameters=parameters, max_rows=10_000), timeout=60
             )
+            if reply.truncated:
+                # A chart missing its newest rows would mislead; say so instead of drawing it.
+                err.print(
+                    "[red]the report's data was truncated[/] (more than 10,000 rows for one section): "
+                    "narrow it with --since or --model"
+                )
+                raise typer.Exit(1)
             names = [c.name for c in reply.columns]
             return [
                 dict(

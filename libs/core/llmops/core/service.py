@@ -74,6 +74,7 @@ class Runtime:
         self.bus = EventBus(settings.kafka, self.name, replica=settings.replica_id)
         self._owned = contextlib.AsyncExitStack()
         self._outboxes: list[Outbox] = []
+        self._periodic: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
         self._handled: HandledEvents | None = None
 
     def own(self, resource: T, close: Callable[[T], Any] | None = None) -> T:
@@ -103,8 +104,8 @@ class Runtime:
             self.bus.processed = store.handled
 
     async def start_delivery(self) -> None:
-        """Start relaying outboxes and pruning handled marks (the bus is connected); stopped at close,
-        before the bus, after a last relay round."""
+        """Start relaying outboxes, pruning handled marks and the periodic jobs (the bus is
+        connected); stopped at close, before the bus, the jobs first, after a last relay round."""
         kafka = self.settings.kafka
         tasks = [
             asyncio.create_task(
@@ -131,6 +132,19 @@ class Runtime:
                 await outbox.drain(self.bus.publish, self.settings.grace_seconds or 1.0)
 
         self._owned.push_async_callback(_stop)
+        # Taken over last, so the periodic jobs stop first, while the bus still runs.
+        periodic = [
+            asyncio.create_task(self._every(*spec), name=f"{self.name}-{spec[0]}") for spec in self._periodic
+        ]
+
+        async def _stop_periodic() -> None:
+            for task in periodic:
+                task.cancel()
+            for task in periodic:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+        self._owned.push_async_callback(_stop_periodic)
 
     async def _prune_handled(self, handled: HandledEvents) -> None:
         keep = dt.timedelta(hours=self.settings.kafka.handled_retention_hours)
@@ -145,31 +159,22 @@ class Runtime:
                 log.warning("pruning handled-event marks failed; trying again later", exc_info=True)
             await asyncio.sleep(every)
 
-    def every(self, name: str, seconds: float, job: Callable[[], Awaitable[Any]]) -> asyncio.Task[None]:
-        """Run ``job`` every ``seconds`` (from the end of one run to the start of the next), the first
-        time ``seconds`` after the call, until shutdown, which cancels it. Called from a service's
-        ``start``, the first run thus comes after the bus has connected (it connects once ``start``
-        returns). A run that raises is logged and the next one comes on time: a periodic job (drift,
-        alerts, the loop) must survive its store or a peer being away."""
+    def every(self, name: str, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``job`` every ``seconds`` (from the end of one run to the start of the next) while the
+        service runs. The jobs start with delivery, once the bus is connected, the first run one
+        interval later, and stop before the bus does, so a run never publishes on a stopped bus. A
+        run that raises is logged and the next one comes on time: a periodic job (drift, alerts, the
+        loop) must survive its store or a peer being away."""
+        self._periodic.append((name, seconds, job))
 
-        async def _loop() -> None:
-            while True:
-                await asyncio.sleep(seconds)
-                try:
-                    await job()
-                except Exception:  # noqa: BLE001 - logged; the next round tries again
-                    log.warning("%s: periodic job %s failed; next run in %.0f s", self.name, name, seconds,
-                                exc_info=True)  # fmt: skip
-
-        task = asyncio.create_task(_loop(), name=f"{self.name}-{name}")
-
-        async def _stop() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        self._owned.push_async_callback(_stop)
-        return task
+    async def _every(self, name: str, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:  # noqa: BLE001 - logged; the next round tries again
+                log.warning("%s: periodic job %s failed; next run in %.0f s", self.name, name, seconds,
+                            exc_info=True)  # fmt: skip
 
     async def enter(self, manager: Any) -> Any:
         """Enter an async context manager (an engine, a client) and exit it at shutdown."""

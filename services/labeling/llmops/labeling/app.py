@@ -53,7 +53,10 @@ class MonitoringRatedAnswers:
         "SELECT i.request_id AS request_id, i.model AS model, i.model_version AS model_version, "
         "i.arm AS arm, i.prompt AS prompt, i.completion AS completion, f.score AS score "
         "FROM inference_log_v AS i "
-        "INNER JOIN (SELECT request_id, avg(score) AS score FROM feedback_v GROUP BY request_id) AS f "
+        # Feedback of this prompt's answers only: not every rating ever stored, once per feedback event.
+        "INNER JOIN (SELECT request_id, avg(score) AS score FROM feedback_v "
+        "WHERE request_id IN (SELECT request_id FROM inference_log_v WHERE prompt = {prompt:String} "
+        "AND occurred_at >= now64(3) - toIntervalDay({days:UInt32})) GROUP BY request_id) AS f "
         "ON i.request_id = f.request_id "
         # A failed request's partial text is no answer to prefer or reject.
         "WHERE i.prompt = {prompt:String} AND i.error = '' "

@@ -977,6 +977,14 @@ def prompt_embedding_drift(client: Client, request: DriftRequest, embed: Embed) 
         client, request.model, request.reference_start, request.reference_end, n, pooled=pooled
     )
     results = []
+    embedded: dict[tuple[str, str], np.ndarray] = {}
+
+    def reference_vectors(key: tuple[str, str], prompts: list[str]) -> np.ndarray:
+        # The pooled reference serves every group: embedded once per report, not once per group.
+        if key not in embedded:
+            embedded[key] = np.asarray(embed(prompts))
+        return embedded[key]
+
     for group in sorted(current):
         ref_prompts = reference.get(("", "") if pooled else group, [])
         counts = (len(ref_prompts), len(current[group]))
@@ -985,7 +993,7 @@ def prompt_embedding_drift(client: Client, request: DriftRequest, embed: Embed) 
             results.append(_result(EMBEDDING_SIGNAL, _CENTROID, group, counts, t, enough=False, note=note))
             continue
         found = embedding_drift(
-            np.asarray(embed(ref_prompts)), np.asarray(embed(current[group])),
+            reference_vectors(("", "") if pooled else group, ref_prompts), np.asarray(embed(current[group])),
             permutations=request.permutations, seed=request.seed,
         )  # fmt: skip
         results.append(

@@ -378,6 +378,10 @@ def loop_step_row(event: LoopStepped) -> list[Any]:
     ]  # fmt: skip
 
 
+# The tag of the service's own reads (AnalyticsStore.read), which never reaches the engine.
+READ_TAG_PREFIX = "llmops-read-"
+
+
 @dataclass(frozen=True)
 class EventTable(Generic[E]):
     """Where one event type is stored: the table, the columns written, and the event as such a row."""
@@ -602,20 +606,22 @@ class AnalyticsStore:
         """``fn(client)`` in a reader thread, with query()'s error mapping; for the service's own
         reads (drift, alerts, the loop), which pass their statements to ``client`` themselves.
 
-        A cancelled call is not stopped in the engine (its statements carry no tag): keep such reads
-        bounded by the statements' own settings.
+        A cancelled call is not stopped in the engine (its statements carry no tag, so no KILL is
+        sent for it), and an engine error is the service's own fault, not the caller's: it is raised
+        as such, never as INVALID_ARGUMENT.
         """
-        tag = f"llmops-read-{uuid.uuid4().hex}"
-        return await self._await_read(tag, lambda client, *, tag: fn(client))
+        tag = f"{READ_TAG_PREFIX}{uuid.uuid4().hex}"
+        return await self._await_read(tag, lambda client, *, tag: fn(client), callers_sql=False)
 
-    async def _await_read(self, tag: str, run: Callable[..., T]) -> T:
+    async def _await_read(self, tag: str, run: Callable[..., T], *, callers_sql: bool = True) -> T:
         if self._closed:
             raise RuntimeError("AnalyticsStore is closed")
         job = self._reads.submit(self._read, tag, run)
         try:
             return await asyncio.wrap_future(job)
         except asyncio.CancelledError:
-            if not job.cancelled():  # a reader took it (cancelled ones never run): stop it there
+            # A reader took it (cancelled ones never run): stop it there, when it carries the tag.
+            if callers_sql and not job.cancelled():
                 with self._lock:
                     self._abandoned.add(tag)
                 task = asyncio.get_running_loop().create_task(self._stop(tag))
@@ -625,6 +631,8 @@ class AnalyticsStore:
         except (OperationalError, ClickHouseConnectionError) as exc:
             raise Unavailable(f"ClickHouse is unavailable; retry shortly ({exc})") from exc
         except DatabaseError as exc:
+            if not callers_sql:
+                raise  # the service's own statement failed: an internal error, logged by the caller
             if "(QUERY_WAS_CANCELLED)" in str(exc):
                 raise Unavailable(
                     "the query was stopped in ClickHouse (the service is shutting down, or an operator"
@@ -656,7 +664,9 @@ class AnalyticsStore:
         if self._closed:
             return
         with self._lock:
-            running = list(self._running)
+            # Only callers' queries carry their tag into the engine; the service's own reads end
+            # on their own (the periodic jobs stop before the store closes).
+            running = [tag for tag in self._running if not tag.startswith(READ_TAG_PREFIX)]
         for tag in running:
             await self._stop(tag)
         if self._background:
