@@ -9,8 +9,11 @@ request failed.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
 import re
+import threading
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -242,7 +245,7 @@ async def test_drift_report_without_drift(store: AnalyticsStore) -> None:
         ({"window_start": timestamp(CURRENT[1])}, r"window_start \(.*\) must be before window_end"),
         ({"signals": ["latency_ms", "latency", "mood"]}, "signals: unknown signal.s. latency, mood"),
         ({"reference_scope": "pooled"}, "reference_scope must be 'model'.*'pooled'"),
-        ({"numeric_method": "bins"}, "numeric_method must be 'exact'.*'histograms', got 'bins'"),
+        ({"numeric_method": "bins"}, "numeric_method must be 'histograms', 'exact' or empty.*got 'bins'"),
     ],
 )
 async def test_drift_report_refuses_bad_requests_naming_the_field(
@@ -258,11 +261,12 @@ async def test_drift_report_refuses_bad_requests_naming_the_field(
 async def test_drift_report_numeric_method(store: AnalyticsStore) -> None:
     servicer = _servicer(store, RecordingBus(), CountingLoader())
     signals = ["prompt_tokens", "latency_ms"]
-    exact = await servicer.DriftReport(_request(signals=signals), context=None)
-    named = await servicer.DriftReport(_request(signals=signals, numeric_method="exact"), context=None)
+    default = await servicer.DriftReport(_request(signals=signals), context=None)
+    exact = await servicer.DriftReport(_request(signals=signals, numeric_method="exact"), context=None)
     binned = await servicer.DriftReport(_request(signals=signals, numeric_method="histograms"), context=None)
-    assert [(s.name, s.statistic, s.value, s.note) for s in named.signals] == [
-        (s.name, s.statistic, s.value, s.note) for s in exact.signals
+    # Unnamed, the method is the service's setting, whose default is the histograms.
+    assert [(s.name, s.statistic, s.value, s.note) for s in default.signals] == [
+        (s.name, s.statistic, s.value, s.note) for s in binned.signals
     ]
     assert {s.note for s in exact.signals} == {""}
     assert [(s.name, s.statistic) for s in binned.signals] == [(s.name, s.statistic) for s in exact.signals]
@@ -395,9 +399,9 @@ def test_job_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ValueError, match="unknown signal.s. latency; known: prompt_tokens"):
         DriftJobSettings()
     monkeypatch.delenv("LLMOPS_MONITORING_DRIFT_SIGNALS")
-    assert s.numeric_method == "exact"
-    monkeypatch.setenv("LLMOPS_MONITORING_DRIFT_NUMERIC_METHOD", "histograms")
-    assert DriftJobSettings().numeric_method == "histograms"
+    assert s.numeric_method == "histograms"
+    monkeypatch.setenv("LLMOPS_MONITORING_DRIFT_NUMERIC_METHOD", "exact")
+    assert DriftJobSettings().numeric_method == "exact"
     monkeypatch.setenv("LLMOPS_MONITORING_DRIFT_NUMERIC_METHOD", "bins")
     with pytest.raises(ValueError, match="numeric_method\n.*'exact' or 'histograms'"):
         DriftJobSettings()
@@ -405,3 +409,36 @@ def test_job_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("LLMOPS_MONITORING_DRIFT_EMBEDDING_SAMPLE", "20")
     with pytest.raises(ValueError, match="EMBEDDING_SAMPLE .20. must be at least .*MIN_COUNT .50."):
         DriftJobSettings()
+
+
+async def test_prompt_vectors_are_kept_between_runs_and_embedded_at_a_lower_priority() -> None:
+    embedded: list[str] = []
+    priorities: list[int] = []
+
+    def embed(texts: Sequence[str]) -> list[list[float]]:
+        embedded.extend(texts)
+        priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return bag_of_words(texts)
+
+    embedder = PromptEmbedder(lambda: embed, cache_size=3, nice=5)
+    try:
+        vectors = await embedder.get()
+        # Called from a reader thread, as drift_report calls it.
+        first = await asyncio.to_thread(vectors, ["refund my order", "track my parcel", "refund my order"])
+        assert first == bag_of_words(["refund my order", "track my parcel", "refund my order"])
+        assert embedded == ["refund my order", "track my parcel"]  # a repeated text is embedded once
+        second = await asyncio.to_thread(vectors, ["track my parcel", "reset my password"])
+        assert second == bag_of_words(["track my parcel", "reset my password"])
+        assert embedded == ["refund my order", "track my parcel", "reset my password"]
+        assert (embedder.misses, embedder.hits) == (3, 2)
+        # The cache holds three vectors: a fourth text pushes out the least recently used one.
+        await asyncio.to_thread(vectors, ["cancel my plan"])
+        await asyncio.to_thread(vectors, ["refund my order", "cancel my plan"])
+        assert embedded[3:] == ["cancel my plan", "refund my order"]
+        # Every embedding ran on the embedding thread, five steps below the test's own priority.
+        assert priorities == [min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)] * 4
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == os.getpriority(
+            os.PRIO_PROCESS, 0
+        )
+    finally:
+        embedder.close()

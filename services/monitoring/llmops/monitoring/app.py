@@ -71,7 +71,9 @@ class MonitoringService:
             readers=settings.query_concurrency,
         )
         # Loaded on first need (a prompt_embedding comparison), then shared by DriftReport and the job.
-        self.embedder = PromptEmbedder()
+        self.embedder = PromptEmbedder(
+            cache_size=settings.drift.embedding_cache, nice=settings.drift.embedding_nice
+        )
         self.drift: DriftReporter | None = None  # set in register: it publishes through the bus
         self.loop: LoopController | None = None  # set in register: it needs the bus and channels
 
@@ -103,6 +105,7 @@ class MonitoringService:
     async def start(self, runtime: Runtime) -> None:
         # Owned before it opens, so a failed open still shuts the store's worker thread down.
         runtime.own(self.store)
+        runtime.own(self.embedder)
         await self.store.open()
         if self.settings.drift.enabled and self.drift is not None:
             runtime.every("drift", self.settings.drift.interval_seconds, DriftJob(self.drift).scheduled)

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
+import os
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -62,16 +67,23 @@ class DriftJobSettings(BaseSettings):
         description=f"Comma-separated signals of {', '.join(ALL_SIGNALS)}; default: all of them.",
     )
     embedding_sample: int = Field(200, ge=2, description="Prompts embedded per window and group.")
+    embedding_cache: int = Field(
+        20_000, ge=0, description="Prompt vectors kept between runs (about 1.5 kB each); 0: none."
+    )
+    embedding_nice: int = Field(
+        10, ge=0, le=19, description="How much lower than the service's the embedding thread's priority is."
+    )
     # The smallest p-value a permutation test can give is 1 / (permutations + 1): it must be able
     # to go under the embedding alpha (0.01).
     permutations: int = Field(1000, ge=100)
     min_count: int = Field(50, ge=2, description="Values per window and group for any verdict.")
     numeric_method: Literal["exact", "histograms"] = Field(
-        "exact",
+        "histograms",
         description=(
-            "How the scheduled job computes the numeric signals: 'exact' sorts the rows; 'histograms' "
-            "reads the hourly histograms (token counts exact, timings within a 1.1% bin; each result's "
-            "note gives the bounds). DriftReport calls choose for themselves (numeric_method)."
+            "How the numeric signals are computed by the scheduled job, and by DriftReport calls that "
+            "do not choose: 'histograms' reads the hourly histograms (token counts exact, timings within "
+            "a 1.1% bin; each result's note gives the bounds; about 6x faster than 'exact' over 1M "
+            "rows); 'exact' sorts the rows."
         ),
     )
 
@@ -110,19 +122,87 @@ class PromptEmbedder:
 
     One per service, shared by DriftReport calls and the scheduled job (the model takes seconds to
     load and about 100 MB; a service that never compares prompts never loads it).
+
+    Embedding is what a drift run spends its time on (measured: 8 s of a run's 8.5 s for two samples
+    of 200 prompts on one core), and monitoring's first duty is storing what arrives. So:
+
+    * vectors are kept by the text's digest, up to ``cache_size`` of them (least recently used goes
+      first): the samples are the first rows by a hash of the request id, so consecutive runs over a
+      sliding window draw mostly the same prompts, and only the new ones are embedded;
+    * the model runs in one thread of its own whose nice value is raised by ``nice`` (Linux sets it
+      per thread), so under load the consumers and ClickHouse's threads get the CPU first.
     """
 
-    def __init__(self, load: Callable[[], Embed] | None = None) -> None:
+    def __init__(
+        self, load: Callable[[], Embed] | None = None, *, cache_size: int = 20_000, nice: int = 10
+    ) -> None:
         self._load = load or _load_minilm
         self._embed: Embed | None = None
         self._lock = asyncio.Lock()
+        self._cache: OrderedDict[bytes, Sequence[float]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.cache_size = cache_size
+        self.nice = nice
+        # Counters of texts served from the cache and embedded, since start (logged by the job).
+        self.hits = self.misses = 0
+        self._thread: ThreadPoolExecutor | None = None
 
     async def get(self) -> Embed:
         async with self._lock:
             if self._embed is None:
-                self._embed = await asyncio.to_thread(self._load)
+                self._thread = ThreadPoolExecutor(
+                    max_workers=1,
+                    thread_name_prefix="drift-embed",
+                    initializer=_lower_priority,
+                    initargs=(self.nice,),
+                )
+                self._embed = await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
                 log.info("loaded the embedding model for prompt drift")
-        return self._embed
+        return self._cached
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+
+    def _cached(self, texts: Sequence[str]) -> list[Sequence[float]]:
+        """Vectors of ``texts``, in order: the cached ones as they are, the others embedded (on the
+        embedding thread, waited for) and cached. Called from a reader thread."""
+        assert self._embed is not None and self._thread is not None
+        keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
+        found: dict[bytes, Sequence[float]] = {}
+        with self._cache_lock:
+            for key in keys:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    found[key] = self._cache[key]
+        missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
+        if missing:
+            embed = self._embed
+            vectors = self._thread.submit(embed, list(missing.values())).result()
+            found.update(zip(missing, vectors, strict=True))
+            with self._cache_lock:
+                for key in missing:
+                    self._cache[key] = found[key]
+                    self._cache.move_to_end(key)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        with self._cache_lock:
+            self.misses += len(missing)
+            self.hits += len(texts) - len(missing)
+        return [found[key] for key in keys]
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by ``nice`` (on Linux a thread's priority is its own);
+    anywhere it cannot be set, the thread keeps the process's priority."""
+    if nice <= 0:
+        return
+    try:
+        os.setpriority(
+            os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+        )
+    except (AttributeError, OSError) as exc:
+        log.info("drift embeddings keep the process's priority: %s", exc)
 
 
 def _load_minilm() -> Embed:
@@ -130,8 +210,7 @@ def _load_minilm() -> Embed:
 
     from llmops.core.embedding import Embedder
 
-    # Monitoring's first duty is storing what arrives: the embedding model (the only torch user in
-    # this process) takes one core, leaving the others to the consumers and ClickHouse.
+    # The embedding model (the only torch user in this process) takes one core, on its own thread.
     torch.set_num_threads(1)
     return Embedder()
 
@@ -276,8 +355,10 @@ class DriftJob:
                             s.interval_seconds, exc_info=True)  # fmt: skip
                 continue
             reports[model] = report
-            log.info("drift: model %s, report %s: %d result(s), %d drifted", model, report_id,
-                     len(report.results), len(report.drifted))  # fmt: skip
+            embedder = self.reporter.embedder
+            log.info("drift: model %s, report %s: %d result(s), %d drifted (prompt vectors since start: "
+                     "%d embedded, %d from the cache)", model, report_id, len(report.results),
+                     len(report.drifted), embedder.misses, embedder.hits)  # fmt: skip
         return reports
 
     async def scheduled(self) -> None:

@@ -74,12 +74,15 @@ def _reference_scope(scope: str) -> Literal["model", "group"]:
     raise InvalidArgument(f"reference_scope must be 'model' (the default) or 'group', got {scope!r}")
 
 
-def _numeric_method(method: str) -> Literal["exact", "histograms"]:
-    if method in ("", "exact"):
-        return "exact"
-    if method == "histograms":
-        return "histograms"
-    raise InvalidArgument(f"numeric_method must be 'exact' (the default) or 'histograms', got {method!r}")
+def _numeric_method(method: str) -> Literal["exact", "histograms"] | None:
+    """The request's method; None ("") is the service's (LLMOPS_MONITORING_DRIFT_NUMERIC_METHOD)."""
+    if method == "":
+        return None
+    if method in ("exact", "histograms"):
+        return method  # type: ignore[return-value]
+    raise InvalidArgument(
+        f"numeric_method must be 'histograms', 'exact' or empty (the service's setting), got {method!r}"
+    )
 
 
 class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
