@@ -11,6 +11,7 @@ import pytest
 from llmops.cli.local import LocalPlatform
 from llmops.contracts.events import (
     AlertRaised,
+    AnswerJudged,
     Citation,
     DatasetVersionCreated,
     DocumentCleaned,
@@ -101,6 +102,9 @@ def one_of_each(run: str) -> list[Event]:
             values={"observed": 2.0}, window_start=now - dt.timedelta(hours=1), window_end=now,
         ),
         LoopStepped(loop_id=f"{run}-loop", model=f"{run}-m", step="triggered", reason="a test loop"),
+        AnswerJudged(
+            request_id=f"{run}-r", model=f"{run}-m", judge="judge", prompt_version="v1", score=0.5, rating=3.0
+        ),
     ]  # fmt: skip
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from llmops.contracts.events import (
     AlertRaised,
+    AnswerJudged,
     Citation,
     DatasetVersionCreated,
     DocumentCleaned,
@@ -241,6 +242,19 @@ def fixture_events(now: dt.datetime) -> list[Event]:
         LoopStepped(
             loop_id="loop-1", model="bot", step="triggered", reason="feedback fell", occurred_at=ago(0)
         ),
+        AnswerJudged(
+            request_id="req-0",
+            model="bot",
+            model_version="bot/1",
+            arm="champion",
+            judge="judge",
+            prompt_version="v1",
+            score=0.75,
+            rating=4.0,
+            judge_answer="4",
+            loop_id="loop-1",
+            occurred_at=ago(0),
+        ),  # fmt: skip
     ]
 
 

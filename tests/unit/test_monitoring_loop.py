@@ -20,14 +20,22 @@ import grpc
 import numpy as np
 import pytest
 
-from llmops.contracts.events import Event, FeedbackAccepted, InferenceLogged, LoopStepped, TrainingRequested
+from llmops.contracts.events import (
+    AnswerJudged,
+    Event,
+    FeedbackAccepted,
+    InferenceLogged,
+    LoopStepped,
+    TrainingRequested,
+)
 from llmops.contracts.rpc.labeling.v1 import labeling_pb2
 from llmops.contracts.rpc.registry.v1 import registry_pb2
 from llmops.contracts.rpc.training.v1 import training_pb2
 from llmops.core.errors import FailedPrecondition, NotFound
 from llmops.monitoring.loop.canary import analyse_canary
 from llmops.monitoring.loop.controller import LoopController
-from llmops.monitoring.loop.policy import CanaryPolicy, LoopPolicy, LoopSettings
+from llmops.monitoring.loop.judge import LiveJudge
+from llmops.monitoring.loop.policy import CanaryPolicy, JudgePolicy, LoopPolicy, LoopSettings
 from llmops.monitoring.store.analytics import AnalyticsStore
 
 MODEL = "bot"
@@ -45,7 +53,7 @@ async def store(tmp_path: Path) -> AsyncIterator[AnalyticsStore]:
 
 async def answers(
     store: AnalyticsStore, version: int, scores: list[float | None], *, at: dt.datetime | None = None,
-    latency_ms: float = 100.0, model: str = MODEL, error: str = "",
+    latency_ms: float = 100.0, model: str = MODEL, error: str = "", completion: str = "a",
 ) -> None:  # fmt: skip
     """Answers of ``model/version`` (requested as ``model``), each rated with its score (None: unrated)."""
     at = at or dt.datetime.now(dt.UTC)
@@ -58,7 +66,7 @@ async def answers(
                 model=model,
                 model_version=f"{model}/{version}",
                 prompt="q",
-                completion="a",
+                completion=completion,
                 prompt_tokens=3,
                 completion_tokens=5,
                 latency_ms=latency_ms,
@@ -264,10 +272,29 @@ class FakeTraining:
         return training_pb2.ListJobsResponse(jobs=list(self.jobs.values()))
 
 
+class FakeJudge:
+    """Serving answering the judge's prompt: it rates an answer by its text ("good" 5, "poor" 2),
+    gives no number for "???" and fails on "boom"."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []  # the answers it was asked about
+
+    async def ask(self, prompt: str, model: str, max_tokens: int = 16, metadata: Any = None) -> str:
+        assert model == "judge" and prompt.startswith("Rate how well the response answers the request")
+        answer = prompt.split("Response:\n", 1)[1].split("\n\n", 1)[0]
+        self.asked.append(answer)
+        if answer == "boom":
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE, "serving is restarting")
+        return {"good": "5", "poor": "2 - it misses the point"}.get(answer, "I cannot rate this.")
+
+
 class Platform:
     """A controller over the store and fakes; published events land where the services take them."""
 
-    def __init__(self, store: AnalyticsStore, policy: LoopPolicy, train_count: int = 24) -> None:
+    def __init__(
+        self, store: AnalyticsStore, policy: LoopPolicy, train_count: int = 24, judge: FakeJudge | None = None
+    ) -> None:
+        self.judge = judge
         self.store = store
         self.policy = policy
         self.registry, self.labeling, self.training = (
@@ -280,17 +307,23 @@ class Platform:
 
     def new_controller(self) -> LoopController:
         settings = LoopSettings(policies={MODEL: self.policy}, interval_seconds=1)
-        return LoopController(settings, self.store, self.publish, self.registry, self.labeling, self.training)
+        judge = LiveJudge(self.store, self.judge, self.publish) if self.judge else None
+        return LoopController(
+            settings, self.store, self.publish, self.registry, self.labeling, self.training, judge=judge
+        )
 
     async def publish(self, event: Event) -> None:
         self.published.append(event)
-        if isinstance(event, LoopStepped):  # monitoring's own consumer stores it
-            await self.store.insert(LoopStepped, [event])
+        if isinstance(event, LoopStepped | AnswerJudged):  # monitoring's own consumers store them
+            await self.store.insert(type(event), [event])
         if isinstance(event, TrainingRequested):
             self.training.submit(event)
 
     def steps(self) -> list[str]:
         return [e.step for e in self.published if isinstance(e, LoopStepped)]
+
+    def last_step(self) -> LoopStepped:
+        return [e for e in self.published if isinstance(e, LoopStepped)][-1]
 
 
 def policy(**overrides: Any) -> LoopPolicy:
@@ -364,6 +397,107 @@ async def test_a_worse_challenger_is_rolled_back_and_the_champion_keeps_all_traf
     assert p.steps()[-1] == "rolled_back" and "worse" in p.published[-1].reason
     assert p.registry.aliases == {"champion": 1}
     assert p.registry.calls[-1] == "end CANARY_OUTCOME_ROLLBACK by loop"
+
+
+JUDGED = JudgePolicy(model="judge", sample=30, min_scores=20)
+
+
+def judged_policy() -> LoopPolicy:
+    canary = CanaryPolicy(
+        steps=(0.25, 0.5), interval_seconds=0.01, min_requests=40, min_feedback=40, alpha=0.05, judge=JUDGED
+    )
+    return policy(canary=canary)
+
+
+async def judge_rows(store: AnalyticsStore) -> list[list[Any]]:
+    return (await store.query(
+        "SELECT model_version, arm, score, rating, judge_answer, loop_id FROM judge_scores_v "
+        "WHERE judge = 'judge' ORDER BY model_version, request_id"
+    )).rows  # fmt: skip
+
+
+async def test_the_judge_rates_a_sample_of_each_arm_and_a_better_judged_challenger_is_promoted(
+    store: AnalyticsStore,
+) -> None:
+    judge = FakeJudge()
+    p = Platform(store, judged_policy(), judge=judge)
+    rng = np.random.default_rng(21)
+    version = await run_to_canary(p, rng)
+    await p.controller.tick()
+    assert p.steps()[-1] == "canary_started"
+    # The users rate both arms alike; the judge finds the challenger's answers better.
+    await answers(store, 1, thumbs(rng, 60, 0.6), completion="poor")
+    await answers(store, 2, thumbs(rng, 60, 0.6), completion="good")
+    await p.controller.tick()
+    last = p.last_step()
+    print(last.reason)
+    assert p.steps()[-1] == "promoted", last
+    assert p.registry.aliases == {"champion": version}
+    assert "judge score 1.000 (30 judged) against the champion's 0.250 (30 judged)" in last.reason
+    assert last.values["p_value"] >= 0.05  # the feedback's
+    assert last.values["judge_p_value"] < 0.05 and last.values["challenger_judge_scores"] == 30
+    assert last.evidence["judge"] == "judge" and "judge_scores_v" in last.evidence["judge_query"]
+    # A sample of 30 answers per arm (of 60), each asked about once, every rating stored with the loop.
+    assert sorted(judge.asked) == ["good"] * 30 + ["poor"] * 30
+    rows = await judge_rows(store)
+    assert len(rows) == 60
+    assert {tuple(r[:5]) for r in rows} == {
+        ("bot/1", "champion", 0.25, 2.0, "2 - it misses the point"),
+        (f"bot/{version}", "challenger", 1.0, 5.0, "5"),
+    }
+    assert {r[5] for r in rows} == {last.loop_id}
+
+
+async def test_a_challenger_the_judge_finds_worse_is_rolled_back_whatever_its_feedback(
+    store: AnalyticsStore,
+) -> None:
+    p = Platform(store, judged_policy(), judge=FakeJudge())
+    rng = np.random.default_rng(22)
+    await run_to_canary(p, rng)
+    await p.controller.tick()
+    await answers(store, 1, thumbs(rng, 60, 0.5), completion="good")
+    await answers(store, 2, thumbs(rng, 60, 0.9), completion="poor")
+    await p.controller.tick()
+    last = p.last_step()
+    print(last.reason)
+    assert p.steps()[-1] == "rolled_back" and "is worse: judge score 0.250" in last.reason
+    assert p.registry.aliases == {"champion": 1}
+
+
+async def test_the_judge_has_its_say_before_a_promotion(store: AnalyticsStore) -> None:
+    # Feedback alone would promote; until the judge has rated min_scores answers per arm, the canary
+    # only steps up.
+    p = Platform(store, judged_policy(), judge=FakeJudge())
+    rng = np.random.default_rng(23)
+    await run_to_canary(p, rng)
+    await p.controller.tick()
+    await answers(store, 1, thumbs(rng, 80, 0.45), completion="???")
+    await answers(store, 2, thumbs(rng, 80, 0.9), completion="???")
+    await p.controller.tick()
+    last = p.last_step()
+    print(last.reason)
+    assert p.steps()[-1] == "canary_stepped", last
+    assert (
+        "not enough judged answers for a verdict: 0 / 0 answers judged (champion / challenger), "
+        "need 20 per arm" in last.reason
+    )
+
+
+async def test_the_judge_is_not_asked_twice_and_a_failed_call_is_asked_again(store: AnalyticsStore) -> None:
+    judge = FakeJudge()
+    live = LiveJudge(store, judge, Platform(store, judged_policy()).publish)
+    await answers(store, 1, [None] * 3, completion="???")
+    await answers(store, 1, [None] * 2, completion="boom")
+    now = dt.datetime.now(dt.UTC)
+    window = (now - dt.timedelta(hours=1), now + dt.timedelta(seconds=1))
+    first = await live.judge(MODEL, ["bot/1"], *window, JUDGED, "loop-9")
+    assert (first["bot/1"].scored, first["bot/1"].abstained, first["bot/1"].failed) == (0, 3, 2)
+    # An answer the judge would not rate is stored without a score; a failed call is not stored.
+    rows = await judge_rows(store)
+    assert [(r[2], r[3], r[4]) for r in rows] == [(None, None, "I cannot rate this.")] * 3
+    second = await live.judge(MODEL, ["bot/1"], *window, JUDGED, "loop-9")
+    assert (second["bot/1"].abstained, second["bot/1"].failed) == (0, 2)
+    assert sorted(judge.asked) == ["???"] * 3 + ["boom"] * 4
 
 
 async def test_a_challenger_that_loses_to_the_champion_gets_no_traffic(store: AnalyticsStore) -> None:

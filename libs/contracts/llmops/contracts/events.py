@@ -440,6 +440,27 @@ class LoopStepped(Event):
     evidence: dict[str, str] = Field(default_factory=dict)
 
 
+class AnswerJudged(Event):
+    """A live answer scored by an LLM judge (monitoring's canary analysis asks one, when its policy
+    names a judge): the judge's rating of how well the answer serves its request, read from what the
+    judge said. An answer the judge would not rate is recorded too (``score`` None), so it is not
+    asked again."""
+
+    topic = topics.MONITORING_ANSWER_JUDGED
+    key_field = "request_id"
+
+    request_id: NonEmpty = Field(description="The judged answer's request id (inference.logged).")
+    model: NonEmpty = Field(description="The registered model that answered.")
+    model_version: str = Field("", description="The version that answered, as serving logged it.")
+    arm: str = ""
+    judge: NonEmpty = Field(description="The model serving answered the judge's question with.")
+    prompt_version: NonEmpty = Field(description="The judge prompt's version (a version is never edited).")
+    score: float | None = Field(None, ge=0.0, le=1.0, description="The rating on [0, 1]; None: no rating.")
+    rating: float | None = Field(None, description="The rating as the judge gave it (e.g. 1 to 5).")
+    judge_answer: str = Field("", description="What the judge said (its first 200 characters).")
+    loop_id: str = Field("", description="The feedback loop whose canary asked, if any.")
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     DocumentRaw,
     DocumentCleaned,
@@ -461,6 +482,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DriftDetected,
     AlertRaised,
     LoopStepped,
+    AnswerJudged,
 )
 
 EVENT_BY_TOPIC: dict[str, type[Event]] = {e.topic: e for e in ALL_EVENTS}

@@ -28,6 +28,7 @@ FEEDBACK_REJECTED = "llmops.feedback.rejected.v1"
 MONITORING_DRIFT_DETECTED = "llmops.monitoring.drift_detected.v1"
 MONITORING_ALERT = "llmops.monitoring.alert.v1"
 LOOP_STEPPED = "llmops.loop.stepped.v1"
+MONITORING_ANSWER_JUDGED = "llmops.monitoring.answer_judged.v1"
 
 
 def dlq(topic: str) -> str:

@@ -11,11 +11,11 @@ from llmops.contracts.events import DatasetVersionCreated, DocumentCleaned, Feed
 from llmops.contracts.rpc.labeling.v1 import labeling_pb2_grpc
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
 from llmops.core.artifacts import ArtifactStore
+from llmops.core.judge import ServingJudge
 from llmops.core.service import Deferred, Runtime
 from llmops.labeling import functions
 from llmops.labeling.domain.feedback import Answer, RatedAnswer
 from llmops.labeling.grpc_server import LabelingServicer
-from llmops.labeling.judge import ServingJudge
 from llmops.labeling.settings import Settings
 from llmops.labeling.store import LabelingStore
 from llmops.labeling.workflows import Labeling, PairSettings
@@ -127,7 +127,7 @@ class LabelingService:
         s = self.settings
         judge = lookup = rated = None
         if s.clients.api_key is not None:
-            judge = ServingJudge(runtime.channel("serving"), s.judge_timeout_seconds)
+            judge = ServingJudge(runtime.channel("serving"), s.judge_timeout_seconds, caller="labeling-judge")
             lookup = MonitoringLookup(runtime.channel("monitoring"))
             rated = MonitoringRatedAnswers(runtime.channel("monitoring"), s.pair_lookback_days)
         else:

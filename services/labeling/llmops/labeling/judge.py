@@ -1,4 +1,5 @@
-"""LLM-as-judge: a versioned prompt sent to serving's Generate, its answer parsed into a label.
+"""LLM-as-judge labels: a versioned prompt sent to serving's Generate (llmops.core.judge), its answer
+parsed into a label.
 
 Judge labels are marked with source JUDGE and the labeler id ``judge:<prompt>@<version>/<model>``;
 they never overwrite a human label. An answer the parser cannot read is an abstention, not a guess.
@@ -10,11 +11,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-import grpc
-
-from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
 from llmops.contracts.vocabulary import parse_pairwise_verdict
 from llmops.core.errors import InvalidArgument
+from llmops.core.judge import parse_rating
 from llmops.labeling.domain.models import LabelValue, Preference, Queue, TaskInput, TaskType
 
 # Built-in judge prompts, by (task type, version). A version is never edited once used: labels
@@ -89,34 +88,8 @@ def parse(answer: str, queue: Queue) -> LabelValue | None:
         ]
         return min(found)[1] if found else None
     if queue.task_type == TaskType.RATING:
-        m = re.search(r"-?\d+(?:\.\d+)?", text)
-        if m is None:
-            return None
-        value = float(m.group())
-        return value if queue.rating_min <= value <= queue.rating_max else None
+        return parse_rating(text, queue.rating_min, queue.rating_max)
     if queue.task_type == TaskType.PAIRWISE_PREFERENCE:
         verdict = parse_pairwise_verdict(text)
         return Preference(verdict) if verdict else None
     return None
-
-
-class ServingJudge:
-    """Asks serving's Generate (greedy, short answers) over a channel from llmops.core.clients."""
-
-    def __init__(self, channel: grpc.aio.Channel, timeout: float) -> None:
-        self._stub = serving_pb2_grpc.ServingServiceStub(channel)
-        # Generation may queue behind other requests, so the judge has its own (longer) deadline.
-        self._timeout = timeout
-
-    async def ask(self, prompt: str, model: str) -> str:
-        reply = await self._stub.Generate(
-            serving_pb2.GenerateRequest(
-                model=model,
-                prompt=prompt,
-                max_tokens=16,
-                temperature=0,
-                metadata={"caller": "labeling-judge"},
-            ),
-            timeout=self._timeout,
-        )
-        return reply.text

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from llmops.contracts.events import DocumentCleaned, FeedbackAccepted
 from llmops.core.artifacts import ArtifactStore
+from llmops.core.judge import ServingJudge
 from llmops.labeling import functions, judge
 from llmops.labeling.domain import feedback
 from llmops.labeling.domain.agreement import AgreementMetric, AgreementResult, compute_agreement
@@ -69,7 +70,7 @@ class Labeling:
         store: LabelingStore,
         artifacts: ArtifactStore,
         *,
-        judge_client: judge.ServingJudge | None,
+        judge_client: ServingJudge | None,
         inference_lookup: InferenceLookup | None,
         review_queue: str,
         review_max_score: float,

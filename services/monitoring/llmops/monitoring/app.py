@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llmops.contracts.events import (
     AlertRaised,
+    AnswerJudged,
     DatasetVersionCreated,
     DocumentCleaned,
     DocumentRaw,
@@ -28,11 +29,13 @@ from llmops.contracts.rpc.labeling.v1 import labeling_pb2_grpc
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2_grpc
 from llmops.contracts.rpc.registry.v1 import registry_pb2_grpc
 from llmops.contracts.rpc.training.v1 import training_pb2_grpc
+from llmops.core.judge import ServingJudge
 from llmops.core.service import Runtime
 from llmops.monitoring.alerts import AlertJob
 from llmops.monitoring.drift_job import DriftJob, DriftReporter, PromptEmbedder
 from llmops.monitoring.grpc_server import MonitoringServicer
 from llmops.monitoring.loop.controller import LoopController
+from llmops.monitoring.loop.judge import LiveJudge
 from llmops.monitoring.settings import Settings
 from llmops.monitoring.store.analytics import AnalyticsStore
 
@@ -58,6 +61,7 @@ CONSUMED: dict[type[Event], str] = {
     DriftDetected: "drift",
     AlertRaised: "alerts",
     LoopStepped: "loop-steps",
+    AnswerJudged: "judge-scores",
 }
 
 
@@ -80,13 +84,17 @@ class MonitoringService:
     def register(self, runtime: Runtime) -> None:
         self.drift = DriftReporter(self.store, self.settings.drift, runtime.bus.publish, self.embedder)
         runtime.bus.publishes(DriftDetected)
+        judge = ServingJudge(
+            runtime.channel("serving"), self.settings.loop.judge_timeout_seconds, "monitoring-judge"
+        )
         self.loop = LoopController(
             self.settings.loop, self.store, runtime.bus.publish,
             registry=registry_pb2_grpc.RegistryServiceStub(runtime.channel("registry")),
             labeling=labeling_pb2_grpc.LabelingServiceStub(runtime.channel("labeling")),
             training=training_pb2_grpc.TrainingServiceStub(runtime.channel("training")),
+            judge=LiveJudge(self.store, judge, runtime.bus.publish),
         )  # fmt: skip
-        runtime.bus.publishes(LoopStepped, TrainingRequested, AlertRaised)
+        runtime.bus.publishes(LoopStepped, TrainingRequested, AlertRaised, AnswerJudged)
         runtime.grpc.add(
             monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server,
             MonitoringServicer(self.settings, self.store, drift=self.drift, loop=self.loop),

@@ -29,7 +29,8 @@ from llmops.contracts.rpc.registry.v1 import registry_pb2
 from llmops.contracts.rpc.training.v1 import training_pb2
 from llmops.contracts.vocabulary import CHALLENGER_ALIAS, DEFAULT_ALIAS
 from llmops.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from llmops.monitoring.loop.canary import REGISTERED, CanaryVerdict, analyse_canary
+from llmops.monitoring.loop.canary import REGISTERED, CanaryVerdict, analyse_canary, version_name
+from llmops.monitoring.loop.judge import LiveJudge
 from llmops.monitoring.loop.policy import LoopPolicy, LoopSettings
 from llmops.monitoring.store.analytics import AnalyticsStore
 
@@ -187,9 +188,11 @@ class LoopController:
         labeling: Any,
         training: Any,
         *,
+        judge: LiveJudge | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
         self.settings = settings
+        self.judge = judge  # rates live answers for canaries whose policy names a judge
         self.store = store
         self._publish = publish
         self.registry, self.labeling, self.training = registry, labeling, training
@@ -537,6 +540,18 @@ class LoopController:
         share = state.canary_share or policy.canary.steps[0]
         now = self._clock()
         start = state.canary_started_at or now
+        if policy.canary.judge is not None:
+            if self.judge is None:
+                raise _Final(
+                    "the policy names a judge (canary.judge), but this controller has no judge client"
+                )
+            # Scores published now are stored within a batch interval: this analysis counts the
+            # ones stored so far, the next one the rest.
+            await self.judge.judge(
+                state.model,
+                [version_name(state.model, v) for v in (state.champion_version, state.challenger_version)],
+                start, now, policy.canary.judge, state.loop_id,
+            )  # fmt: skip
         verdict: CanaryVerdict = await self.store.read(
             lambda c: analyse_canary(
                 c,

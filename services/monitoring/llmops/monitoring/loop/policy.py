@@ -31,6 +31,40 @@ DEFAULT_QUEUES: dict[str, tuple[str, ...]] = {
 }
 
 
+# The judge's rating prompts, by version; a version is never edited once used (scores point at it).
+JUDGE_PROMPTS: dict[str, str] = {
+    "v1": (
+        "Rate how well the response answers the request, from 1 (worst) to 5 (best).\n\n"
+        "Request:\n{prompt}\n\nResponse:\n{response}\n\nAnswer with the number only."
+    ),
+}
+JUDGE_RATINGS = (1.0, 5.0)  # what the prompts ask for; a score is (rating - 1) / 4
+
+
+class JudgePolicy(BaseModel):
+    """An LLM judge that rates a sample of each arm's live answers at every canary analysis; the
+    arms' scores are then compared like their feedback."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(
+        min_length=1, description="What serving answers the judge with (model, alias or version)."
+    )
+    prompt_version: str = Field("v1", description=f"The rating prompt: one of {', '.join(JUDGE_PROMPTS)}.")
+    sample: int = Field(
+        20, ge=1, description="Answers per arm judged at each analysis, of those not judged yet."
+    )
+    min_scores: int = Field(20, ge=2, description="Scored answers per arm before the judge has a say.")
+    concurrency: int = Field(4, ge=1, le=64, description="Judge calls at a time.")
+
+    @field_validator("prompt_version")
+    @classmethod
+    def _known_prompt(cls, version: str) -> str:
+        if version not in JUDGE_PROMPTS:
+            raise ValueError(f"unknown judge prompt version {version!r}; known: {', '.join(JUDGE_PROMPTS)}")
+        return version
+
+
 class CanaryPolicy(BaseModel):
     """How a challenger is canaried and judged on live quality (Flagger / Argo Rollouts style)."""
 
@@ -45,6 +79,7 @@ class CanaryPolicy(BaseModel):
     latency_p95_slo_ms: float | None = Field(None, gt=0, description="Roll back above this p95.")
     error_rate_slo: float | None = Field(None, ge=0, le=1, description="Roll back above this error share.")
     max_analyses: int = Field(60, ge=1, description="Undecided after this many: rolled back.")
+    judge: JudgePolicy | None = Field(None, description="Live judge scores, compared like feedback.")
 
     @field_validator("steps")
     @classmethod
@@ -112,6 +147,7 @@ class LoopSettings(BaseSettings):
         default_factory=dict, description="JSON object: model name -> policy (see LoopPolicy)."
     )
     actor: str = Field("loop", min_length=1, description="Who the registry's history says acted.")
+    judge_timeout_seconds: float = Field(120.0, gt=0, description="Each live judge call's deadline.")
 
     @field_validator("policies", mode="before")
     @classmethod

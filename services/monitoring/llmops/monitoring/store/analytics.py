@@ -25,6 +25,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from llmops.contracts.events import (
     AlertRaised,
+    AnswerJudged,
     DatasetVersionCreated,
     DocumentCleaned,
     DocumentRaw,
@@ -378,6 +379,21 @@ def loop_step_row(event: LoopStepped) -> list[Any]:
     ]  # fmt: skip
 
 
+JUDGE_SCORE_COLUMNS = (
+    "event_id", "request_id", "occurred_at", "model", "model_version", "arm", "judge", "prompt_version",
+    "score", "rating", "judge_answer", "loop_id", *_ENVELOPE_COLUMNS,
+)  # fmt: skip
+
+
+def judge_score_row(event: AnswerJudged) -> list[Any]:
+    """``event`` as a ``judge_scores`` row, in :data:`JUDGE_SCORE_COLUMNS` order."""
+    return [
+        event.event_id, event.request_id, _utc(event.occurred_at), event.model, event.model_version,
+        event.arm, event.judge, event.prompt_version, event.score, event.rating, event.judge_answer,
+        event.loop_id, *_envelope(event),
+    ]  # fmt: skip
+
+
 # The tag of the service's own reads (AnalyticsStore.read), which never reaches the engine.
 READ_TAG_PREFIX = "llmops-read-"
 
@@ -413,6 +429,7 @@ EVENT_TABLES: dict[type[Event], EventTable[Any]] = {
     DriftDetected: EventTable("drift_reports", DRIFT_COLUMNS, drift_row),
     AlertRaised: EventTable("alerts", ALERT_COLUMNS, alert_row),
     LoopStepped: EventTable("loop_steps", LOOP_STEP_COLUMNS, loop_step_row),
+    AnswerJudged: EventTable("judge_scores", JUDGE_SCORE_COLUMNS, judge_score_row),
 }
 
 
