@@ -16,6 +16,11 @@ answers neither "A" nor "B" (training records judge_decided = 0 and no win rate)
 set no judge threshold; training is still asked to compare with the registry's champion (the job
 carries the champion's adapter), and the quality verdict is the canary's live feedback and the
 held-out measurement. The threshold itself is tested in tests/unit/test_monitoring_loop.py.
+
+In the second scenario the canary also asks a live judge (the same base model, through serving) to
+rate a sample of each arm's answers: the test checks that its ratings reach ClickHouse for both arms
+and that the analysis carries them; with this judge, what it rates decides nothing (the feedback
+does). How judge scores decide a canary is tested in tests/unit/test_monitoring_loop.py.
 """
 
 from __future__ import annotations
@@ -112,7 +117,17 @@ def _policy(**overrides: object) -> dict:
 POLICIES = {
     # Drift in the prompts or the falling feedback may start it; promotion waits for a person.
     "geo": _policy(drift_signals=["prompt_embedding"], approval=["promote"]),
-    "geo-b": _policy(),
+    # The canary also asks a live judge (the base model, the only one here) to rate each arm's answers.
+    "geo-b": _policy(
+        canary={
+            "steps": [0.5],
+            "interval_seconds": 5,
+            "min_requests": 20,
+            "min_feedback": 20,
+            "alpha": 0.05,
+            "judge": {"model": SMOLLM2_NAME, "sample": 10, "min_scores": 5},
+        }
+    ),  # fmt: skip
 }
 
 ENV = {
@@ -449,6 +464,19 @@ async def test_a_challenger_trained_on_poisoned_corrections_is_rolled_back(platf
     )
     aliases = _aliases(platform, model)
     assert aliases.get("champion") == 1 and "challenger" not in aliases
+    # The live judge rated answers of both arms through serving; its ratings are in ClickHouse with the
+    # loop's id, and the analysis that rolled back names the judge and its query.
+    judged = query_monitoring(
+        platform,
+        "SELECT arm, count(), countIf(score IS NOT NULL), avg(score), any(judge_answer) FROM judge_scores_v "
+        "WHERE model = {m:String} AND judge = {j:String} AND loop_id = {l:String} GROUP BY arm ORDER BY arm",
+        m=model, j=SMOLLM2_NAME, l=status.steps[0].loop_id,
+    )  # fmt: skip
+    print("live judge, per arm (arm, judged, rated, mean score, an answer):", judged)
+    assert [row[0] for row in judged] == ["challenger", "champion"] and all(row[1] > 0 for row in judged)
+    assert status.steps[0].evidence["judge"] == SMOLLM2_NAME
+    assert "judge_scores_v" in status.steps[0].evidence["judge_query"]
+    assert "challenger_judge_scores" in status.steps[0].values
     # The canary ended in a rollback, as the registry announced it (stored by monitoring).
     await eventually(
         lambda: (

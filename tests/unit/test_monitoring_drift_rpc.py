@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +135,7 @@ def _settings(**drift: object) -> Settings:
 
 def _servicer(store: AnalyticsStore, bus: RecordingBus, loader: CountingLoader) -> MonitoringServicer:
     settings = _settings()
-    reporter = DriftReporter(store, settings.drift, bus.publish, PromptEmbedder(loader))
+    reporter = DriftReporter(store, settings.drift, bus.publish, PromptEmbedder(loader, process=False))
     return MonitoringServicer(settings, store, drift=reporter)
 
 
@@ -315,7 +315,9 @@ async def test_job_checks_every_model_with_traffic_and_publishes_only_drift(stor
     settings = DriftJobSettings(
         signals=["prompt_tokens", "latency_ms"], window_seconds=86400, reference_seconds=7 * 86400
     )
-    job = DriftJob(DriftReporter(store, settings, bus.publish, PromptEmbedder(CountingLoader())))
+    job = DriftJob(
+        DriftReporter(store, settings, bus.publish, PromptEmbedder(CountingLoader(), process=False))
+    )
     reports = await job.run_once(now=CURRENT[1])
 
     assert sorted(reports) == ["slow", "steady"]
@@ -348,7 +350,7 @@ async def test_job_skips_models_without_traffic_and_survives_a_failing_one(
     settings = DriftJobSettings(
         models="slow,steady,idle", signals="latency_ms", window_seconds=86400, reference_seconds=7 * 86400
     )
-    reporter = DriftReporter(store, settings, bus.publish, PromptEmbedder(CountingLoader()))
+    reporter = DriftReporter(store, settings, bus.publish, PromptEmbedder(CountingLoader(), process=False))
     job = DriftJob(reporter)
     # "down" had requests in the window, but no answer: nothing to compare.
     assert await job.models_with_traffic(*CURRENT) == ["slow", "steady"]
@@ -371,7 +373,11 @@ async def test_job_uses_the_numeric_method_of_its_settings(store: AnalyticsStore
         signals="prompt_tokens,latency_ms", window_seconds=86400, reference_seconds=7 * 86400,
         numeric_method="histograms",
     )  # fmt: skip
-    job = DriftJob(DriftReporter(store, settings, RecordingBus().publish, PromptEmbedder(CountingLoader())))
+    job = DriftJob(
+        DriftReporter(
+            store, settings, RecordingBus().publish, PromptEmbedder(CountingLoader(), process=False)
+        )
+    )
     # Two minutes later than the other job tests: windows off the hour (edges binned from the rows).
     reports = await job.run_once(now=CURRENT[1] + dt.timedelta(minutes=2))
     assert sorted(reports) == ["slow", "steady"]
@@ -420,7 +426,7 @@ async def test_prompt_vectors_are_kept_between_runs_and_embedded_at_a_lower_prio
         priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         return bag_of_words(texts)
 
-    embedder = PromptEmbedder(lambda: embed, cache_size=3, nice=5)
+    embedder = PromptEmbedder(lambda: embed, cache_size=3, nice=5, process=False)
     try:
         vectors = await embedder.get()
         # Called from a reader thread, as drift_report calls it.
@@ -442,3 +448,30 @@ async def test_prompt_vectors_are_kept_between_runs_and_embedded_at_a_lower_prio
         )
     finally:
         embedder.close()
+
+
+def _where_embedded() -> Callable[[Sequence[str]], list[list[float]]]:
+    """A loader the embedding process can import: each vector says which process embedded it, at
+    which priority, and how long the text was."""
+
+    def embed(texts: Sequence[str]) -> list[list[float]]:
+        me = [float(os.getpid()), float(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))]
+        return [[*me, float(len(t))] for t in texts]
+
+    return embed
+
+
+async def test_the_embedding_model_runs_in_a_child_process_at_a_lower_priority() -> None:
+    embedder = PromptEmbedder(_where_embedded, cache_size=100, nice=3)
+    try:
+        vectors = await embedder.get()
+        assert await embedder.get() == vectors  # loaded once
+        first = await asyncio.to_thread(vectors, ["where is my order", "hi"])
+        second = await asyncio.to_thread(vectors, ["hi", "cancel it"])
+    finally:
+        embedder.close()
+    pids = {v[0] for v in first + second}
+    assert len(pids) == 1 and pids != {float(os.getpid())}  # one child process, not this one
+    assert {v[1] for v in first + second} == {float(min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3))}
+    assert [v[2] for v in first + second] == [17.0, 2.0, 2.0, 9.0]
+    assert (embedder.misses, embedder.hits) == (3, 1)  # "hi" came from the cache the second time

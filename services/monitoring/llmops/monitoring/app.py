@@ -32,6 +32,7 @@ from llmops.contracts.rpc.training.v1 import training_pb2_grpc
 from llmops.core.judge import ServingJudge
 from llmops.core.service import Runtime
 from llmops.monitoring.alerts import AlertJob
+from llmops.monitoring.drift import EMBEDDING_SIGNAL
 from llmops.monitoring.drift_job import DriftJob, DriftReporter, PromptEmbedder
 from llmops.monitoring.grpc_server import MonitoringServicer
 from llmops.monitoring.loop.controller import LoopController
@@ -115,6 +116,9 @@ class MonitoringService:
         runtime.own(self.store)
         runtime.own(self.embedder)
         await self.store.open()
+        drift = self.settings.drift
+        if drift.enabled and drift.preload and EMBEDDING_SIGNAL in drift.signals:
+            await self.embedder.get()  # before the bus starts: the consumers do not wait on it later
         if self.settings.drift.enabled and self.drift is not None:
             runtime.every("drift", self.settings.drift.interval_seconds, DriftJob(self.drift).scheduled)
         if self.settings.alert.enabled:

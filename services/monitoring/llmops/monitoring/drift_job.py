@@ -12,12 +12,13 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import multiprocessing
 import os
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -70,6 +71,13 @@ class DriftJobSettings(BaseSettings):
     embedding_cache: int = Field(
         20_000, ge=0, description="Prompt vectors kept between runs (about 1.5 kB each); 0: none."
     )
+    preload: bool = Field(
+        False,
+        description=(
+            "Load the embedding model at start, before consuming (start-up takes seconds longer; the "
+            "first run with prompt_embedding then takes no load time from the consumers)."
+        ),
+    )
     embedding_nice: int = Field(
         10, ge=0, le=19, description="How much lower than the service's the embedding thread's priority is."
     )
@@ -118,7 +126,7 @@ class DriftJobSettings(BaseSettings):
 
 
 class PromptEmbedder:
-    """The embedding model for prompt_embedding drift: loaded in a thread on first need, then kept.
+    """The embedding model for prompt_embedding drift: loaded on first need, then kept.
 
     One per service, shared by DriftReport calls and the scheduled job (the model takes seconds to
     load and about 100 MB; a service that never compares prompts never loads it).
@@ -126,18 +134,30 @@ class PromptEmbedder:
     Embedding is what a drift run spends its time on (measured: 8 s of a run's 8.5 s for two samples
     of 200 prompts on one core), and monitoring's first duty is storing what arrives. So:
 
+    * the model runs in a child process of its own (``process``), whose nice value is raised by
+      ``nice``: it shares no interpreter lock with the consumers (measured: embedding in a thread of
+      the service, even at nice 19, slowed the consumers' event loop through the lock), and under
+      load the consumers and ClickHouse's threads get the CPU first;
     * vectors are kept by the text's digest, up to ``cache_size`` of them (least recently used goes
       first): the samples are the first rows by a hash of the request id, so consecutive runs over a
-      sliding window draw mostly the same prompts, and only the new ones are embedded;
-    * the model runs in one thread of its own whose nice value is raised by ``nice`` (Linux sets it
-      per thread), so under load the consumers and ClickHouse's threads get the CPU first.
+      sliding window draw mostly the same prompts, and only the new ones are embedded.
+
+    ``process=False`` runs the model in a thread of this process instead (for loaders that cannot
+    be sent to another process, such as tests' fakes); the thread's nice value is raised alike.
     """
 
     def __init__(
-        self, load: Callable[[], Embed] | None = None, *, cache_size: int = 20_000, nice: int = 10
+        self,
+        load: Callable[[], Embed] | None = None,
+        *,
+        cache_size: int = 20_000,
+        nice: int = 10,
+        process: bool = True,
     ) -> None:
         self._load = load or _load_minilm
-        self._embed: Embed | None = None
+        self.process = process
+        self._embed: Embed | None = None  # in this process (process=False)
+        self._worker: Executor | None = None
         self._lock = asyncio.Lock()
         self._cache: OrderedDict[bytes, Sequence[float]] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -145,29 +165,41 @@ class PromptEmbedder:
         self.nice = nice
         # Counters of texts served from the cache and embedded, since start (logged by the job).
         self.hits = self.misses = 0
-        self._thread: ThreadPoolExecutor | None = None
 
     async def get(self) -> Embed:
         async with self._lock:
-            if self._embed is None:
-                self._thread = ThreadPoolExecutor(
-                    max_workers=1,
-                    thread_name_prefix="drift-embed",
-                    initializer=_lower_priority,
-                    initargs=(self.nice,),
-                )
-                self._embed = await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
-                log.info("loaded the embedding model for prompt drift")
+            if self._worker is None:
+                loop = asyncio.get_running_loop()
+                if self.process:
+                    worker: Executor = ProcessPoolExecutor(
+                        max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                        initializer=_lower_priority, initargs=(self.nice,),
+                    )  # fmt: skip
+                    try:
+                        pid = await loop.run_in_executor(worker, _load_in_worker, self._load)
+                    except BaseException:
+                        worker.shutdown(wait=False, cancel_futures=True)
+                        raise
+                    where = f"process {pid}"
+                else:
+                    worker = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="drift-embed", initializer=_lower_priority,
+                        initargs=(self.nice,),
+                    )  # fmt: skip
+                    self._embed = await loop.run_in_executor(worker, self._load)
+                    where = "a thread"
+                self._worker = worker
+                log.info("loaded the embedding model for prompt drift in %s (nice +%d)", where, self.nice)
         return self._cached
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=False, cancel_futures=True)
+        if self._worker is not None:
+            self._worker.shutdown(wait=False, cancel_futures=True)
 
     def _cached(self, texts: Sequence[str]) -> list[Sequence[float]]:
-        """Vectors of ``texts``, in order: the cached ones as they are, the others embedded (on the
-        embedding thread, waited for) and cached. Called from a reader thread."""
-        assert self._embed is not None and self._thread is not None
+        """Vectors of ``texts``, in order: the cached ones as they are, the others embedded (by the
+        worker, waited for) and cached. Called from a reader thread."""
+        assert self._worker is not None
         keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
         found: dict[bytes, Sequence[float]] = {}
         with self._cache_lock:
@@ -177,8 +209,12 @@ class PromptEmbedder:
                     found[key] = self._cache[key]
         missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
         if missing:
-            embed = self._embed
-            vectors = self._thread.submit(embed, list(missing.values())).result()
+            batch = list(missing.values())
+            if self.process:
+                vectors = self._worker.submit(_embed_in_worker, batch).result()
+            else:
+                assert self._embed is not None
+                vectors = self._worker.submit(self._embed, batch).result()
             found.update(zip(missing, vectors, strict=True))
             with self._cache_lock:
                 for key in missing:
@@ -193,8 +229,8 @@ class PromptEmbedder:
 
 
 def _lower_priority(nice: int) -> None:
-    """Raise the calling thread's nice value by ``nice`` (on Linux a thread's priority is its own);
-    anywhere it cannot be set, the thread keeps the process's priority."""
+    """Raise the calling thread's nice value by ``nice`` (on Linux a thread's priority is its own; in
+    the child process, its one worker thread); anywhere it cannot be set, the priority stays."""
     if nice <= 0:
         return
     try:
@@ -203,6 +239,21 @@ def _lower_priority(nice: int) -> None:
         )
     except (AttributeError, OSError) as exc:
         log.info("drift embeddings keep the process's priority: %s", exc)
+
+
+# The model, in the embedding child process (PromptEmbedder with process=True): one per process.
+_worker_embed: Embed | None = None
+
+
+def _load_in_worker(load: Callable[[], Embed]) -> int:
+    global _worker_embed  # noqa: PLW0603 - the child process's one model
+    _worker_embed = load()
+    return os.getpid()
+
+
+def _embed_in_worker(texts: list[str]) -> list[list[float]]:
+    assert _worker_embed is not None, "the embedding model is loaded first"
+    return [[float(x) for x in vector] for vector in _worker_embed(texts)]
 
 
 def _load_minilm() -> Embed:
