@@ -13,7 +13,10 @@ import asyncio
 import datetime as dt
 import os
 import re
+import subprocess
+import sys
 import threading
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -475,3 +478,36 @@ async def test_the_embedding_model_runs_in_a_child_process_at_a_lower_priority()
     assert {v[1] for v in first + second} == {float(min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3))}
     assert [v[2] for v in first + second] == [17.0, 2.0, 2.0, 9.0]
     assert (embedder.misses, embedder.hits) == (3, 1)  # "hi" came from the cache the second time
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has ended; whoever adopted it reaps it
+
+
+def test_a_killed_service_leaves_no_embedding_process_behind() -> None:
+    service = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import asyncio, time\n"
+            "from llmops.monitoring.drift_job import PromptEmbedder\n"
+            "from tests.unit.test_monitoring_drift_rpc import _where_embedded\n"
+            "embed = asyncio.run(PromptEmbedder(_where_embedded).get())\n"
+            "print(int(embed(['x'])[0][0]), flush=True)\n"
+            "time.sleep(600)\n"
+        )],
+        cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert service.stdout is not None
+        child = int(service.stdout.readline())
+        assert child != service.pid and _alive(child)
+    finally:
+        service.kill()
+        service.wait()
+    deadline = time.monotonic() + 15
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child), f"embedding process {child} outlived its service"

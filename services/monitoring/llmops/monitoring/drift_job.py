@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -173,7 +174,7 @@ class PromptEmbedder:
                 if self.process:
                     worker: Executor = ProcessPoolExecutor(
                         max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                        initializer=_lower_priority, initargs=(self.nice,),
+                        initializer=_start_worker, initargs=(self.nice, os.getpid()),
                     )  # fmt: skip
                     try:
                         pid = await loop.run_in_executor(worker, _load_in_worker, self._load)
@@ -243,6 +244,19 @@ def _lower_priority(nice: int) -> None:
 
 # The model, in the embedding child process (PromptEmbedder with process=True): one per process.
 _worker_embed: Embed | None = None
+
+
+def _start_worker(nice: int, parent: int) -> None:
+    """In the embedding child process: a lower priority, and an end with the service's, however it
+    ends (a killed service leaves no embedding process behind)."""
+    _lower_priority(nice)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _load_in_worker(load: Callable[[], Embed]) -> int:
