@@ -22,6 +22,7 @@ from clickhouse_connect.driver import Client
 from llmops.contracts.events import (
     ALL_EVENTS,
     AlertRaised,
+    AnswerJudged,
     Citation,
     DatasetVersionCreated,
     DocumentCleaned,
@@ -90,6 +91,7 @@ MIGRATIONS = [
     "0017_views_without_failures",
     "0018_inference_histograms_hourly",
     "0019_histograms_answers_only",
+    "0020_judge_scores",
 ]
 EVENT_VIEWS = {table.table: f"{table.table}_v" for table in EVENT_TABLES.values()}
 REAL_TABLES = {
@@ -701,6 +703,10 @@ SAMPLES: list[Event] = [
         training_job_id="job-1", champion_version=2, challenger_version=3, canary_share=0.25,
         next_step="analyse again", values={"p_value": 0.08}, evidence={"query": "SELECT 1"}, occurred_at=AT,
     ),
+    AnswerJudged(
+        request_id="req-1", model="bot", model_version="bot/3", arm="challenger", judge="judge",
+        prompt_version="v1", score=0.75, rating=4.0, judge_answer="4", loop_id="loop-1", occurred_at=AT,
+    ),
 ]  # fmt: skip
 
 
@@ -977,6 +983,8 @@ async def test_current_aliases_and_canaries(store: AnalyticsStore) -> None:
 
 def test_rolling_back_the_analyst_views_restores_inference_with_feedback(client: Client) -> None:
     apply_migrations(client, migrations_dir())
+    assert rollback_migration(client, migrations_dir()) == "0020_judge_scores"
+    assert "judge_scores" not in tables(client)
     assert rollback_migration(client, migrations_dir()) == "0019_histograms_answers_only"
     assert rollback_migration(client, migrations_dir()) == "0018_inference_histograms_hourly"
     assert rollback_migration(client, migrations_dir()) == "0017_views_without_failures"
