@@ -401,12 +401,18 @@ async def test_feedback_and_drift_train_canary_and_promote_a_better_model(platfo
     assert final.state == "promoted" and not final.active
 
     # Every step is a row in ClickHouse, and the last one ties the feedback's dataset and the
-    # training job to the deployed version (lineage from feedback to deployment).
-    rows = query_monitoring(
-        platform,
-        "SELECT step, dataset_version_id, training_job_id, challenger_version FROM loop_steps_v "
-        "WHERE loop_id = {l:String} ORDER BY occurred_at",
-        l=final.loop_id,
+    # training job to the deployed version (lineage from feedback to deployment). The steps reach
+    # ClickHouse through Kafka: the promotion's row is waited for, not read before it could arrive.
+    def steps_stored() -> list[list]:
+        return query_monitoring(
+            platform,
+            "SELECT step, dataset_version_id, training_job_id, challenger_version FROM loop_steps_v "
+            "WHERE loop_id = {l:String} ORDER BY occurred_at",
+            l=final.loop_id,
+        )
+
+    rows = await eventually(
+        lambda: (found := steps_stored()) and found[-1][0] == "promoted" and found, timeout=60
     )
     assert [r[0] for r in rows][-3:] == ["awaiting_approval", "approved", "promoted"]
     assert rows[-1][1:] == [trained.dataset_version_id, trained.training_job_id, challenger]
