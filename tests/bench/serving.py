@@ -47,7 +47,7 @@ import grpc
 import httpx
 from openai import AsyncOpenAI
 
-from llmops.cli.local import LocalPlatform, free_port
+from llmops.cli.local import LocalPlatform, free_port, group_alive
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
 from llmops.core.model_assets import SMOLLM2_NAME, smollm2_path
 from llmops.core.settings import LOOPBACK, PlatformSettings
@@ -290,16 +290,6 @@ def _openai_client(base_url: str, api_key: str) -> AsyncOpenAI:
 # --- (b) vLLM's own OpenAI server ------------------------------------------------------------------
 
 
-def _group_alive(group: int) -> bool:
-    """Whether a live (not zombie) process is in process group ``group``."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
-            if int(fields[2]) == group and fields[0] != "Z":
-                return True
-    return False
-
-
 def _stop(process: subprocess.Popen) -> None:
     """Terminate the server, then kill its process group (it and the engine process it started,
     in a session of their own) if anything of it outlives the terminate."""
@@ -308,7 +298,7 @@ def _stop(process: subprocess.Popen) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
     deadline = time.monotonic() + 10
-    while _group_alive(process.pid) and time.monotonic() < deadline:
+    while group_alive(process.pid) and time.monotonic() < deadline:
         time.sleep(0.5)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)

@@ -7,6 +7,7 @@ period). Tests use the same class with their own folders and free ports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -86,6 +87,20 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return True
+
+
+def group_alive(group: int) -> bool:
+    """Whether a live (not zombie) process is in process group ``group``.
+
+    A stopped leader is not enough: the broker's leader is a small launcher whose engine, in the same
+    group, may still be shutting down (and still answering) after the launcher has exited.
+    """
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
+            if int(fields[2]) == group and fields[0] != "Z":
+                return True
+    return False
 
 
 @dataclass
@@ -272,7 +287,9 @@ class LocalPlatform:
             return "(no log)"
 
     def stop(self, name: str, grace: float = 15) -> bool:
-        """Stop one process by its pid: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        """Stop one process and its group by its pid: SIGTERM, then SIGKILL after ``grace`` seconds.
+
+        Returns once nothing of the group is left running."""
         pid = self.pid(name)
         self._pid_file(name).unlink(missing_ok=True)
         if pid is None:
@@ -282,10 +299,14 @@ class LocalPlatform:
         except ProcessLookupError:
             return False
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and group_alive(pid):
             time.sleep(0.1)
-        if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+        if group_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and group_alive(pid):
+                time.sleep(0.1)
         return True
 
     def down(self) -> list[str]:
