@@ -101,7 +101,7 @@ async def _serve(
     settings = Settings(served_model_name="base")
     generation = Generation(settings, engine, writer, lambda: router, None, None)  # type: ignore[arg-type]
     raised: BaseException | None = None
-    async with writer.buffer:
+    async with writer:
         try:
             async with asyncio.timeout(timeout):
                 await generation.complete(request)
@@ -187,7 +187,7 @@ async def test_a_caller_that_goes_away_is_not_an_error(tmp_path: Path) -> None:
         redact=lambda text: text,
     )
     generation = Generation(Settings(served_model_name="base"), _Engine(), writer, _Router, None, None)  # type: ignore[arg-type]
-    async with writer.buffer:
+    async with writer:
         steps = generation.run(GenerationRequest(model="bot", prompt="hi"), streamed=True)
         assert isinstance(await anext(steps), Started)
         assert isinstance(await anext(steps), Step)

@@ -70,7 +70,7 @@ class ServingService:
         s = self.settings
         folder = s.platform.data_dir / "serving"
         # Publishes spooled logs of a previous run first; closes (spooling what is left) before the bus.
-        await runtime.enter(self.log().buffer)
+        await runtime.enter(self.log())
         table = runtime.own(AliasTable(folder / "aliases.sqlite"))
         registry_channel = runtime.channel("registry")
         registry = RegistryLookup(registry_channel)
