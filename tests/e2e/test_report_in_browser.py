@@ -25,6 +25,7 @@ from PIL import Image
 from llmops.cli.local import LocalPlatform
 from llmops.contracts.events import (
     AlertRaised,
+    AnswerJudged,
     DriftDetected,
     Event,
     FeedbackAccepted,
@@ -86,6 +87,18 @@ def events() -> list[Event]:
                         user=f"user-{i}",
                     )
                 )
+                if i % 3 == 0:
+                    # The canary's judge rated every third answer (the champion's last one it would not).
+                    abstained = arm == "champion" and hour == 1 and i == 3
+                    out.append(
+                        AnswerJudged(
+                            occurred_at=at + dt.timedelta(minutes=2), request_id=request_id, model="bot",
+                            model_version=version, arm=arm, judge="judge-model", prompt_version="v1",
+                            score=None if abstained else (0.5 if arm == "champion" else 0.75),
+                            rating=None if abstained else (3.0 if arm == "champion" else 4.0),
+                            producer="monitoring",
+                        )
+                    )  # fmt: skip
                 if i % 2 == 0:
                     up = rng.random() < (0.55 if arm == "champion" else 0.8)
                     out.append(
@@ -243,6 +256,7 @@ async def loaded(platform: LocalPlatform) -> LocalPlatform:
         "alerts_v": 1,
         "loop_steps_v": 3,
         "drift_reports_v": 3,
+        "judge_scores_v": sum(isinstance(e, AnswerJudged) for e in sent),
     }
     await eventually(
         lambda: {view: count(platform, f"SELECT count() FROM {view}") for view in expected} == expected,
@@ -384,6 +398,17 @@ def test_the_report_renders_every_section_with_charts_that_show_data(
     assert challenger_row, "the versions table has no row for bot/2"
     assert re.findall(r"<td>([^<]*)</td>", challenger_row.group(1))[:2] == [str(HOURS * 3), "1"]
     assert "champion: champion (version 1)" in text and "challenger: challenger (version 2)" in text
+    # The canary's judge next to the users: every third answer judged, one of the champion's unrated.
+    for label, expected in (
+        ("answers judged", [str(2 * HOURS), str(HOURS)]),
+        ("rated by the judge", [str(2 * HOURS - 1), str(HOURS)]),
+        ("judge&#x27;s mean score", ["0.5", "0.75"]),
+    ):
+        row = re.search(rf"<tr><td>{label}</td>(.*?)</tr>", text)
+        assert row, f"the canary table has no row {label!r}"
+        cells = [c.split(" <svg")[0].strip() for c in re.findall(r"<td>(.*?)</td>", row.group(1))]
+        assert cells == expected, (label, cells)
+    assert "judge scores (0 to 1) from judge-model" in text
 
     # Where the charts are, then a screenshot of the whole page: each plot area has data's colours.
     measured = tmp_path / "measured.html"

@@ -127,9 +127,27 @@ def full_data() -> ReportData:
             "canary_share": 0.2,
         }
     ]
+    judge = [
+        {
+            "model_version": "bot/1",
+            "arm": "champion",
+            "judge": "base",
+            "judged": 10.0,
+            "judge_rated": 8.0,
+            "judge_score": 0.5,
+        },
+        {
+            "model_version": "bot/2",
+            "arm": "challenger",
+            "judge": "base",
+            "judged": 6.0,
+            "judge_rated": 6.0,
+            "judge_score": 0.75,
+        },
+    ]
     return ReportData(
         since=T0, until=hours(5), model="bot", drift=drift, quality=quality, versions=versions,
-        canaries=canaries, alerts=alerts, loop_steps=loop_steps,
+        judge=judge, canaries=canaries, alerts=alerts, loop_steps=loop_steps,
     )  # fmt: skip
 
 
@@ -220,6 +238,28 @@ def test_polylines_and_points_match_the_rows() -> None:
         assert chart["points"] == 10 and chart["marked"] == 0 and chart["threshold"] == 0
     # Latency: p50 and p95 of each version.
     assert len(latency["polylines"]) == 4 and latency["points"] == 20
+
+
+def _canary_row(page: str, label: str) -> list[str]:
+    """The canary table's cells (champion, challenger) for ``label``, the bars left out."""
+    row = re.search(rf"<tr><td>{re.escape(label)}</td>(.*?)</tr>", page)
+    assert row, f"no canary row {label!r}"
+    return [cell.split(" <svg")[0].strip() for cell in re.findall(r"<td>(.*?)</td>", row.group(1))]
+
+
+def test_the_canary_shows_the_judge_next_to_the_users() -> None:
+    page = render(full_data())
+    assert _canary_row(page, "mean score") == ["0.55", "0.8"]
+    assert _canary_row(page, "answers judged") == ["10", "6"]
+    assert _canary_row(page, "rated by the judge") == ["8", "6"]
+    assert _canary_row(page, "judge&#x27;s mean score") == ["0.5", "0.75"]
+    assert "judge scores (0 to 1) from base" in page
+    # A canary without a judge shows no judge rows (not empty ones).
+    data = full_data()
+    data.judge = []
+    page = render(data)
+    assert "answers judged" not in page and "judge scores" not in page
+    assert _canary_row(page, "mean score") == ["0.55", "0.8"]
 
 
 def test_values_are_escaped() -> None:

@@ -211,7 +211,11 @@ def _canary_section(data: ReportData) -> str:
             ("champion", alias, canary.get("champion_version")),
             ("challenger", challenger, canary.get("challenger_version")),
         ]
-        found = {role: _arm_totals(data.versions, str(model), str(arm)) for role, arm, _ in arms}
+        found = {
+            role: _arm_totals(data.versions, str(model), str(arm))
+            | _judge_totals(data.judge, str(model), str(arm))
+            for role, arm, _ in arms
+        }
         state = "active" if canary.get("active") else f"ended ({canary.get('outcome') or 'no outcome'})"
         head = (
             f"<h3>{_e(model)}@{_e(alias)}: {_share(canary.get('share'))} of traffic to {_e(challenger)}, "
@@ -230,6 +234,13 @@ def _canary_section(data: ReportData) -> str:
             ("p50 latency ms (worst version)", "p50_latency_ms", _e),
             ("p95 latency ms (worst version)", "p95_latency_ms", _e),
         )
+        judges = sorted({j for role, _, _ in arms for j in found[role]["judges"]})
+        if judges:
+            metrics += (
+                ("answers judged", "judged", _e),
+                ("rated by the judge", "judge_rated", _e),
+                ("judge's mean score", "judge_score", _e),
+            )
         rows = []
         for label, column, show in metrics:
             values = [found[role][column] for role, _, _ in arms]
@@ -242,7 +253,12 @@ def _canary_section(data: ReportData) -> str:
                 ]
             )
         headers = ["", *(f"{role}: {arm} (version {_version(v)})" for role, arm, v in arms)]
-        blocks.append(head + _table(headers, rows, "side-by-side"))
+        judged_by = (
+            f'<p class="caption">judge scores (0 to 1) from {_e(", ".join(judges))}, judge_scores_v</p>'
+            if judges
+            else ""
+        )
+        blocks.append(head + _table(headers, rows, "side-by-side") + judged_by)
     return _section("canary", "Canary arms side by side", intro, "".join(blocks))
 
 
@@ -272,6 +288,25 @@ def _arm_totals(versions: list[Row], model: str, arm: str) -> Row:
         "p95_latency_ms": max(
             (float(r["p95_latency_ms"]) for r in rows if r.get("p95_latency_ms") is not None), default=None
         ),
+    }
+
+
+def _judge_totals(judge: list[Row], model: str, arm: str) -> Row:
+    """What the canary's judge said of one arm: answers judged, rated, and the mean of the ratings."""
+    rows = [
+        r for r in judge if r.get("arm") == arm and str(r.get("model_version") or "").startswith(f"{model}/")
+    ]
+    rated = sum(float(r.get("judge_rated") or 0) for r in rows)
+    total = sum(
+        float(r["judge_score"]) * float(r.get("judge_rated") or 0)
+        for r in rows
+        if r.get("judge_score") is not None
+    )
+    return {
+        "judges": {str(r.get("judge")) for r in rows},
+        "judged": sum(float(r.get("judged") or 0) for r in rows) if rows else None,
+        "judge_rated": rated if rows else None,
+        "judge_score": total / rated if rated else None,
     }
 
 

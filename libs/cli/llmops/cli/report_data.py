@@ -77,6 +77,17 @@ GROUP BY model_version, arm
 ORDER BY model_version, arm
 """
 
+# The canary's judge (judge_scores, migration 0020) per version, arm and judge: answers judged in the
+# window, how many it rated, and its mean score on [0, 1].
+JUDGE_SQL = f"""
+SELECT model_version, arm, judge, count() AS judged, countIf(score IS NOT NULL) AS judge_rated,
+    avg(score) AS judge_score
+FROM judge_scores_v
+WHERE occurred_at >= {_SINCE} AND {_ANSWERS_OF_MODEL}
+GROUP BY model_version, arm, judge
+ORDER BY model_version, arm, judge
+"""
+
 CANARIES_SQL = f"""
 SELECT model, alias, challenger_alias, share, champion_version, challenger_version, active, outcome,
     actor, reason, changed_at
@@ -116,6 +127,7 @@ class ReportData:
     drift_source: str = "drift_results_v"
     quality: list[Row] = field(default_factory=list)
     versions: list[Row] = field(default_factory=list)
+    judge: list[Row] = field(default_factory=list)
     canaries: list[Row] = field(default_factory=list)
     alerts: list[Row] = field(default_factory=list)
     loop_steps: list[Row] = field(default_factory=list)
@@ -147,6 +159,7 @@ def fetch(run_query: RunQuery, *, since: dt.datetime, until: dt.datetime, model:
         data.drift_source = "drift_reports_v"
     data.quality = rows(QUALITY_SQL)
     data.versions = rows(VERSIONS_SQL)
+    data.judge = rows(JUDGE_SQL)
     data.canaries = rows(CANARIES_SQL)
     data.alerts = rows(ALERTS_SQL)
     data.loop_steps = rows(LOOP_STEPS_SQL)
