@@ -25,7 +25,6 @@ from llmops.testing.platform import (
     caught_up,
     eventually,
     publish_raw,
-    query_monitoring,
     running_platform,
 )
 
@@ -95,24 +94,20 @@ async def test_feedback_becomes_sft_and_dpo_datasets_for_one_model(platform: Loc
             _answer(rid["maps"], "maps@champion", CAPITAL, "Marseille."),
         ],
     )
-    # Good feedback first; it makes no review task and finds nothing rated to pair with yet.
-    await publish_raw(
-        bootstrap, topics.FEEDBACK_ACCEPTED, [_feedback(rid["paris"], 1.0), _feedback(rid["maps"], 0.0)]
-    )
-
-    def rated() -> bool:
-        rows = query_monitoring(
-            platform, "SELECT count() FROM feedback_v WHERE startsWith(request_id, {p:String})", p=run
-        )
-        return rows == [[2]]
-
-    await eventually(rated, timeout=60)
-    # The low score with a correction, published twice (an app's retry), and a second correction.
+    # All the feedback at once, the good score of the pair next to the bad one: whichever labeling
+    # handles second finds the first in its own record, whether or not monitoring has stored it yet.
+    # The low score with a correction is published twice (an app's retry); then a second correction.
     corrected = _feedback(rid["lyon"], 0.0, correction="Paris.")
     await publish_raw(
         bootstrap,
         topics.FEEDBACK_ACCEPTED,
-        [corrected, corrected, _feedback(rid["saturn"], 0.0, correction="Jupiter.")],
+        [
+            _feedback(rid["paris"], 1.0),
+            corrected,
+            _feedback(rid["maps"], 0.0),
+            corrected,
+            _feedback(rid["saturn"], 0.0, correction="Jupiter."),
+        ],
     )
     await eventually(
         lambda: caught_up(bootstrap, "llmops-labeling.feedback", topics.FEEDBACK_ACCEPTED), timeout=90

@@ -55,16 +55,13 @@ def _feedback(request_id: str, score: float, correction: str = "", feedback_id: 
 
 
 class FakeMonitoring:
-    """Monitoring's inference log and feedback, as the two lookups see them."""
+    """Monitoring's inference log, as the answer lookup sees it."""
 
     def __init__(self) -> None:
         self.answers: dict[str, Answer] = {}
-        self.scores: dict[str, float] = {}
 
-    def answered(self, answer: Answer, score: float | None = None) -> None:
+    def answered(self, answer: Answer) -> None:
         self.answers[answer.request_id] = answer
-        if score is not None:
-            self.scores[answer.request_id] = score
 
     async def inference(self, request_id: str) -> dict[str, str] | None:
         a = self.answers.get(request_id)
@@ -76,20 +73,8 @@ class FakeMonitoring:
             "arm": a.arm,
             "prompt": a.prompt,
             "completion": a.completion,
+            "error": a.error,
         }
-
-    async def rated(
-        self, answer: Answer, *, score: float, min_score_gap: float, limit: int
-    ) -> list[RatedAnswer]:
-        # What MonitoringRatedAnswers's SQL selects: same prompt and registered model, other requests.
-        return [
-            RatedAnswer(a, self.scores[a.request_id])
-            for a in self.answers.values()
-            if a.request_id in self.scores
-            and a.request_id != answer.request_id
-            and a.prompt == answer.prompt
-            and a.registered_model == answer.registered_model
-        ]
 
 
 @pytest.fixture
@@ -114,7 +99,6 @@ def labeling(store: LabelingStore, monitoring: FakeMonitoring, tmp_path: Path) -
         review_queue=REVIEW,
         review_max_score=0.5,
         inference_lookup_seconds=0,
-        rated_answers=monitoring.rated,
         pairs=PairSettings(PAIRS, min_score_gap=0.1, per_feedback=3),
     )
     labeling.ensure_feedback_queues()
@@ -222,8 +206,10 @@ async def test_a_redelivered_correction_makes_one_task_and_one_label(
 async def test_two_differently_rated_answers_make_a_dpo_pair(
     labeling: Labeling, store: LabelingStore, monitoring: FakeMonitoring
 ) -> None:
-    monitoring.answered(_answer("r-good", "Paris."), score=1.0)
+    monitoring.answered(_answer("r-good", "Paris."))
     monitoring.answered(_answer("r-bad", "Lyon."))
+    # The two scores come back to back: the second finds the first in labeling's own record.
+    await labeling.on_feedback(_feedback("r-good", 1.0))
     await labeling.on_feedback(_feedback("r-bad", 0.0))
 
     rows = await _version(labeling, PAIRS)
@@ -240,8 +226,9 @@ async def test_two_differently_rated_answers_make_a_dpo_pair(
 async def test_equal_scores_make_no_pair(
     labeling: Labeling, store: LabelingStore, monitoring: FakeMonitoring
 ) -> None:
-    monitoring.answered(_answer("r1", "Paris."), score=1.0)
+    monitoring.answered(_answer("r1", "Paris."))
     monitoring.answered(_answer("r2", "It is Paris."))
+    await labeling.on_feedback(_feedback("r1", 1.0))
     await labeling.on_feedback(_feedback("r2", 1.0))
     assert store.get_queue(PAIRS).total_tasks == 0
 
@@ -271,22 +258,57 @@ def test_pairs_take_the_largest_gaps_first_up_to_the_limit() -> None:
 async def test_the_same_two_answers_make_one_pair_whichever_feedback_finds_them(
     labeling: Labeling, store: LabelingStore, monitoring: FakeMonitoring
 ) -> None:
-    monitoring.answered(_answer("r1", "Paris."), score=0.9)
-    monitoring.answered(_answer("r2", "Lyon."), score=0.2)
-    # r2's feedback finds r1, r1's (later, or redelivered) finds r2: one pair, one label.
+    monitoring.answered(_answer("r1", "Paris."))
+    monitoring.answered(_answer("r2", "Lyon."))
+    # r1's feedback finds r2's; redelivered, and with a second feedback on r2, they find each other
+    # again: one pair, one label.
     await labeling.on_feedback(_feedback("r2", 0.2))
     await labeling.on_feedback(_feedback("r2", 0.2))
     await labeling.on_feedback(_feedback("r1", 0.9))
+    await labeling.on_feedback(_feedback("r1", 0.9))
+    await labeling.on_feedback(_feedback("r2", 0.1))
     assert store.get_queue(PAIRS).total_tasks == 1
     labels = store.list_labels(PAIRS).items
     assert [(label.source, label.value) for label in labels] == [(LabelSource.FEEDBACK, Preference.A)]
 
 
+async def test_a_failed_answer_is_never_paired(
+    labeling: Labeling, store: LabelingStore, monitoring: FakeMonitoring
+) -> None:
+    monitoring.answered(_answer("r-good", "Paris."))
+    failed = _answer("r-failed", "Par")
+    monitoring.answered(Answer(**{**failed.__dict__, "error": "UNAVAILABLE"}))
+    await labeling.on_feedback(_feedback("r-good", 1.0))
+    await labeling.on_feedback(_feedback("r-failed", 0.0))
+    assert store.get_queue(PAIRS).total_tasks == 0
+    assert store.get_queue(REVIEW).total_tasks == 1  # the low score is still reviewed
+    # Nor is it a partner for a later answer: only r-good's score was recorded.
+    monitoring.answered(_answer("r-late", "Lyon."))
+    await labeling.on_feedback(_feedback("r-late", 0.0))
+    rows = await _version(labeling, PAIRS)
+    assert [(r.chosen, r.rejected) for r in rows] == [("Paris.", "Lyon.")]
+
+
+async def test_a_redelivered_score_counts_once(
+    labeling: Labeling, store: LabelingStore, monitoring: FakeMonitoring
+) -> None:
+    monitoring.answered(_answer("r1", "Paris."))
+    monitoring.answered(_answer("r2", "Lyon."))
+    await labeling.on_feedback(_feedback("r1", 0.0, feedback_id="fb-a"))
+    await labeling.on_feedback(_feedback("r1", 0.0, feedback_id="fb-a"))  # redelivered
+    await labeling.on_feedback(_feedback("r1", 1.0, feedback_id="fb-b"))
+    await labeling.on_feedback(_feedback("r2", 0.0))
+    (row,) = await _version(labeling, PAIRS)
+    # r1's mean is (0 + 1) / 2, not (0 + 0 + 1) / 3.
+    assert (row.metadata["request_id_a"], row.metadata["score_a"]) == ("r1", "0.5")
+
+
 async def test_a_labelers_choice_wins_over_the_scores(
     labeling: Labeling, store: LabelingStore, monitoring: FakeMonitoring
 ) -> None:
-    monitoring.answered(_answer("r-good", "Paris."), score=1.0)
+    monitoring.answered(_answer("r-good", "Paris."))
     monitoring.answered(_answer("r-bad", "Paris, on the Seine."))
+    await labeling.on_feedback(_feedback("r-good", 1.0))
     await labeling.on_feedback(_feedback("r-bad", 0.0))
     # Candidate A is "r-bad" (ordered by request id); the labeler prefers it despite its score.
     _label_next(store, PAIRS, "alice", "A")
@@ -308,12 +330,12 @@ async def test_pairs_off_without_a_queue(
         review_queue=REVIEW,
         review_max_score=0.5,
         inference_lookup_seconds=0,
-        rated_answers=monitoring.rated,
         pairs=PairSettings(""),
     )
     labeling.ensure_feedback_queues()
-    monitoring.answered(_answer("r1", "Paris."), score=1.0)
+    monitoring.answered(_answer("r1", "Paris."))
     monitoring.answered(_answer("r2", "Lyon."))
+    await labeling.on_feedback(_feedback("r1", 1.0))
     await labeling.on_feedback(_feedback("r2", 0.9))  # above the review threshold: nothing at all
     assert [q.name for q in store.list_queues().items] == [REVIEW]
     assert store.get_queue(REVIEW).total_tasks == 0

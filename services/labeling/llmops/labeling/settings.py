@@ -18,7 +18,7 @@ class Settings(ServiceSettings, DatabaseSettings):
     feedback_pairs_queue: str = "feedback-pairs"
     pair_min_score_gap: float = Field(0.1, gt=0, le=1)
     # At most this many pairs per feedback (the other answers with the largest score gap first),
-    # among answers given in the last pair_lookback_days.
+    # among answers rated in the pair_lookback_days before the feedback (labeling keeps the scores).
     pairs_per_feedback: int = Field(3, ge=1, le=100)
     pair_lookback_days: int = Field(30, ge=1)
     # How long to wait for the answer a piece of feedback refers to to reach monitoring.

@@ -11,7 +11,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from llmops.contracts.events import DocumentCleaned, FeedbackAccepted
 from llmops.core.artifacts import ArtifactStore
@@ -20,7 +19,7 @@ from llmops.labeling import functions, judge
 from llmops.labeling.domain import feedback
 from llmops.labeling.domain.agreement import AgreementMetric, AgreementResult, compute_agreement
 from llmops.labeling.domain.errors import AlreadyExists, InvalidArgument, InvalidLabel
-from llmops.labeling.domain.feedback import Answer, RatedAnswer
+from llmops.labeling.domain.feedback import Answer, Rating
 from llmops.labeling.domain.models import (
     DatasetVersion,
     DerivedTask,
@@ -45,14 +44,6 @@ _QUEUE_CACHE_SECONDS = 5.0
 InferenceLookup = Callable[[str], Awaitable[dict[str, str] | None]]
 
 
-class RatedAnswersLookup(Protocol):
-    """Other rated answers to ``answer``'s prompt from its registered model (monitoring's log)."""
-
-    async def __call__(
-        self, answer: Answer, *, score: float, min_score_gap: float, limit: int
-    ) -> list[RatedAnswer]: ...
-
-
 @dataclass(frozen=True)
 class PairSettings:
     """Where preference pairs from feedback go, and which answers pair up (see domain.feedback)."""
@@ -60,6 +51,8 @@ class PairSettings:
     queue: str
     min_score_gap: float = 0.1
     per_feedback: int = 3
+    # Only answers rated within this many days before the feedback pair up.
+    lookback_days: int = 30
 
 
 class Labeling:
@@ -75,7 +68,6 @@ class Labeling:
         review_queue: str,
         review_max_score: float,
         inference_lookup_seconds: float,
-        rated_answers: RatedAnswersLookup | None = None,
         pairs: PairSettings | None = None,
     ) -> None:
         self.store = store
@@ -85,9 +77,8 @@ class Labeling:
         self.review_queue = review_queue
         self.review_max_score = review_max_score
         self.inference_lookup_seconds = inference_lookup_seconds
-        # Preference pairs need both the lookup and a queue; either missing turns them off.
-        self.rated_answers = rated_answers if pairs is not None and pairs.queue else None
-        self.pairs = pairs
+        # Preference pairs need a queue (and the answer, so the inference lookup): else they are off.
+        self.pairs = pairs if pairs is not None and pairs.queue else None
         self._queues: tuple[float, list[Queue]] = (0.0, [])
 
     def ensure_feedback_queues(self) -> None:
@@ -157,36 +148,48 @@ class Labeling:
 
     async def on_feedback(self, event: FeedbackAccepted) -> None:
         """Low scores and corrections become review tasks (a correction labels its task at once);
-        two differently rated answers to one prompt become a preference task (see domain.feedback)."""
+        two differently rated answers to one prompt become a preference task (see domain.feedback).
+
+        Each score is recorded with its answer in this store, in the transaction that marks the
+        feedback handled; pairs are found in that record. So the second feedback of a pair always
+        finds the first, however close together they come (monitoring's copy of the first score may
+        still be on its way)."""
         review = event.score <= self.review_max_score or bool(event.correction)
-        if not review and self.rated_answers is None:
+        pairs = self.pairs
+        if not review and pairs is None:
             return
         row = await self._find_inference(event.request_id)
         answer = None if row is None else Answer.from_row({"request_id": event.request_id, **row})
         tasks: list[DerivedTask] = []
         if review:
             tasks.append(feedback.review_task(self.review_queue, event, answer))
-        if self.rated_answers is not None and self.pairs is not None and answer is not None and answer.prompt:
-            others = await self.rated_answers(
+        rating = None
+        # A failed request's partial text is no answer to prefer or reject.
+        if pairs is not None and answer is not None and answer.prompt and not answer.error:
+            rating = Rating(event.feedback_id, answer, event.score, event.occurred_at)
+            others = await asyncio.to_thread(
+                self.store.rated_answers,
                 answer,
                 score=event.score,
-                min_score_gap=self.pairs.min_score_gap,
-                limit=self.pairs.per_feedback,
+                min_score_gap=pairs.min_score_gap,
+                since=event.occurred_at - dt.timedelta(days=pairs.lookback_days),
+                # Some may share this answer's text and be left out: read a few more than needed.
+                limit=4 * pairs.per_feedback,
             )
             tasks.extend(
                 feedback.preference_pairs(
-                    self.pairs.queue,
+                    pairs.queue,
                     event,
                     answer,
                     others,
-                    min_score_gap=self.pairs.min_score_gap,
-                    limit=self.pairs.per_feedback,
+                    min_score_gap=pairs.min_score_gap,
+                    limit=pairs.per_feedback,
                 )
             )
-        if not tasks:
+        if not tasks and rating is None:
             return
-        # One transaction for every task and label of this feedback, with the event's handled mark.
-        results = await asyncio.to_thread(self.store.create_derived_tasks, tasks)
+        # One transaction for every task and label of this feedback, its rating and its handled mark.
+        results = await asyncio.to_thread(self.store.create_derived_tasks, tasks, rating=rating)
         created: dict[str, list[str]] = {}
         for task, (task_id, new) in zip(tasks, results, strict=True):
             if new:

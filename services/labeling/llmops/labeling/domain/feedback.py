@@ -18,6 +18,7 @@ for "model X" with the filter ``{"registered_model": "X"}``.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -56,6 +57,8 @@ class Answer:
     completion: str
     model_version: str = ""
     arm: str = ""
+    # Set when serving failed the request: its partial text is no answer to prefer or reject.
+    error: str = ""
 
     @classmethod
     def from_row(cls, row: Mapping[str, str]) -> Answer:
@@ -66,11 +69,22 @@ class Answer:
             completion=row.get("completion", ""),
             model_version=row.get("model_version", ""),
             arm=row.get("arm", ""),
+            error=row.get("error", ""),
         )
 
     @property
     def registered_model(self) -> str:
         return registered_model(self.model)
+
+
+@dataclass(frozen=True)
+class Rating:
+    """One feedback's score of an answer, as labeling records it for later pairs."""
+
+    feedback_id: str
+    answer: Answer
+    score: float
+    rated_at: dt.datetime
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ from pathlib import Path
 from llmops.labeling.store.dataset_versions import SqlDatasetVersions
 from llmops.labeling.store.labels import SqlLabels
 from llmops.labeling.store.queues import SqlQueues
+from llmops.labeling.store.ratings import SqlRatings
 from llmops.labeling.store.tables import metadata
 from llmops.labeling.store.tasks import SqlTasks
 
 
-class LabelingStore(SqlQueues, SqlTasks, SqlLabels, SqlDatasetVersions):
+class LabelingStore(SqlQueues, SqlTasks, SqlLabels, SqlDatasetVersions, SqlRatings):
     """Persistence and concurrency rules of the labeling service; opening it migrates the schema.
 
     ``sqlite:///:memory:`` gives a private in-memory database on one shared connection, for

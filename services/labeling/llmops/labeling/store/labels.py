@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from llmops.contracts.events import LabelCreated
 from llmops.core.sql import DEFAULT_PAGE_SIZE, Page, SqlStore, chunks, keyset_page, utc_now
 from llmops.labeling.domain.errors import AlreadyExists, InvalidArgument, LeaseExpired, LeaseNotFound
+from llmops.labeling.domain.feedback import Rating
 from llmops.labeling.domain.models import (
     DerivedTask,
     Label,
@@ -26,6 +27,7 @@ from llmops.labeling.domain.models import (
     TaskType,
 )
 from llmops.labeling.domain.values import decode_label_value, encode_label_value, validate_label_value
+from llmops.labeling.store.ratings import insert_rating
 from llmops.labeling.store.rows import (
     check_comment,
     check_id,
@@ -208,10 +210,15 @@ class SqlLabels(SqlStore):
                 return label_of(existing, q, task)
 
     def create_derived_tasks(
-        self, tasks: Sequence[DerivedTask], *, now: dt.datetime | None = None
+        self,
+        tasks: Sequence[DerivedTask],
+        *,
+        rating: Rating | None = None,
+        now: dt.datetime | None = None,
     ) -> list[tuple[str, bool]]:
-        """Store ``tasks`` (several queues at once) with their derived labels, in one transaction
-        that also marks the event being handled, so a crash leaves all of them or none.
+        """Store ``tasks`` (several queues at once) with their derived labels, and the feedback's
+        ``rating`` of its answer, in one transaction that also marks the event being handled, so a
+        crash leaves all of them or none.
 
         Idempotent: a task whose (queue, document_id) exists is reused, and a label its
         (source, labeler_id) already gave is kept unchanged.
@@ -230,13 +237,19 @@ class SqlLabels(SqlStore):
         with self._read() as conn:
             queues = {t.queue: queue_row(conn, t.queue) for t in tasks}
         inputs = [validate_inputs(TaskType(queues[t.queue].task_type), [t.input])[0] for t in tasks]
-        return self._retry_races(lambda: self._insert_derived(tasks, inputs, now))
+        return self._retry_races(lambda: self._insert_derived(tasks, inputs, rating, now))
 
     def _insert_derived(
-        self, tasks: Sequence[DerivedTask], inputs: Sequence[TaskInput], now: dt.datetime
+        self,
+        tasks: Sequence[DerivedTask],
+        inputs: Sequence[TaskInput],
+        rating: Rating | None,
+        now: dt.datetime,
     ) -> list[tuple[str, bool]]:
         result: list[tuple[str, bool]] = []
         with self._write() as conn:
+            if rating is not None:
+                insert_rating(conn, rating)
             for t, inp in zip(tasks, inputs, strict=True):
                 q = queue_row(conn, t.queue)
                 created = insert_tasks(conn, q.id, [inp], now)

@@ -122,6 +122,28 @@ skips_t = Table(
     UniqueConstraint("task_pk", "labeler_id", name="uq_skips_task_labeler"),
 )
 
+# Every feedback score labeling handled whose answer it found, with that answer: the record preference
+# pairs are made from. Written in the transaction that marks the feedback handled, so the feedback
+# handled next sees it (a pair no longer depends on both scores having reached monitoring first).
+answer_ratings_t = Table(
+    "answer_ratings",
+    metadata,
+    auto_id(),
+    Column("feedback_id", String(MAX_ID_CHARS), nullable=False, unique=True),
+    Column("request_id", String(MAX_ID_CHARS), nullable=False),
+    Column("registered_model", String(MAX_ID_CHARS), nullable=False),
+    # sha256 of the prompt: an index on the text itself would be as long as the prompts.
+    Column("prompt_digest", String(64), nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("completion", Text, nullable=False),
+    Column("model", String(MAX_ID_CHARS), nullable=False),
+    Column("model_version", String(MAX_ID_CHARS), nullable=False),
+    Column("arm", String(MAX_ID_CHARS), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("rated_at", UTCDateTime, nullable=False),
+    Index("ix_answer_ratings_prompt", "registered_model", "prompt_digest", "rated_at"),
+)
+
 dataset_versions_t = Table(
     "dataset_versions",
     metadata,
