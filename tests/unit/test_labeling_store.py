@@ -507,7 +507,7 @@ def test_a_store_made_by_the_release_before_migrations_keeps_its_data(tmp_path: 
         assert store.get_task("task-1", now=T0).state == TaskState.COMPLETED
     with sa.create_engine(url).connect() as conn:
         assert (
-            conn.execute(sa.text("SELECT version_num FROM alembic_version_labeling")).scalar_one() == "0002"
+            conn.execute(sa.text("SELECT version_num FROM alembic_version_labeling")).scalar_one() == "0003"
         )
 
 
