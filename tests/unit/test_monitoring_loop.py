@@ -500,6 +500,34 @@ async def test_the_judge_is_not_asked_twice_and_a_failed_call_is_asked_again(sto
     assert sorted(judge.asked) == ["???"] * 3 + ["boom"] * 4
 
 
+async def test_asked_answers_are_forgotten_once_their_ratings_had_time_to_be_stored(
+    store: AnalyticsStore,
+) -> None:
+    judge = FakeJudge()
+    lost: list[Event] = []
+
+    async def publish_lost(event: Event) -> None:  # the ratings never reach judge_scores
+        lost.append(event)
+
+    now = [1000.0]
+    live = LiveJudge(store, judge, publish_lost, clock=lambda: now[0])
+    await answers(store, 1, [None] * 3, completion="???")
+    moment = dt.datetime.now(dt.UTC)
+    window = (moment - dt.timedelta(hours=1), moment + dt.timedelta(seconds=1))
+    await live.judge(MODEL, ["bot/1"], *window, JUDGED)
+    assert live.asked() == 3 and len(lost) == 3
+    # Within the time a rating takes to be stored, the same answers are not asked about again.
+    now[0] += 300
+    await live.judge(MODEL, ["bot/1"], *window, JUDGED)
+    assert len(judge.asked) == 3 and live.asked() == 3
+    # Past it, the ids are dropped (the list the query carries stays small); ratings that were never
+    # stored are asked for again.
+    now[0] += 301
+    assert live.asked() == 0
+    await live.judge(MODEL, ["bot/1"], *window, JUDGED)
+    assert len(judge.asked) == 6 and live.asked() == 3
+
+
 async def test_a_challenger_that_loses_to_the_champion_gets_no_traffic(store: AnalyticsStore) -> None:
     p = Platform(store, policy(min_judge_win_rate=0.6))
     rng = np.random.default_rng(12)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,7 +49,11 @@ ORDER BY cityHash64(request_id)
 LIMIT {{n:UInt32}}
 """
 
-# Request ids asked about, remembered until their scores are surely stored.
+# Request ids asked about, remembered until their scores are surely stored: an answer's rating
+# reaches judge_scores through Kafka in seconds, and the query leaves out what is there. Past this age
+# (or this count) an id is forgotten; were its rating still not stored (the store away for longer),
+# the answer could be asked about again, and its second rating would replace the first.
+_ASKED_SECONDS = 600.0
 _ASKED_KEPT = 100_000
 
 
@@ -77,12 +82,29 @@ class LiveJudge:
     """Rates live answers with an LLM judge served by the platform and publishes each rating."""
 
     def __init__(
-        self, store: AnalyticsStore, judge: Judge, publish: Callable[[Event], Awaitable[None]]
+        self,
+        store: AnalyticsStore,
+        judge: Judge,
+        publish: Callable[[Event], Awaitable[None]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self._judge = judge
         self._publish = publish
-        self._asked: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._clock = clock
+        # (judge, prompt version, request id) -> when it was asked, oldest first.
+        self._asked: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+
+    def asked(self) -> int:
+        """Answers asked about whose ratings may not be stored yet (what the next query leaves out)."""
+        self._forget_old()
+        return len(self._asked)
+
+    def _forget_old(self) -> None:
+        oldest = self._clock() - _ASKED_SECONDS
+        while self._asked and (len(self._asked) > _ASKED_KEPT or next(iter(self._asked.values())) < oldest):
+            self._asked.popitem(last=False)
 
     async def judge(
         self,
@@ -96,6 +118,7 @@ class LiveJudge:
         """Rate up to ``policy.sample`` unrated answers of each of ``versions`` in [start, end)."""
         found = {}
         limit = asyncio.Semaphore(policy.concurrency)
+        self._forget_old()
         for version in versions:
             asked = [r for (j, v, r) in self._asked if (j, v) == (policy.model, policy.prompt_version)]
             parameters: dict[str, Any] = {
@@ -119,9 +142,8 @@ class LiveJudge:
         """Ask the judge about one answer and publish its rating: "scored", "abstained" or "failed"."""
         request_id, arm, prompt, completion = row
         key = (policy.model, policy.prompt_version, request_id)
-        self._asked[key] = None
-        while len(self._asked) > _ASKED_KEPT:
-            self._asked.popitem(last=False)
+        self._asked[key] = self._clock()
+        self._asked.move_to_end(key)
         question = JUDGE_PROMPTS[policy.prompt_version].format(prompt=prompt, response=completion)
         async with limit:
             try:
