@@ -41,13 +41,15 @@ class _Bus:
 
 
 class _Engine:
-    """Streams "a", "b", "c" (or fails after ``fail_after`` chunks, or stalls for ``stall`` seconds)."""
+    """Streams "a", "b", "c" (or fails after ``fail_after`` chunks, or stalls for ``stall`` seconds
+    before each chunk after the first ``stall_from``)."""
 
     max_model_len = 2048
 
-    def __init__(self, *, fail_after: int | None = None, stall: float = 0.0) -> None:
+    def __init__(self, *, fail_after: int | None = None, stall: float = 0.0, stall_from: int = 0) -> None:
         self.fail_after = fail_after
         self.stall = stall
+        self.stall_from = stall_from
 
     def format_chat(self, messages: list[dict[str, str]]) -> str:
         return "\n".join(m["content"] for m in messages)
@@ -62,7 +64,7 @@ class _Engine:
         for i, delta in enumerate("abc"):
             if self.fail_after is not None and i == self.fail_after:
                 raise GenerationError(f"request {request_id} ended with finish_reason='abort'")
-            if self.stall:
+            if self.stall and i >= self.stall_from:
                 await asyncio.sleep(self.stall)
             last = i == 2
             yield GenerationChunk(delta, last, "stop" if last else None, prompt.tokens, i + 1, now, now)  # type: ignore[arg-type]
@@ -152,8 +154,9 @@ async def test_a_dependency_that_is_away_before_routing_is_logged_as_unavailable
 
 
 async def test_a_passed_deadline_during_generation_is_logged_as_deadline_exceeded(tmp_path: Path) -> None:
-    request = GenerationRequest(model="bot", prompt="hi", deadline=time.monotonic() + 0.2)
-    raised, logged = await _serve(tmp_path, _Engine(stall=0.15), _Router(), request, timeout=0.2)
+    # "a" comes at once, then the engine stalls far past the deadline (no race with a loaded machine).
+    request = GenerationRequest(model="bot", prompt="hi", deadline=time.monotonic() + 1.0)
+    raised, logged = await _serve(tmp_path, _Engine(stall=60, stall_from=1), _Router(), request, timeout=1.0)
     assert isinstance(raised, TimeoutError)
     assert [(e.error, e.completion) for e in logged] == [("DEADLINE_EXCEEDED", "a")]
 
