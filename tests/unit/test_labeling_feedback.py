@@ -303,6 +303,25 @@ async def test_a_redelivered_score_counts_once(
     assert (row.metadata["request_id_a"], row.metadata["score_a"]) == ("r1", "0.5")
 
 
+async def test_answers_are_compared_mean_with_mean(
+    labeling: Labeling, store: LabelingStore, monitoring: FakeMonitoring
+) -> None:
+    monitoring.answered(_answer("r1", "Paris."))
+    monitoring.answered(_answer("r2", "Paris, the capital."))
+    for i in range(2):
+        await labeling.on_feedback(_feedback("r1", 0.9, feedback_id=f"fb-r1-{i}"))
+        await labeling.on_feedback(_feedback("r2", 0.9, feedback_id=f"fb-r2-{i}"))
+    # One low rating of r2, which users otherwise liked: its mean is 0.83, within 0.1 of r1's 0.9.
+    # (Its own 0.7 against r1's mean would have made r2 the rejected side.)
+    await labeling.on_feedback(_feedback("r2", 0.7, feedback_id="fb-r2-low"))
+    assert store.get_queue(PAIRS).total_tasks == 0
+    # Rated low again, r2's mean (0.75) is 0.15 below r1's: now it is the rejected side.
+    await labeling.on_feedback(_feedback("r2", 0.5, feedback_id="fb-r2-lower"))
+    (row,) = await _version(labeling, PAIRS)
+    assert (row.chosen, row.rejected) == ("Paris.", "Paris, the capital.")
+    assert (row.metadata["score_a"], row.metadata["score_b"]) == ("0.9", repr((0.9 + 0.9 + 0.7 + 0.5) / 4))
+
+
 async def test_a_labelers_choice_wins_over_the_scores(
     labeling: Labeling, store: LabelingStore, monitoring: FakeMonitoring
 ) -> None:

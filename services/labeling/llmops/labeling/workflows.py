@@ -167,10 +167,14 @@ class Labeling:
         # A failed request's partial text is no answer to prefer or reject.
         if pairs is not None and answer is not None and answer.prompt and not answer.error:
             rating = Rating(event.feedback_id, answer, event.score, event.occurred_at)
+            # This answer's mean score with this feedback's (a redelivered one counts once).
+            scores = await asyncio.to_thread(self.store.answer_scores, answer.request_id)
+            scores[event.feedback_id] = event.score
+            mean = sum(scores.values()) / len(scores)
             others = await asyncio.to_thread(
                 self.store.rated_answers,
                 answer,
-                score=event.score,
+                score=mean,
                 min_score_gap=pairs.min_score_gap,
                 since=event.occurred_at - dt.timedelta(days=pairs.lookback_days),
                 # Some may share this answer's text and be left out: read a few more than needed.
@@ -184,6 +188,7 @@ class Labeling:
                     others,
                     min_score_gap=pairs.min_score_gap,
                     limit=pairs.per_feedback,
+                    score=mean,
                 )
             )
         if not tasks and rating is None:

@@ -140,15 +140,20 @@ def preference_pairs(
     *,
     min_score_gap: float,
     limit: int,
+    score: float | None = None,
 ) -> list[DerivedTask]:
-    """Preference tasks between ``answer`` (rated ``event.score``) and ``others``.
+    """Preference tasks between ``answer`` and ``others``, each with the mean of its scores.
 
-    Only other answers to the same prompt from the same registered model, with a different text and a
-    score at least ``min_score_gap`` away, pair up; the largest gaps first, at most ``limit``. Each
+    ``score`` is ``answer``'s mean score with this feedback's (``event.score`` when it has no other),
+    so answers are compared mean with mean: one low rating of an answer users otherwise like does
+    not make it the rejected side. Only other answers to the same prompt from the same registered
+    model, with a different text and a score at least ``min_score_gap`` away, pair up; the largest
+    gaps first, at most ``limit``. Each
     pair's candidates are ordered by request id and its document id is derived from both, so the same
     two answers make one task whichever feedback finds them, and however often.
     """
-    current = RatedAnswer(answer, event.score)
+    mine = event.score if score is None else score
+    current = RatedAnswer(answer, mine)
     eligible = [
         other
         for other in others
@@ -156,9 +161,9 @@ def preference_pairs(
         and other.answer.prompt == answer.prompt
         and other.answer.registered_model == answer.registered_model
         and other.answer.completion.strip() != answer.completion.strip()
-        and abs(other.score - event.score) >= min_score_gap
+        and abs(other.score - mine) >= min_score_gap
     ]
-    eligible.sort(key=lambda o: (-abs(o.score - event.score), o.answer.request_id))
+    eligible.sort(key=lambda o: (-abs(o.score - mine), o.answer.request_id))
     tasks = []
     for other in eligible[: max(limit, 0)]:
         a, b = sorted((current, other), key=lambda r: r.answer.request_id)

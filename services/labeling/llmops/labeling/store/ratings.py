@@ -34,6 +34,12 @@ def insert_rating(conn: Connection, rating: Rating) -> None:
 class SqlRatings(SqlStore):
     """Reading the answer ratings back (they are written with the feedback's tasks, in labels.py)."""
 
+    def answer_scores(self, request_id: str) -> dict[str, float]:
+        """The recorded scores of one answer, by feedback id."""
+        with self._read() as conn:
+            rows = conn.execute(select(r.c.feedback_id, r.c.score).where(r.c.request_id == request_id)).all()
+        return {feedback_id: float(score) for feedback_id, score in rows}
+
     def rated_answers(
         self, answer: Answer, *, score: float, min_score_gap: float, since: dt.datetime, limit: int
     ) -> list[RatedAnswer]:
