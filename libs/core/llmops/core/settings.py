@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 LOOPBACK = "127.0.0.1"
 
 
+def comma_list(value: object) -> object:
+    """A setting given as ``a,b,c`` (an environment variable) as a list of its non-empty items; any
+    other value as it is (for a ``mode="before"`` field validator)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
 class PlatformSettings(BaseSettings):
     """Folders and switches shared by every process (prefix ``LLMOPS_``)."""
 
@@ -200,9 +208,7 @@ class AuthSettings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [k.strip() for k in value.split(",") if k.strip()]
-        return value
+        return comma_list(value)
 
     @model_validator(mode="after")
     def _keys_or_disabled(self) -> AuthSettings:
@@ -230,7 +236,7 @@ class PiiSettings(BaseSettings):
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
-            return [kind.strip().upper() for kind in value.split(",") if kind.strip()]
+            return [kind.upper() for kind in comma_list(value)]  # type: ignore[union-attr]
         return value
 
     @field_validator("kinds")

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from llmops.contracts.events import DriftDetected, Event
 from llmops.core.convert import copy_fields
+from llmops.core.settings import comma_list
 from llmops.monitoring.drift import (
     ALL_SIGNALS,
     EMBEDDING_SIGNAL,
@@ -42,12 +43,6 @@ log = logging.getLogger(__name__)
 
 Publish = Callable[[Event], Awaitable[None]]
 Source = Literal["schedule", "rpc"]
-
-
-def _comma_list(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
 
 
 class DriftJobSettings(BaseSettings):
@@ -99,7 +94,7 @@ class DriftJobSettings(BaseSettings):
     @field_validator("models", "signals", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
-        return _comma_list(value)
+        return comma_list(value)
 
     @field_validator("signals")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from llmops.core.settings import DatabaseSettings, ServiceSettings
+from llmops.core.settings import DatabaseSettings, ServiceSettings, comma_list
 from llmops.registry.domain.errors import InvalidArgument
 from llmops.registry.domain.gates import parse_gate
 from llmops.registry.domain.models import GateRule
@@ -35,7 +35,7 @@ class Settings(ServiceSettings, DatabaseSettings):
             text = value.strip()
             if text.startswith("["):
                 return json.loads(text)
-            return [rule.strip() for rule in text.split(",") if rule.strip()]
+            return comma_list(text)
         return value
 
     @field_validator("default_gate")
