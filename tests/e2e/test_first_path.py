@@ -24,6 +24,7 @@ from llmops.contracts.rpc.labeling.v1 import labeling_pb2, labeling_pb2_grpc
 from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
 from llmops.contracts.rpc.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from llmops.contracts.rpc.serving.v1 import serving_pb2, serving_pb2_grpc
+from llmops.core.convert import query_dicts
 from llmops.testing.platform import as_json, auth, eventually, publish_raw, running_platform
 
 pytestmark = pytest.mark.e2e
@@ -51,15 +52,7 @@ def _query(platform: LocalPlatform, sql: str, **parameters: str) -> monitoring_p
 
 
 def _rows(reply: monitoring_pb2.QueryResponse) -> list[dict]:
-    names = [c.name for c in reply.columns]
-    out = []
-    for row in reply.rows:
-        values = []
-        for v in row.values:
-            kind = v.WhichOneof("kind")
-            values.append(None if kind == "null_value" else getattr(v, kind))
-        out.append(dict(zip(names, values, strict=True)))
-    return out
+    return query_dicts(reply)
 
 
 def test_all_services_report_serving(platform: LocalPlatform) -> None:

@@ -91,9 +91,8 @@ def sql(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
 ) -> None:
     """Run read-only SQL on the analytics store (through monitoring's Query) and print the result."""
-    from google.protobuf.json_format import MessageToDict
-
     from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
+    from llmops.core.convert import query_rows
 
     parameters = {}
     for item in param or []:
@@ -111,7 +110,7 @@ def sql(
         except grpc.RpcError as exc:
             client.fail(exc)
     names = [c.name for c in reply.columns]
-    rows = [[MessageToDict(v) if v.WhichOneof("kind") else None for v in row.values] for row in reply.rows]
+    rows = query_rows(reply)
     if as_json:
         for row in rows:
             sys.stdout.write(json.dumps(dict(zip(names, row, strict=True)), default=str) + "\n")

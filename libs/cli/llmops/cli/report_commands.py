@@ -21,11 +21,10 @@ def report(
     ),
 ) -> None:
     """Write one self-contained HTML page of drift, quality, canary arms, alerts and the loop's steps."""
-    from google.protobuf.json_format import MessageToDict
-
     from llmops.cli.report import render
     from llmops.cli.report_data import fetch, parse_since
     from llmops.contracts.rpc.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
+    from llmops.core.convert import query_dicts
 
     try:
         span = parse_since(since)
@@ -48,17 +47,7 @@ def report(
                     "narrow it with --since or --model"
                 )
                 raise typer.Exit(1)
-            names = [c.name for c in reply.columns]
-            return [
-                dict(
-                    zip(
-                        names,
-                        (MessageToDict(v) if v.WhichOneof("kind") else None for v in row.values),
-                        strict=True,
-                    )
-                )
-                for row in reply.rows
-            ]
+            return query_dicts(reply)
 
         try:
             with console.status("querying monitoring"):

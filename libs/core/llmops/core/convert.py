@@ -197,3 +197,17 @@ def copy_fields(target: type[T], source: Any, /, **overrides: Any) -> T:
         elif hasattr(source, name):
             values[name] = getattr(source, name)
     return target(**values, **overrides)
+
+
+def query_rows(reply: Any) -> list[list[Any]]:
+    """The rows of a monitoring ``QueryReply`` as plain Python values (None for NULL; numbers travel
+    as doubles; arrays and maps as lists and dicts)."""
+    from google.protobuf.json_format import MessageToDict
+
+    return [[MessageToDict(v) if v.WhichOneof("kind") else None for v in row.values] for row in reply.rows]
+
+
+def query_dicts(reply: Any) -> list[dict[str, Any]]:
+    """The rows of a monitoring ``QueryReply`` as dicts by column name (see :func:`query_rows`)."""
+    names = [c.name for c in reply.columns]
+    return [dict(zip(names, row, strict=True)) for row in query_rows(reply)]

@@ -13,6 +13,7 @@ import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from llmops.cli.local import SERVICES, LocalPlatform, free_port
+from llmops.core.convert import query_rows
 from llmops.core.settings import PlatformSettings
 
 
@@ -55,12 +56,7 @@ def query_monitoring(platform: LocalPlatform, sql: str, **parameters: str) -> li
         reply = monitoring_pb2_grpc.MonitoringServiceStub(channel).Query(
             monitoring_pb2.QueryRequest(sql=sql, parameters=parameters), metadata=auth(platform), timeout=30
         )
-
-    def plain(value):  # noqa: ANN001, ANN202
-        kind = value.WhichOneof("kind")
-        return None if kind == "null_value" else getattr(value, kind)
-
-    return [[plain(v) for v in row.values] for row in reply.rows]
+    return query_rows(reply)
 
 
 async def publish_raw(
